@@ -1,0 +1,73 @@
+"""`rairl SUBCOMMAND [--config FILE.yaml] [--flags]`: parse a config, log it, run.
+
+Each sub-command lives in one module exposing `Config` (a dataclass) and `run(config)`; tests and notebooks
+call `run` directly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from rairl.config import config_dict, parse_config
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line description)
+    "demo": ("rairl.demo", "the paper's three claims end to end on the embedded default"),
+    "sft": ("rairl.trainers.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
+    "grpo": ("rairl.trainers.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
+    "airl": ("rairl.trainers.airl", "adversarial IRL: learn the reward and train the policy on it"),
+    "sample": ("rairl.inference.sampling", "N samples per question, written as JSONL"),
+    "score": ("rairl.inference.scoring", "score traces with a reward model"),
+    "rerank": ("rairl.inference.rerank", "best-of-N reranking by the learned reward"),
+    "localize": ("rairl.inference.localize", "first-error-step localisation"),
+    "eval": ("rairl.evaluation.evaluate", "greedy accuracy and pass@k with confidence intervals"),
+    "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
+}
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    return "usage: rairl COMMAND [--config FILE.yaml] [--option value ...]\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        print(f"error: unknown command {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    setup_logging()
+    try:
+        config = parse_config(module.Config, rest, prog=f"rairl {name}")
+        logging.getLogger("rairl").info("rairl %s config: %s", name, json.dumps(config_dict(config), sort_keys=True))
+        module.run(config)
+    except (ValueError, FileNotFoundError) as err:
+        # User errors (bad data, bad options) end with their message, not a stack trace; RAIRL_DEBUG=1 shows it.
+        if os.environ.get("RAIRL_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Configs as dataclasses: `--config FILE.yaml` gives the values, command-line flags override them.
+
+Every sub-command has one config dataclass (TRL style: each field documented once in `metadata["help"]`,
+which becomes `--help`). `parse_config` reads the YAML file first, rejects unknown keys with the file name,
+then lets flags override.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from transformers import HfArgumentParser
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: config file {path} not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise SystemExit(f"error: {path}: not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise SystemExit(f"error: {path}: expected a mapping of option: value, got {type(values).__name__}")
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown option(s) {unknown}; known options: {sorted(known)}")
+    return values
+
+
+def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = None) -> T:
+    """Parse `argv` into `config_cls`, with values from `--config FILE.yaml` under the flags."""
+    parser = HfArgumentParser(config_cls, prog=prog)
+    parser.add_argument("--config", default=None, help="YAML file of option: value; flags override it")
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        known = {f.name for f in dataclasses.fields(config_cls)}
+        parser.set_defaults(**load_yaml(pre.config, known))
+    (config,) = parser.parse_args_into_dataclasses(args=list(argv))[:1]
+    return config
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """The config as a plain dict (for logging the full config at the start of a run and saving it)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}

@@ -1,0 +1,99 @@
+"""Load a policy: `tiny` builds a Llama-architecture model from a config with the character tokenizer;
+anything else is a Hugging Face model id or local path, loaded through the same `from_pretrained` calls.
+
+Weights load from safetensors only, and remote code runs only when the user asks (`trust_remote_code`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from rairl.models.tokenizer import build_char_tokenizer
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ModelArgs:
+    model: str = field(default=TINY, metadata={"help": "'tiny' (built from config), a local path or a Hugging Face id"})
+    hidden_size: int = field(default=128, metadata={"help": "tiny only: width of the Llama model"})
+    num_layers: int = field(default=4, metadata={"help": "tiny only: number of decoder layers"})
+    num_heads: int = field(default=4, metadata={"help": "tiny only: attention heads"})
+    max_length: int = field(default=512, metadata={"help": "tiny only: context length (positions)"})
+    dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 | float16"})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank through peft; 0 trains all weights"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run a checkpoint's own code (off unless asked)"})
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.model == TINY and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}); "
+                "change one of them"
+            )
+
+
+def tiny_config(tokenizer, hidden_size: int, num_layers: int, num_heads: int, max_length: int) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def build_tiny(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object]:
+    tokenizer = build_char_tokenizer(model_max_length=args.max_length)
+    torch.manual_seed(seed)
+    config = tiny_config(tokenizer, args.hidden_size, args.num_layers, args.num_heads, args.max_length)
+    model = LlamaForCausalLM(config).to(_DTYPES[args.dtype])
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:  # many causal LMs ship without one; generation pads with EOS then
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object]:
+    """`(model, tokenizer)` for `args.model`; LoRA adapters are added when `args.lora_r > 0`."""
+    if args.model == TINY:
+        model, tokenizer = build_tiny(args, seed)
+    else:
+        tokenizer = load_tokenizer(args.model, args.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            args.model, dtype=_DTYPES[args.dtype], use_safetensors=True, trust_remote_code=args.trust_remote_code
+        )
+        if model.generation_config.pad_token_id is None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if args.lora_r > 0:
+        model = add_lora(model, args.lora_r, args.lora_alpha)
+    n = sum(p.numel() for p in model.parameters())
+    logger.info("policy %s: %.2fM parameters", args.model, n / 1e6)
+    return model, tokenizer
+
+
+def add_lora(model: PreTrainedModel, r: int, alpha: int) -> PreTrainedModel:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)

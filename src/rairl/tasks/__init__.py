@@ -1,0 +1,67 @@
+"""Task registry: `get_task(TaskArgs)` builds a task by name; an unknown name lists the known ones."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rairl.tasks.arith import ArithTask
+from rairl.tasks.base import Example, Task
+
+TASKS: dict[str, Callable[["TaskArgs"], Task]] = {}
+
+
+def register(name: str) -> Callable:
+    def wrap(factory: Callable[["TaskArgs"], Task]) -> Callable[["TaskArgs"], Task]:
+        TASKS[name] = factory
+        return factory
+
+    return wrap
+
+
+@dataclass
+class TaskArgs:
+    task: str = field(default="arith", metadata={"help": "task name: arith, gsm8k, countdown, mmlu_pro, medreason, jsonl"})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "file-based tasks: a .jsonl file (its stem names the split) or a folder of <split>.jsonl"},
+    )
+    question_field: str = field(default="question", metadata={"help": "jsonl task: field holding the question"})
+    trace_field: str = field(default="trace", metadata={"help": "jsonl task: field holding the expert response"})
+    answer_field: str = field(default="answer", metadata={"help": "jsonl task: field holding the final answer"})
+    min_steps: int = field(default=2, metadata={"help": "arith: fewest operations in train/test problems"})
+    max_steps: int = field(default=4, metadata={"help": "arith: most operations in train/test problems"})
+    ood_min_steps: int = field(default=5, metadata={"help": "arith: fewest operations in the OOD split"})
+    ood_max_steps: int = field(default=6, metadata={"help": "arith: most operations in the OOD split"})
+    max_operand: int = field(default=9, metadata={"help": "arith: operands are drawn from 1..max_operand"})
+    ops: str = field(default="+-*", metadata={"help": "arith: operations to draw from, a subset of '+-*/'"})
+    n_train: int = field(default=5000, metadata={"help": "arith: training problems"})
+    n_eval: int = field(default=300, metadata={"help": "arith: problems in each evaluation split"})
+    task_seed: int = field(default=0, metadata={"help": "arith: seed of the problem generator"})
+
+
+@register("arith")
+def _arith(args: TaskArgs) -> Task:
+    return ArithTask(
+        min_steps=args.min_steps,
+        max_steps=args.max_steps,
+        ood_min_steps=args.ood_min_steps,
+        ood_max_steps=args.ood_max_steps,
+        max_operand=args.max_operand,
+        ops=args.ops,
+        n_train=args.n_train,
+        n_eval=args.n_eval,
+        seed=args.task_seed,
+    )
+
+
+def get_task(args: TaskArgs) -> Task:
+    if args.task not in TASKS:
+        close = difflib.get_close_matches(args.task, TASKS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown task {args.task!r}; known tasks: {sorted(TASKS)}.{hint}")
+    return TASKS[args.task](args)
+
+
+__all__ = ["TASKS", "Example", "Task", "TaskArgs", "get_task", "register"]

@@ -1,0 +1,176 @@
+"""`arith`, the embedded default task: seeded multi-step arithmetic word problems with GSM8K-style traces.
+
+A problem starts from a value `v_0` and applies `n` operations `v_{i+1} = v_i op_i b_i`. The expert response
+writes one step per line, `v_i op_i b_i = v_{i+1}`, then `#### v_n`. Every step is machine-checkable, so any
+response, the policy's included, gets the index of its first wrong step (`first_error`).
+The in-distribution splits have `min_steps..max_steps` operations; `ood` has more (`ood_min_steps..ood_max_steps`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from rairl.tasks.answers import numbers_equal
+from rairl.tasks.base import Example, Task
+
+_NAMES = ["Ann", "Ben", "Cal", "Dee", "Eli", "Fay", "Gus", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned", "Ola", "Pat"]
+_ITEMS = ["apples", "coins", "stamps", "books", "shells", "cards", "marbles", "pens"]
+_PHRASES = {
+    "+": ["gets {b} more", "finds {b} more", "buys {b} more"],
+    "-": ["gives away {b}", "loses {b}", "sells {b}"],
+    "*": ["multiplies them by {b}", "gets {b} times as many"],
+    "/": ["splits them into {b} piles and keeps one"],
+}
+_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+_SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4}
+
+
+def apply(op: str, a: int, b: int) -> int:
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+
+
+@dataclass(frozen=True)
+class ArithProblem:
+    start: int
+    ops: tuple[tuple[str, int], ...]  # ((op, operand), ...)
+
+    def values(self) -> list[int]:
+        values = [self.start]
+        for op, b in self.ops:
+            values.append(apply(op, values[-1], b))
+        return values
+
+    def expert(self) -> str:
+        v = self.values()
+        lines = [f"{v[i]}{op}{b}={v[i + 1]}" for i, (op, b) in enumerate(self.ops)]
+        return "\n".join(lines + [f"#### {v[-1]}"])
+
+
+def _allowed_ops(value: int, b: int, ops: str, max_value: int) -> list[str]:
+    """Operations that keep the running value inside [0, max_value] (and divisions exact)."""
+    allowed = []
+    for op in ops:
+        if op == "/" and (b < 2 or value % b):
+            continue
+        if op == "*" and b < 2:
+            continue
+        if 0 <= apply(op, value, b) <= max_value:
+            allowed.append(op)
+    return allowed
+
+
+def generate_problem(rng: random.Random, n_steps: int, max_operand: int, ops: str, max_value: int) -> ArithProblem:
+    start = rng.randint(1, max_operand)
+    steps: list[tuple[str, int]] = []
+    value = start
+    while len(steps) < n_steps:
+        b = rng.randint(1, max_operand)
+        allowed = _allowed_ops(value, b, ops, max_value)
+        if not allowed:
+            continue
+        op = rng.choice(allowed)
+        steps.append((op, b))
+        value = apply(op, value, b)
+    return ArithProblem(start, tuple(steps))
+
+
+def word_problem(problem: ArithProblem, rng: random.Random) -> str:
+    name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
+    steps = ", then ".join(rng.choice(_PHRASES[op]).format(b=b) for op, b in problem.ops)
+    return f"{name} has {problem.start} {item}, {steps}. How many {item} now?"
+
+
+def check_steps(response_steps: list[str], problem: ArithProblem) -> int:
+    """0-based index of the first wrong step (the answer line counts as the last step), -1 if all are right.
+
+    Step i must read `v_i op_i b_i = v_{i+1}` with the problem's values; step n must be `#### v_n`.
+    A missing step is wrong at the index where it should stand.
+    """
+    values = problem.values()
+    for i, (op, b) in enumerate(problem.ops):
+        if i >= len(response_steps):
+            return i
+        m = _STEP_RE.match(response_steps[i])
+        if not m or (int(m[1]), m[2], int(m[3]), int(m[4])) != (values[i], op, b, values[i + 1]):
+            return i
+    n = len(problem.ops)
+    if n >= len(response_steps):
+        return n
+    answer = re.fullmatch(r"\s*####\s*(.+?)\s*", response_steps[n])
+    if not answer or not numbers_equal(answer[1], str(values[-1])) or len(response_steps) > n + 1:
+        return n
+    return -1
+
+
+class ArithTask(Task):
+    """Seeded arithmetic word problems. Splits: train, validation, test (in distribution) and ood (more steps)."""
+
+    name = "arith"
+    splits = tuple(_SPLIT_SEEDS)
+    eval_splits = ("test", "ood")
+
+    def __init__(
+        self,
+        min_steps: int = 2,
+        max_steps: int = 4,
+        ood_min_steps: int = 5,
+        ood_max_steps: int = 6,
+        max_operand: int = 9,
+        ops: str = "+-*",
+        max_value: int = 99,
+        n_train: int = 5000,
+        n_eval: int = 300,
+        seed: int = 0,
+    ):
+        if not 1 <= min_steps <= max_steps:
+            raise ValueError(f"arith: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
+        if not max_steps < ood_min_steps <= ood_max_steps:
+            raise ValueError(
+                f"arith: the OOD split must have more steps than training: got max_steps={max_steps}, "
+                f"ood_min_steps={ood_min_steps}, ood_max_steps={ood_max_steps}"
+            )
+        if bad := set(ops) - set("+-*/"):
+            raise ValueError(f"arith: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
+        self.min_steps, self.max_steps = min_steps, max_steps
+        self.ood_min_steps, self.ood_max_steps = ood_min_steps, ood_max_steps
+        self.max_operand, self.ops, self.max_value = max_operand, ops, max_value
+        self.n_train, self.n_eval, self.seed = n_train, n_eval, seed
+        self._cache: dict[str, list[Example]] = {}
+
+    def examples(self, split: str) -> list[Example]:
+        if split not in _SPLIT_SEEDS:
+            raise ValueError(f"arith: unknown split {split!r}; known splits: {sorted(_SPLIT_SEEDS)}")
+        if split not in self._cache:
+            self._cache[split] = self._generate(split)
+        return self._cache[split]
+
+    def _generate(self, split: str) -> list[Example]:
+        rng = random.Random(self.seed * 1000 + _SPLIT_SEEDS[split])
+        lo, hi = (self.ood_min_steps, self.ood_max_steps) if split == "ood" else (self.min_steps, self.max_steps)
+        # Evaluation problems never repeat a training problem (same numbers and operations).
+        seen = {ex.meta["problem"] for ex in self.examples("train")} if split != "train" else set()
+        count = self.n_train if split == "train" else self.n_eval
+        out: list[Example] = []
+        while len(out) < count:
+            problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, self.max_value)
+            if problem in seen and len(seen) < 10 * count:
+                continue
+            seen.add(problem)
+            out.append(
+                Example(
+                    id=f"arith-{split}-{len(out)}",
+                    question=word_problem(problem, rng),
+                    answer=str(problem.values()[-1]),
+                    expert=problem.expert(),
+                    meta={"problem": problem, "n_steps": len(problem.ops)},
+                )
+            )
+        return out
+
+    def is_correct(self, predicted: str | None, example: Example) -> bool:
+        return numbers_equal(predicted, example.answer)
+
+    def first_error(self, response: str, example: Example) -> int | None:
+        return check_steps(self.split_steps(response), example.meta["problem"])
