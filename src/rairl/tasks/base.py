@@ -15,6 +15,17 @@ ANSWER_MARK = "####"
 _ANSWER_RE = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
 
 
+def line_spans(response: str) -> list[tuple[int, int]]:
+    """Character spans `[start, end)` of the non-blank lines: the default step splitter (one line = one step)."""
+    spans, start = [], 0
+    for line in response.split("\n"):
+        end = start + len(line)
+        if line.strip():
+            spans.append((start, end))
+        start = end + 1
+    return spans
+
+
 @dataclass(frozen=True)
 class Example:
     """One problem. `expert` is the expert response (None for evaluation-only data without reasoning)."""
@@ -63,14 +74,8 @@ class Task(ABC):
         return self.is_correct(self.extract_answer(response), example)
 
     def step_spans(self, response: str) -> list[tuple[int, int]]:
-        """Character spans `[start, end)` of the reasoning steps: one non-blank line = one step."""
-        spans, start = [], 0
-        for line in response.split("\n"):
-            end = start + len(line)
-            if line.strip():
-                spans.append((start, end))
-            start = end + 1
-        return spans
+        """Character spans `[start, end)` of the reasoning steps (default: `line_spans`)."""
+        return line_spans(response)
 
     def split_steps(self, response: str) -> list[str]:
         return [response[a:b] for a, b in self.step_spans(response)]

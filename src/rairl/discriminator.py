@@ -1,0 +1,236 @@
+r"""The discriminator: a causal LM with a scalar head on every position, and its loss (DESIGN §1.1–1.2).
+
+Score and implicit reward, for a trace x, y_1..y_T (causal attention: s_t sees only x, y_{\le t}):
+
+    s_t = w \cdot h_t + b  \;[+\; a_1 \ell_t + a_2 \min_{k \le t} \ell_k]        D_t = \sigma(s_t)
+    v_t = \log D_t - \log(1 - D_t) = s_t      (divided by a temperature when one is set)
+
+where h_t is the backbone's last hidden state and, in the *likelihood-aware* variant, \ell_t = \log p(y_t | x, y_{<t})
+is the backbone LM's log-probability of the token actually there, read through its (frozen) LM head. This is the
+AIRL form f - \log\pi seen from the expert's side: at the optimum f = \log\pi_E, and an LM fine-tuned on the
+demonstrations approximates \log\pi_E. The running minimum (over response tokens) carries a low-likelihood token
+forward, so a step-end or outcome position "remembers" an earlier slip.
+
+Loss: binary cross-entropy with label smoothing \epsilon (targets 1-\epsilon/2 for experts, \epsilon/2 for negatives)
+on the positions the granularity mask m_t selects; each sequence's loss is the mean over its labelled positions,
+and the two classes weigh 1/2 each whatever the batch holds. Optional WGAN critic loss with a gradient penalty on
+the input embeddings (never a WGAN without Lipschitz control).
+
+Saved layout: the directory loads on its own with `AutoModelForTokenClassification.from_pretrained` (it computes
+w·h_t + b); a likelihood-aware discriminator also writes `likelihood_head.safetensors` (the LM head and a_1, a_2),
+restored by `Discriminator.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
+
+META_FILE = "rairl_discriminator.json"
+LIKELIHOOD_FILE = "likelihood_head.safetensors"
+LOSSES = ("bce", "wgan_gp")
+
+
+@dataclass
+class DiscriminatorArgs:
+    disc_model: str = field(
+        default="policy",
+        metadata={"help": "'policy' (start from the policy's weights), 'tiny' (fresh tiny model) or a causal LM path/id"},
+    )
+    disc_likelihood: bool = field(default=True, metadata={"help": "read the backbone LM's token log-probs (a·ℓ_t)"})
+    disc_hidden_size: int = field(default=128, metadata={"help": "disc_model=tiny: width"})
+    disc_num_layers: int = field(default=4, metadata={"help": "disc_model=tiny: layers"})
+    disc_num_heads: int = field(default=4, metadata={"help": "disc_model=tiny: attention heads"})
+    disc_lr: float = field(default=1e-4, metadata={"help": "discriminator backbone learning rate"})
+    disc_head_lr: float = field(default=1e-2, metadata={"help": "learning rate of the head (w, a, b): fresh weights"})
+    disc_loss: str = field(default="bce", metadata={"help": "bce | wgan_gp"})
+    disc_smoothing: float = field(default=0.1, metadata={"help": "label smoothing ε: targets 1-ε/2 and ε/2"})
+    disc_gp_weight: float = field(default=10.0, metadata={"help": "wgan_gp: weight of the gradient penalty"})
+    disc_temperature: float = field(default=1.0, metadata={"help": "reward = s_t / temperature"})
+    disc_batch_size: int = field(default=32, metadata={"help": "traces per discriminator update (half expert)"})
+    disc_max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the discriminator"})
+
+    def __post_init__(self) -> None:
+        if self.disc_loss not in LOSSES:
+            raise ValueError(f"disc_loss must be one of {LOSSES}, got {self.disc_loss!r}")
+        if not 0.0 <= self.disc_smoothing < 1.0:
+            raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
+        if self.disc_temperature <= 0:
+            raise ValueError(f"disc_temperature must be > 0, got {self.disc_temperature}")
+
+
+class Discriminator(nn.Module):
+    """Per-position scores `s` (B, T) of traces; see the module docstring for the equation."""
+
+    def __init__(self, classifier: PreTrainedModel, lm_head: nn.Module | None = None, temperature: float = 1.0):
+        super().__init__()
+        self.classifier = classifier  # *ForTokenClassification, num_labels = 1
+        self.lm_head = lm_head
+        if lm_head is not None:
+            lm_head.requires_grad_(False)  # reads log-probs in the original LM's output space
+            self.likelihood = nn.Parameter(torch.tensor([0.0, 1.0]))  # (a_1, a_2)
+        self.temperature = temperature
+
+    @property
+    def uses_likelihood(self) -> bool:
+        return self.lm_head is not None
+
+    @property
+    def config(self):
+        return self.classifier.config
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        params = list(self.classifier.score.parameters())
+        return params + ([self.likelihood] if self.uses_likelihood else [])
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scores s (B, T) in float32. `response_mask` (B, T) is needed by the likelihood-aware variant."""
+        base = getattr(self.classifier, self.classifier.base_model_prefix)
+        h = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        s = self.classifier.score(self.classifier.dropout(h)).squeeze(-1).float()  # (B, T)
+        if self.uses_likelihood:
+            if response_mask is None:
+                raise ValueError("a likelihood-aware discriminator needs response_mask")
+            ell = token_logprobs(self.lm_head, h, input_ids, response_mask)  # (B, T), 0 outside the response
+            running_min = torch.cummin(ell, dim=1).values
+            s = s + self.likelihood[0] * ell + self.likelihood[1] * running_min
+        return s
+
+    def rewards(self, scores: torch.Tensor) -> torch.Tensor:
+        """v_t = log D_t - log(1 - D_t) = s_t, over the temperature."""
+        return scores / self.temperature
+
+    # ---------------------------------------------------------------- construction and checkpoints
+    @classmethod
+    def from_causal_lm(cls, model: PreTrainedModel, likelihood: bool, temperature: float = 1.0) -> "Discriminator":
+        """A discriminator whose backbone starts from `model`'s weights (its decoder and, if asked, its LM head)."""
+        config = copy.deepcopy(model.config)
+        config.num_labels = 1
+        config.architectures = None
+        classifier = AutoModelForTokenClassification.from_config(config)
+        base = getattr(classifier, classifier.base_model_prefix)
+        missing, unexpected = base.load_state_dict(model.get_decoder().state_dict(), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"backbone weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        classifier.to(model.dtype)
+        lm_head = None
+        if likelihood:
+            source = model.get_output_embeddings()
+            lm_head = nn.Linear(source.in_features, source.out_features, bias=source.bias is not None)
+            lm_head.load_state_dict(source.state_dict())
+            lm_head.to(model.dtype)
+        return cls(classifier, lm_head, temperature)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, likelihood: bool, temperature: float = 1.0, **kwargs) -> "Discriminator":
+        """Start from a causal LM checkpoint (a path or Hugging Face id; safetensors only)."""
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **kwargs)
+        return cls.from_causal_lm(model, likelihood, temperature)
+
+    def save_pretrained(self, path: str | Path, tokenizer=None) -> None:
+        path = Path(path)
+        self.classifier.save_pretrained(path)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
+        meta = {"likelihood": self.uses_likelihood, "temperature": self.temperature}
+        (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if self.uses_likelihood:
+            tensors = {f"lm_head.{k}": v.contiguous() for k, v in self.lm_head.state_dict().items()}
+            tensors["likelihood"] = self.likelihood.detach().contiguous()
+            save_file(tensors, str(path / LIKELIHOOD_FILE))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "Discriminator":
+        path = Path(path)
+        meta_path = path / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"likelihood": False, "temperature": 1.0}
+        classifier = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True, **kwargs)
+        lm_head = None
+        if meta["likelihood"]:
+            tensors = load_file(str(path / LIKELIHOOD_FILE))
+            weight = tensors["lm_head.weight"]
+            lm_head = nn.Linear(weight.shape[1], weight.shape[0], bias="lm_head.bias" in tensors)
+            lm_head.load_state_dict({k.removeprefix("lm_head."): v for k, v in tensors.items() if k.startswith("lm_head.")})
+            lm_head.to(classifier.dtype)
+        disc = cls(classifier, lm_head, meta["temperature"])
+        if lm_head is not None:
+            disc.likelihood.data.copy_(tensors["likelihood"])
+        return disc
+
+
+def token_logprobs(lm_head: nn.Module, h: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """ℓ_t = log p(y_t | x, y_<t) on response tokens, 0 elsewhere. h: (B, T, H) -> (B, T) float32.
+
+    Only response positions go through the LM head, so a large vocabulary costs (response tokens × V), not (B × T × V).
+    """
+    ell = torch.zeros(input_ids.shape, dtype=torch.float32, device=h.device)
+    target = response_mask.clone()
+    target[:, 0] = False  # the first token has no prediction
+    rows, cols = target.nonzero(as_tuple=True)
+    if rows.numel():
+        logits = lm_head(h[rows, cols - 1]).float()  # (N, V): position t-1 predicts token t
+        ell[rows, cols] = torch.log_softmax(logits, dim=-1).gather(1, input_ids[rows, cols, None]).squeeze(1)
+    return ell
+
+
+def last_labelled(values: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+    """Each row's value at its last labelled position. (B, T) -> (B,)."""
+    assert values.shape == label_mask.shape, (values.shape, label_mask.shape)
+    cols = torch.arange(values.shape[1], device=values.device).expand_as(label_mask)
+    last = torch.where(label_mask, cols, -1).max(dim=1).values.clamp_min(0)
+    return values.gather(1, last[:, None]).squeeze(1)
+
+
+def per_sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over each row's masked positions. (B, T) -> (B,)."""
+    m = mask.to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def class_balanced(per_seq: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:
+    """½·mean over experts + ½·mean over negatives (a class absent from the batch drops out)."""
+    parts = [per_seq[sel].mean() for sel in (is_expert, ~is_expert) if sel.any()]
+    return torch.stack(parts).mean()
+
+
+def bce_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Class-balanced BCE with label smoothing on labelled positions. scores, label_mask: (B, T); is_expert: (B,)."""
+    if scores.shape != label_mask.shape or is_expert.shape != scores.shape[:1]:
+        raise ValueError(f"shapes: scores {tuple(scores.shape)}, mask {tuple(label_mask.shape)}, labels {tuple(is_expert.shape)}")
+    target = torch.where(is_expert, 1.0 - smoothing / 2, smoothing / 2).to(scores.dtype)[:, None].expand_as(scores)
+    bce = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
+    return class_balanced(per_sequence_mean(bce, label_mask), is_expert)
+
+
+def wgan_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:
+    """Critic loss E_neg[s] - E_expert[s] (per-sequence means over labelled positions)."""
+    per_seq = per_sequence_mean(scores, label_mask)
+    return per_seq[~is_expert].mean() - per_seq[is_expert].mean()
+
+
+def gradient_penalty(disc: Discriminator, batch, label_mask: torch.Tensor) -> torch.Tensor:
+    """E[(‖∇_e s̄‖ - 1)^2] with e the input embeddings and s̄ the per-sequence mean score.
+
+    Tokens are discrete, so the penalty is taken at the traces' own embeddings rather than at interpolates.
+    """
+    base = getattr(disc.classifier, disc.classifier.base_model_prefix)
+    embeds = base.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+    h = base(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state
+    s = disc.classifier.score(h).squeeze(-1).float()
+    grad = torch.autograd.grad(per_sequence_mean(s, label_mask).sum(), embeds, create_graph=True)[0]
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def accuracy(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:
+    """Per-trace correctness of the call D > 1/2 at the last labelled position. -> (B,) bool."""
+    return (last_labelled(scores, label_mask) > 0) == is_expert

@@ -1,0 +1,285 @@
+"""`rairl airl`: adversarial inverse RL with token-level GRPO (R-AIRL, DESIGN §1.4–1.5).
+
+Each step: generate G samples per prompt → update the discriminator D (`n_disc` times) on experts vs samples
+(plus perturbed experts and replay) → score the batch with the updated D → token rewards r_t (granularity mask,
+backfill, clip) → group-normalised, discounted advantages A_t = Σ_{k≥t} γ^{k-t} ã_k, shape (B, T) → TRL's
+clipped-surrogate policy loss. `AIRLTrainer` is `trl.GRPOTrainer` with one hook overridden,
+`_generate_and_score_completions`, which replaces TRL's (B,) advantages with (B, T) ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from rairl.discriminator import Discriminator, DiscriminatorArgs
+from rairl.models import ModelArgs, load_policy
+from rairl.models.factory import TINY, build_tiny
+from rairl.reward_model import RewardModel
+from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
+from rairl.rewards.granularity import GRANULARITIES
+from rairl.tasks import Example, Task, TaskArgs, get_task
+from rairl.trainers import airl_state
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, resolve_resume, save_final, set_threads
+from rairl.trainers.discriminator_update import (
+    ReplayBuffer,
+    assemble,
+    discriminator_step,
+    make_optimizer,
+    perturbed_experts,
+    rows_of,
+)
+from rairl.trainers.grpo import GRPOArgs, correctness_reward, grpo_config, policy_source, prompt_dataset
+from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
+from rairl.traces import encode_ids
+from rairl.io import atomic_dir, write_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AIRLArgs:
+    granularity: str = field(default="dense", metadata={"help": "outcome | step | interval | dense"})
+    interval: int = field(default=8, metadata={"help": "granularity=interval: a label every k tokens"})
+    gamma: float = field(default=1.0, metadata={"help": "discount γ of the token advantages"})
+    reward_clip: float = field(default=5.0, metadata={"help": "β: token rewards are clipped to [-β, β]"})
+    n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step"})
+    disc_warmup_steps: int = field(default=20, metadata={"help": "W: discriminator-only steps before the policy moves"})
+    disc_frozen: bool = field(default=False, metadata={"help": "never update D (no backward pass at all)"})
+    disc_path: str | None = field(default=None, metadata={"help": "start from this saved discriminator directory"})
+    perturbed_per_expert: int = field(default=1, metadata={"help": "perturbed expert traces per prompt as negatives"})
+    replay_size: int = field(default=0, metadata={"help": "replay buffer capacity in samples (0: off)"})
+    replay_per_step: int = field(default=16, metadata={"help": "replayed negatives per discriminator update"})
+    expert_passthrough: bool = field(default=False, metadata={"help": "append the expert trace to its group"})
+    outcome_reward_weight: float = field(default=0.0, metadata={"help": "weight of a verifier reward (0: none)"})
+    monitor_window: int = field(default=10, metadata={"help": "steps over which decoupling/saturation are judged"})
+    stop_on_warning: bool = field(default=False, metadata={"help": "stop training on a decoupling/saturation warning"})
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
+        if self.n_disc < 1 and not self.disc_frozen:
+            raise ValueError(f"n_disc must be >= 1 (or set --disc_frozen), got {self.n_disc}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+
+
+@dataclass
+class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLArgs):
+    output_dir: str = field(default="runs/airl", metadata={"help": "run folder: checkpoints, logs, final models"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "policy peak learning rate (AdamW)"})
+    train_steps: int = field(default=100, metadata={"help": "policy optimizer steps"})
+
+    def __post_init__(self) -> None:
+        for parent in (ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLArgs):
+            parent.__post_init__(self)
+        if self.expert_passthrough and (self.gradient_accumulation_steps != 1 or self.kl_coef != 0):
+            raise ValueError(
+                "expert_passthrough changes the batch size after generation: it needs gradient_accumulation_steps=1 "
+                f"and kl_coef=0 (got {self.gradient_accumulation_steps}, {self.kl_coef})"
+            )
+
+
+class AIRLTrainer(GRPOTrainer):
+    """GRPO on a learned reward: the discriminator is trained inside the generation hook."""
+
+    def __init__(self, *args, reward_model: RewardModel, task: Task, examples: dict[str, Example],
+                 airl: AIRLArgs, disc_args: DiscriminatorArgs, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reward_model, self.task, self.examples = reward_model, task, examples
+        self.airl, self.disc_args = airl, disc_args
+        self.rng = random.Random(self.args.seed)
+        self.replay = ReplayBuffer(airl.replay_size)
+        self.monitor = HealthMonitor(window=airl.monitor_window)
+        self.shared_tokenizer = reward_model.tokenizer.get_vocab() == self.processing_class.get_vocab()
+        module = reward_model.discriminator.to(self.accelerator.device)
+        if airl.disc_frozen:
+            module.requires_grad_(False).eval()
+            self.disc, self.disc_optimizer = module, None
+        else:
+            self.disc_optimizer = make_optimizer(module, disc_args)
+            # Prepared by the trainer's accelerator: under DDP its gradients are averaged across processes.
+            self.disc = self.accelerator.prepare_model(module)
+        self._verifier: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ discriminator
+    def _policy_batch(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]):
+        """The samples in the discriminator's token space, and their decoded texts."""
+        if self.shared_tokenizer:
+            return encode_ids(self.reward_model.tokenizer, prompt_ids, completion_ids, self.task.step_spans)
+        tok = self.processing_class
+        prompts = tok.batch_decode(prompt_ids, skip_special_tokens=True)
+        texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
+        return self.reward_model.encode(prompts, texts), texts
+
+    def update_discriminator(self, examples: list[Example], policy_batch) -> dict[str, float]:
+        """`n_disc` updates: experts (positives) vs the step's samples, perturbed experts and replay."""
+        unique = list({ex.id: ex for ex in examples}.values())
+        prompts, experts = [self.task.prompt(ex) for ex in unique], [ex.expert for ex in unique]
+        expert_batch = self.reward_model.encode(prompts, experts)
+        perturbed = perturbed_experts(self.reward_model, prompts, experts, self.airl.perturbed_per_expert, self.rng)
+        replayed = self.replay.sample(self.airl.replay_per_step, self.rng)
+        pad = self.reward_model.tokenizer.pad_token_id
+        parts = [("expert", expert_batch), ("policy", policy_batch), ("perturbed", perturbed)]
+        if replayed:
+            from rairl.trainers.discriminator_update import pack
+
+            parts.append(("replay", pack(replayed, pad)))
+        data = assemble(parts, pad)
+        stats: dict[str, float] = {}
+        for _ in range(self.airl.n_disc):
+            stats = discriminator_step(self.disc, self.reward_model.discriminator, self.disc_optimizer,
+                                       self.reward_model, data, self.disc_args)
+        self.replay.add(rows_of(policy_batch))
+        return stats
+
+    def warmup_discriminator(self, steps: int) -> None:
+        """W discriminator-only steps on the initial policy's samples (the policy does not move)."""
+        if steps <= 0 or self.disc_optimizer is None:
+            return
+        from tqdm.auto import tqdm
+
+        self.model.train()
+        loader = iter(self.get_train_dataloader())
+        for _ in tqdm(range(steps), desc="discriminator warm-up", disable=not self.accelerator.is_main_process):
+            try:
+                inputs = next(loader)
+            except StopIteration:
+                loader = iter(self.get_train_dataloader())
+                inputs = next(loader)
+            prompt_ids, completion_ids = self._generate([x["prompt"] for x in inputs])[:2]
+            batch, _ = self._policy_batch(prompt_ids, completion_ids)
+            stats = self.update_discriminator([self.examples[x["example_id"]] for x in inputs], batch)
+        logger.info("after warm-up: %s", {k: round(v, 3) for k, v in stats.items()})
+
+    # ------------------------------------------------------------------ the overridden hook
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._verifier = rewards[:, 0]  # (B_global,) correctness, gathered across processes
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        if not self.model.training:
+            return out
+        prompt_ids = [r[m.bool()].tolist() for r, m in zip(out["prompt_ids"], out["prompt_mask"])]
+        completion_ids = [r[m.bool()].tolist() for r, m in zip(out["completion_ids"], out["completion_mask"])]
+        examples = [self.examples[x["example_id"]] for x in inputs]
+        policy_batch, _ = self._policy_batch(prompt_ids, completion_ids)
+        stats = {} if self.disc_optimizer is None else self.update_discriminator(examples, policy_batch)
+
+        rewards = self._completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)
+        mask = out["completion_mask"].bool()
+        all_rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))
+        all_mask = self.accelerator.gather(self.accelerator.pad_across_processes(mask, dim=1))
+        correct = self._verifier.to(all_rewards.device)
+        if self.airl.outcome_reward_weight:
+            all_rewards = add_outcome_reward(all_rewards, all_mask, correct, self.airl.outcome_reward_weight)
+        advantages = group_advantages(all_rewards, all_mask, self.num_generations, self.airl.gamma,
+                                      outcome=self.airl.granularity == "outcome")  # (B_global, C_max)
+        local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
+        out["advantages"] = advantages[local, : rewards.shape[1]].to(out["completion_ids"].device)
+        stats.update(reward_correctness_stats(final_rewards(all_rewards, all_mask).cpu(), correct.cpu() > 0.5))
+        self._log_stats(stats)
+        if self.airl.expert_passthrough:
+            from rairl.trainers.passthrough import append_experts
+
+            out = append_experts(self, out, examples, all_rewards, all_mask)
+        return out
+
+    def _completion_rewards(self, policy_batch, completion_ids: list[list[int]], width: int) -> torch.Tensor:
+        """r_t on the policy's completion tokens (B, C), aligned by ids (shared tokenizer) or char offsets."""
+        token_rewards = self.reward_model.token_rewards(policy_batch)  # (B, T_disc), on CPU
+        out = torch.zeros(len(completion_ids), width)
+        for b, ids in enumerate(completion_ids):
+            cols = policy_batch.response_mask[b].nonzero().squeeze(1)
+            values = token_rewards[b, cols]
+            if not self.shared_tokenizer:
+                from rairl.traces import project_values
+
+                values = project_values(values, self.reward_model.tokenizer, policy_batch.input_ids[b, cols].tolist(),
+                                        self.processing_class, ids)
+            out[b, : len(ids)] = values[: len(ids)]
+        return out.to(self.accelerator.device)
+
+    def _log_stats(self, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            self._metrics["train"][key].append(value)
+        for warning in self.monitor.update(stats):
+            logger.warning("step %d: %s", self.state.global_step, warning)
+            if self.airl.stop_on_warning:
+                self.control.should_training_stop = True
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.accelerator.is_main_process:
+            airl_state.save(self, folder)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            airl_state.load(self, Path(checkpoint))
+
+
+def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardModel:
+    if config.disc_path:
+        disc = Discriminator.from_pretrained(config.disc_path)
+        from rairl.models import load_tokenizer
+
+        tokenizer = load_tokenizer(config.disc_path)
+    elif config.disc_model == "policy":
+        disc = Discriminator.from_causal_lm(policy, config.disc_likelihood, config.disc_temperature)
+    elif config.disc_model == TINY:
+        small = ModelArgs(hidden_size=config.disc_hidden_size, num_layers=config.disc_num_layers,
+                          num_heads=config.disc_num_heads, max_length=config.max_length)
+        backbone, tokenizer = build_tiny(small, seed=config.seed + 1)
+        disc = Discriminator.from_causal_lm(backbone, config.disc_likelihood, config.disc_temperature)
+    else:
+        disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature)
+        from rairl.models import load_tokenizer
+
+        tokenizer = load_tokenizer(config.disc_model)
+    return RewardModel(disc, tokenizer, step_spans=task.step_spans, granularity=config.granularity,
+                       interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size)
+
+
+def run(config: Config) -> dict[str, Any]:
+    set_threads(config.threads)
+    resume_from = resolve_resume(config.resume, config.output_dir)
+    task = get_task(config)
+    dataset, examples = prompt_dataset(task, config.train_split)
+    missing = [ex.id for ex in examples.values() if not ex.expert]
+    if missing:
+        raise ValueError(f"{task.name}/{config.train_split}: {len(missing)} examples have no expert trace (e.g. {missing[0]})")
+    policy, tokenizer = load_policy(config, seed=config.seed)
+    reward_model = build_reward_model(config, policy, tokenizer, task)
+    trainer = AIRLTrainer(
+        model=policy_source(policy, tokenizer, config),
+        reward_funcs=[correctness_reward(task, examples)],
+        args=grpo_config(config),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[JsonlLogCallback()],
+        reward_model=reward_model, task=task, examples=examples, airl=config, disc_args=config,
+    )
+    start = time.perf_counter()
+    if resume_from is None:
+        trainer.warmup_discriminator(config.disc_warmup_steps)
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.perf_counter() - start
+    save_final(trainer.model, tokenizer, config.output_dir)
+    if trainer.accelerator.is_main_process:
+        with atomic_dir(Path(config.output_dir, "discriminator")) as tmp:
+            reward_model.discriminator.save_pretrained(tmp, reward_model.tokenizer)
+    summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
+    write_json(Path(config.output_dir, "train_summary.json"), summary)
+    return summary

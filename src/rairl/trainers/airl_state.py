@@ -1,0 +1,39 @@
+"""What an R-AIRL checkpoint holds beside TRL's (policy, its optimizer and scheduler, RNG states): the
+discriminator, its optimizer, the replay buffer and the perturbation RNG, in `checkpoint-N/airl_state/`,
+written atomically (a temporary folder renamed into place) in safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from rairl.discriminator import Discriminator
+from rairl.io import atomic_dir
+from rairl.trainers.discriminator_update import load_optimizer, save_optimizer
+
+STATE_DIR = "airl_state"
+
+
+def save(trainer, checkpoint: Path) -> None:
+    with atomic_dir(checkpoint / STATE_DIR) as tmp:
+        trainer.reward_model.discriminator.save_pretrained(tmp / "discriminator", trainer.reward_model.tokenizer)
+        if trainer.disc_optimizer is not None:
+            save_optimizer(trainer.disc_optimizer, tmp / "disc_optimizer.safetensors")
+        save_file(trainer.replay.state_tensors(), str(tmp / "replay.safetensors"))
+        (tmp / "rng.json").write_text(json.dumps({"perturb_rng": trainer.rng.getstate()}))
+
+
+def load(trainer, checkpoint: Path) -> None:
+    folder = checkpoint / STATE_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{checkpoint}: no {STATE_DIR}/ (the discriminator's state); not an R-AIRL checkpoint")
+    saved = Discriminator.from_pretrained(folder / "discriminator")
+    trainer.reward_model.discriminator.load_state_dict(saved.state_dict())  # in place: wrappers stay valid
+    if trainer.disc_optimizer is not None:
+        load_optimizer(trainer.disc_optimizer, folder / "disc_optimizer.safetensors")
+    trainer.replay.load_state_tensors(load_file(str(folder / "replay.safetensors")))
+    version, internal, gauss = json.loads((folder / "rng.json").read_text())["perturb_rng"]
+    trainer.rng.setstate((version, tuple(internal), gauss))

@@ -1,0 +1,166 @@
+"""One discriminator update of R-AIRL (DESIGN §1.2): experts against the policy's samples of this step,
+perturbed expert traces (hard negatives) and a replay buffer of earlier samples; and the discriminator's
+optimizer state in safetensors, for checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rairl.discriminator import Discriminator, DiscriminatorArgs, accuracy, bce_loss, gradient_penalty, wgan_loss
+from rairl.reward_model import RewardModel
+from rairl.rewards.perturb import perturb
+from rairl.traces import TraceBatch, build_batch
+
+Row = tuple[list[int], list[int], list[int]]  # (prompt ids, response ids, step ends inside the response)
+
+
+def rows_of(batch: TraceBatch) -> list[Row]:
+    """Split a packed batch back into (prompt ids, response ids, step ends relative to the response)."""
+    rows = []
+    for b in range(len(batch)):
+        ids = batch.input_ids[b, batch.attention_mask[b].bool()].tolist()
+        start = int(batch.response_mask[b].nonzero()[0]) if batch.response_mask[b].any() else len(ids)
+        rows.append((ids[:start], ids[start:], [e - start for e in batch.step_ends[b]]))
+    return rows
+
+
+def pack(rows: list[Row], pad_id: int) -> TraceBatch:
+    return build_batch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], pad_id)
+
+
+class ReplayBuffer:
+    """The most recent `capacity` policy samples (as token rows), drawn uniformly as extra negatives."""
+
+    def __init__(self, capacity: int):
+        self.rows: deque[Row] = deque(maxlen=max(capacity, 0))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, rows: list[Row]) -> None:
+        if self.rows.maxlen:
+            self.rows.extend(rows)
+
+    def sample(self, k: int, rng: random.Random) -> list[Row]:
+        return rng.sample(list(self.rows), min(k, len(self.rows)))
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Flat int64 tensors (safetensors holds tensors only): lengths (N, 3) and the concatenated ids."""
+        lengths = torch.tensor([[len(p), len(r), len(e)] for p, r, e in self.rows], dtype=torch.long).reshape(-1, 3)
+        flat = [x for p, r, e in self.rows for x in (*p, *r, *e)]
+        return {"replay.lengths": lengths, "replay.ids": torch.tensor(flat, dtype=torch.long)}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.rows.clear()
+        flat, at = tensors["replay.ids"].tolist(), 0
+        for lp, lr, le in tensors["replay.lengths"].tolist():
+            p, r, e = flat[at : at + lp], flat[at + lp : at + lp + lr], flat[at + lp + lr : at + lp + lr + le]
+            self.rows.append((p, r, e))
+            at += lp + lr + le
+
+
+@dataclass
+class Negatives:
+    """What one update is made of; `kinds[b]` is 'expert', 'policy', 'perturbed' or 'replay'."""
+
+    batch: TraceBatch
+    kinds: list[str]
+
+
+def perturbed_experts(reward_model: RewardModel, prompts: list[str], experts: list[str], per_expert: int, rng: random.Random) -> TraceBatch | None:
+    pairs = [(p, perturb(e, rng).response) for p, e in zip(prompts, experts) for _ in range(per_expert)]
+    return reward_model.encode([p for p, _ in pairs], [r for _, r in pairs]) if pairs else None
+
+
+def assemble(parts: list[tuple[str, TraceBatch | None]], pad_id: int) -> Negatives:
+    rows, kinds = [], []
+    for kind, batch in parts:
+        if batch is not None and len(batch):
+            part = rows_of(batch)
+            rows += part
+            kinds += [kind] * len(part)
+    return Negatives(pack(rows, pad_id), kinds)
+
+
+def discriminator_step(
+    disc: torch.nn.Module,
+    module: Discriminator,
+    optimizer: torch.optim.Optimizer,
+    reward_model: RewardModel,
+    data: Negatives,
+    args: DiscriminatorArgs,
+) -> dict[str, float]:
+    """One gradient step on `data`; returns loss and per-kind accuracy (D > 1/2 at the last labelled position).
+
+    `disc` may be the accelerator-wrapped (DDP) module, whose backward reduces gradients across processes;
+    `module` is the same discriminator unwrapped.
+    """
+    device = next(module.parameters()).device
+    batch = data.batch.to(device)
+    is_expert = torch.tensor([k == "expert" for k in data.kinds], device=device)
+    label_mask = reward_model.label_mask(batch)
+    module.train()
+    scores = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
+    if args.disc_loss == "bce":
+        loss = bce_loss(scores, label_mask, is_expert, args.disc_smoothing)
+    else:
+        loss = wgan_loss(scores, label_mask, is_expert) + args.disc_gp_weight * gradient_penalty(module, batch, label_mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), args.disc_max_grad_norm)
+    optimizer.step()
+    correct = accuracy(scores.detach(), label_mask, is_expert).float().cpu()
+    stats = {"disc/loss": loss.item()}
+    for kind in ("expert", "policy", "perturbed", "replay"):
+        sel = torch.tensor([k == kind for k in data.kinds])
+        if sel.any():
+            stats[f"disc/acc_{kind}"] = correct[sel].mean().item()
+    return stats
+
+
+def make_optimizer(module: Discriminator, args: DiscriminatorArgs) -> torch.optim.Optimizer:
+    """AdamW with two groups: the backbone at `disc_lr`, the fresh head (w, a, b) at `disc_head_lr`."""
+    head = {id(p) for p in module.head_parameters()}
+    backbone = [p for p in module.parameters() if p.requires_grad and id(p) not in head]
+    return torch.optim.AdamW(
+        [{"params": backbone, "lr": args.disc_lr}, {"params": module.head_parameters(), "lr": args.disc_head_lr}],
+        weight_decay=0.0,
+    )
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
+    """Optimizer state as safetensors: tensors as `state.<param>.<key>`, the rest as JSON metadata."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    meta = {"param_groups": json.dumps(state["param_groups"]), "scalars": json.dumps(scalars)}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    for name, value in json.loads(meta["scalars"]).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})

@@ -1,0 +1,121 @@
+"""`rairl grpo`: the reference that uses answer labels: TRL's `GRPOTrainer` with the task's verifier reward
+r(x, y) = 1[answer(y) is correct]. Also holds the GRPO options and pieces `rairl airl` shares with it.
+
+GRPO (as TRL implements it): for G samples per prompt, A_i = (r_i - mean_g r) / (std_g r + 1e-4) on every token,
+and the clipped surrogate  min(ρ_t A_t, clip(ρ_t, 1-ε, 1+ε) A_t)  with an optional KL to the reference (β).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from rairl.io import write_json
+from rairl.models import ModelArgs, load_policy
+from rairl.tasks import Example, Task, TaskArgs, get_task
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, resolve_resume, save_final, set_threads
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GRPOArgs:
+    num_generations: int = field(default=8, metadata={"help": "group size G: samples per prompt"})
+    max_completion_length: int = field(default=64, metadata={"help": "most tokens per sample"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
+    kl_coef: float = field(default=0.0, metadata={"help": "β, weight of the KL to the reference (0: no reference copy)"})
+    clip_epsilon: float = field(default=0.2, metadata={"help": "ε of the clipped surrogate"})
+    train_split: str = field(default="train", metadata={"help": "split whose prompts are trained on"})
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (group statistics), got {self.num_generations}")
+
+
+@dataclass
+class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs):
+    output_dir: str = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs, final model"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    train_steps: int = field(default=100, metadata={"help": "optimizer steps to train for"})
+
+    def __post_init__(self) -> None:
+        ModelArgs.__post_init__(self)
+        TrainArgs.__post_init__(self)
+        GRPOArgs.__post_init__(self)
+
+
+def prompt_dataset(task: Task, split: str) -> tuple[Dataset, dict[str, Example]]:
+    """Prompts with their example id (reward functions look the example up by id), and the id → example map."""
+    examples = task.examples(split)
+    rows = [{"prompt": task.prompt(ex), "example_id": ex.id} for ex in examples]
+    return Dataset.from_list(rows), {ex.id: ex for ex in examples}
+
+
+def correctness_reward(task: Task, examples: dict[str, Example]) -> Callable[..., list[float]]:
+    """A TRL reward function: 1.0 if the completion's final answer verifies, else 0.0."""
+
+    def correctness(prompts, completions, example_id, **kwargs) -> list[float]:
+        return [float(task.verify(c, examples[i])) for c, i in zip(completions, example_id, strict=True)]
+
+    return correctness
+
+
+def grpo_config(config: Any, **overrides: Any) -> GRPOConfig:
+    """TRL `GRPOConfig` from our options (TrainArgs + GRPOArgs)."""
+    kwargs = config.trainer_kwargs()
+    kwargs.update(
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        beta=config.kl_coef,
+        epsilon=config.clip_epsilon,
+        disable_dropout=True,
+        remove_unused_columns=False,
+        shuffle_dataset=True,
+    )
+    kwargs.update(overrides)
+    return GRPOConfig(**kwargs)
+
+
+def policy_source(model, tokenizer, config: Any) -> Any:
+    """With a KL term TRL loads a reference copy from the model's path; a tiny model built in memory is
+    saved first so that the path exists. Without KL (β = 0) the model object itself is used: no copy."""
+    if config.kl_coef == 0 or model.config._name_or_path:
+        return model
+    path = Path(config.output_dir, "initial_policy")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    model.config._name_or_path = str(path)
+    return model
+
+
+def run(config: Config) -> dict[str, Any]:
+    set_threads(config.threads)
+    resume_from = resolve_resume(config.resume, config.output_dir)
+    task = get_task(config)
+    dataset, examples = prompt_dataset(task, config.train_split)
+    model, tokenizer = load_policy(config, seed=config.seed)
+    trainer = GRPOTrainer(
+        model=policy_source(model, tokenizer, config),
+        reward_funcs=[correctness_reward(task, examples)],
+        args=grpo_config(config),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[JsonlLogCallback()],
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.perf_counter() - start
+    save_final(trainer.model, tokenizer, config.output_dir)
+    summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
+    write_json(Path(config.output_dir, "train_summary.json"), summary)
+    return summary

@@ -1,0 +1,65 @@
+"""Expert passthrough (DESIGN §1.5): the expert trace of each prompt joins its group as one more training
+sample. Its advantage uses the group's statistics over the policy's G samples,
+ã_t = (r_t − μ_g) / (σ_g + 1e-4), then the same discounted sum (or ã_T for outcome granularity).
+"""
+
+from __future__ import annotations
+
+import torch
+from trl.trainer.utils import pad
+
+from rairl.rewards.advantages import STD_EPS, discounted_returns, final_rewards, outcome_advantages
+from rairl.tasks import Example
+
+
+def group_stats(all_rewards: torch.Tensor, all_mask: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ_g, σ_g per group of consecutive rows. -> (B/G,), (B/G,)"""
+    final = final_rewards(all_rewards, all_mask).view(-1, group_size)
+    return final.mean(1), final.std(1)
+
+
+def append_experts(trainer, out: dict, examples: list[Example], all_rewards: torch.Tensor, all_mask: torch.Tensor) -> dict:
+    """Append one expert row per group that starts in this process's slice of the batch."""
+    for key in ("old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"):
+        if key in out:
+            raise ValueError(
+                f"expert_passthrough does not support batches carrying {key!r}; use kl_coef=0, "
+                "gradient_accumulation_steps=1 and no vLLM"
+            )
+    G, n = trainer.num_generations, len(examples)
+    first = trainer.accelerator.process_index * n
+    rows = [i for i in range(n) if (first + i) % G == 0]
+    if not rows:
+        return out
+    mu, sigma = group_stats(all_rewards, all_mask, G)
+    groups = torch.tensor([(first + i) // G for i in rows])
+    tok, device = trainer.processing_class, out["completion_ids"].device
+    experts = [examples[i].expert for i in rows]
+    ids = [tok(e, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for e in experts]
+    prompt_ids = [out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist() for i in rows]
+    batch, _ = trainer._policy_batch(prompt_ids, ids)
+    rewards = trainer._completion_rewards(batch, ids, max(len(x) for x in ids)).cpu()  # (E, C_e)
+    mask = pad([torch.ones(len(x), dtype=torch.bool) for x in ids], padding_value=False, padding_side="right")
+    normalised = torch.where(mask, (rewards - mu[groups, None]) / (sigma[groups, None] + STD_EPS), 0.0)
+    if trainer.airl.granularity == "outcome":
+        advantages = outcome_advantages(normalised, mask)
+    else:
+        advantages = discounted_returns(normalised, mask, trainer.airl.gamma)
+
+    def cat_right(old: torch.Tensor, new: list[torch.Tensor], value) -> torch.Tensor:
+        rows_ = [r for r in old] + [x.to(old.dtype).to(device) for x in new]
+        return pad(rows_, padding_value=value, padding_side="right")
+
+    def cat_left(old: torch.Tensor, new: list[torch.Tensor], value) -> torch.Tensor:
+        rows_ = [r for r in old] + [x.to(old.dtype).to(device) for x in new]
+        return pad(rows_, padding_value=value, padding_side="left")
+
+    out = dict(out)
+    out["prompt_ids"] = cat_left(out["prompt_ids"], [torch.tensor(p) for p in prompt_ids], tok.pad_token_id)
+    out["prompt_mask"] = cat_left(out["prompt_mask"], [torch.ones(len(p)) for p in prompt_ids], 0)
+    out["completion_ids"] = cat_right(out["completion_ids"], [torch.tensor(x) for x in ids], tok.pad_token_id)
+    out["completion_mask"] = cat_right(out["completion_mask"], [torch.ones(len(x)) for x in ids], 0)
+    out["advantages"] = cat_right(out["advantages"], [a[: len(x)] for a, x in zip(advantages, ids)], 0.0)
+    added = torch.tensor(sum(len(x) for x in ids), device=device)
+    out["num_items_in_batch"] = out["num_items_in_batch"] + trainer.accelerator.gather(added).sum()
+    return out
