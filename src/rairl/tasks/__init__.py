@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 
 from rairl.tasks.arith import ArithTask
 from rairl.tasks.base import Example, Task
+from rairl.tasks.countdown import CountdownTask
+from rairl.tasks.gsm8k import GSM8KTask
+from rairl.tasks.jsonl import JsonlTask
+from rairl.tasks.medreason import MedReasonTask
+from rairl.tasks.mmlu_pro import MMLUProTask
 
 TASKS: dict[str, Callable[["TaskArgs"], Task]] = {}
 
@@ -28,7 +33,9 @@ class TaskArgs:
         metadata={"help": "file-based tasks: a .jsonl file (its stem names the split) or a folder of <split>.jsonl"},
     )
     question_field: str = field(default="question", metadata={"help": "jsonl task: field holding the question"})
-    trace_field: str = field(default="trace", metadata={"help": "jsonl task: field holding the expert response"})
+    trace_field: str = field(
+        default="trace", metadata={"help": "jsonl task: field holding the expert response (optional per row)"}
+    )
     answer_field: str = field(default="answer", metadata={"help": "jsonl task: field holding the final answer"})
     min_steps: int = field(default=2, metadata={"help": "arith: fewest operations in train/test problems"})
     max_steps: int = field(default=4, metadata={"help": "arith: most operations in train/test problems"})
@@ -53,6 +60,33 @@ def _arith(args: TaskArgs) -> Task:
         n_train=args.n_train,
         n_eval=args.n_eval,
         seed=args.task_seed,
+    )
+
+
+@register("gsm8k")
+def _gsm8k(args: TaskArgs) -> Task:
+    return GSM8KTask(args.data)
+
+
+@register("countdown")
+def _countdown(args: TaskArgs) -> Task:
+    return CountdownTask(args.data)
+
+
+@register("mmlu_pro")
+def _mmlu_pro(args: TaskArgs) -> Task:
+    return MMLUProTask(args.data)
+
+
+@register("medreason")
+def _medreason(args: TaskArgs) -> Task:
+    return MedReasonTask(args.data)
+
+
+@register("jsonl")
+def _jsonl(args: TaskArgs) -> Task:
+    return JsonlTask(
+        args.data, question_field=args.question_field, trace_field=args.trace_field, answer_field=args.answer_field
     )
 
 

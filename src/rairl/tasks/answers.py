@@ -48,8 +48,9 @@ def choice_equal(predicted: str | None, gold_letter: str, options: list[str]) ->
     if predicted is None:
         return False
     text = predicted.strip()
-    letter = re.fullmatch(r"\(?([A-Za-z])\)?[.:]?(\s.*)?", text)
-    if letter and len(text) <= 3 or (letter and text[1:3] in {". ", ") ", ": "}):
+    # A bare letter ("B", "(B)", "B.") or a lettered option ("B. text", "(B) text", "B) text", "B: text").
+    letter = re.fullmatch(r"\(?([A-Za-z])\)?[.:]?", text) or re.match(r"\(?([A-Za-z])[.):]\s", text)
+    if letter:
         return letter.group(1).upper() == gold_letter.upper()
     index = ord(gold_letter.upper()) - ord("A")
     if 0 <= index < len(options):

@@ -25,6 +25,7 @@ _PHRASES = {
 }
 _STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4}
+_DISJOINT_FROM = {"train": (), "validation": ("train",), "test": ("train", "validation"), "ood": ("train",)}
 
 
 def apply(op: str, a: int, b: int) -> int:
@@ -149,13 +150,21 @@ class ArithTask(Task):
     def _generate(self, split: str) -> list[Example]:
         rng = random.Random(self.seed * 1000 + _SPLIT_SEEDS[split])
         lo, hi = (self.ood_min_steps, self.ood_max_steps) if split == "ood" else (self.min_steps, self.max_steps)
-        # Evaluation problems never repeat a training problem (same numbers and operations).
-        seen = {ex.meta["problem"] for ex in self.examples("train")} if split != "train" else set()
+        # Problems (numbers and operations) are distinct within a split, and an evaluation split never repeats
+        # a problem of the splits it is compared against (_DISJOINT_FROM): no train/test or validation/test overlap.
+        seen = {ex.meta["problem"] for other in _DISJOINT_FROM[split] for ex in self.examples(other)}
         count = self.n_train if split == "train" else self.n_eval
         out: list[Example] = []
+        attempts = 0
         while len(out) < count:
             problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, self.max_value)
-            if problem in seen and len(seen) < 10 * count:
+            attempts += 1
+            if problem in seen:
+                if attempts > 100 * count:
+                    raise ValueError(
+                        f"arith: found only {len(out)} of {count} distinct {split} problems not in "
+                        f"{list(_DISJOINT_FROM[split])}; raise max_operand or max_steps, or lower n_train/n_eval"
+                    )
                 continue
             seen.add(problem)
             out.append(
