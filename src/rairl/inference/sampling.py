@@ -1,0 +1,269 @@
+"""`rairl sample`: N responses per question from a policy, written as JSONL with answer, verdict and first error.
+
+Sampling draws `y ~ π_θ(· | x)` token by token from `softmax(logits / temperature)`, optionally restricted to
+the nucleus of mass `top_p`; no top-k cut or repetition penalty is applied, whatever the checkpoint's
+generation config says (the library's default top-k of 50 would bias pass@k).
+`greedy` takes `argmax` instead. Prompts are batched longest first with LEFT padding, so every prompt's last
+token sits at the same position and generation continues from it; results come back in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import set_seed
+
+from rairl.io import write_jsonl
+from rairl.models import ModelArgs, load_policy
+from rairl.tasks import Example, Task, TaskArgs, get_task
+
+logger = logging.getLogger(__name__)
+
+
+def _check_lengths(lengths: list[int], model, max_new_tokens: int, ids: Sequence[str]) -> None:
+    """A prompt plus `max_new_tokens` must fit the model's positions; say which prompt does not."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is None:
+        return
+    room = context - max_new_tokens
+    for i, length in enumerate(lengths):
+        if length > room:
+            raise ValueError(
+                f"prompt of example {ids[i]!r} has {length} tokens, but the model's context is {context} positions "
+                f"and max_new_tokens={max_new_tokens} leaves room for {room}; lower max_new_tokens, shorten the "
+                "prompt, or use a model with a longer context"
+            )
+
+
+def _cut_at_eos(ids: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
+    """The tokens before the first EOS, and whether an EOS was found."""
+    for j, token in enumerate(ids):
+        if token in eos_ids:
+            return ids[:j], True
+    return ids, False
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    if tokenizer.eos_token_id is not None:
+        eos.append(tokenizer.eos_token_id)
+    if not eos:
+        raise ValueError("the tokenizer and the model's generation config define no EOS token; set eos_token")
+    return set(eos)
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    n: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    greedy: bool = False,
+    progress: bool = True,
+    ids: Sequence[str] | None = None,
+) -> list[list[str]]:
+    """`n` responses to each prompt, `result[i][j]` = sample j of `prompts[i]` (input order).
+
+    Responses are decoded without the prompt and without special tokens, cut at the first EOS.
+    `batch_size` counts generated sequences per `model.generate` call (prompts per call = batch_size // n,
+    at least 1). `ids` name the prompts in error messages (default: their indices).
+    A prompt longer than `max_position_embeddings - max_new_tokens` raises ValueError.
+    """
+    if n < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"n, batch_size and max_new_tokens must be >= 1, got {n}, {batch_size}, {max_new_tokens}")
+    if greedy and n != 1:
+        raise ValueError(f"greedy decoding gives one response per prompt: use n=1 (got n={n}) or sample")
+    if not greedy and (temperature <= 0 or not 0 < top_p <= 1):
+        raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    ids = [str(i) for i in range(len(prompts))] if ids is None else list(ids)
+    if len(ids) != len(prompts):
+        raise ValueError(f"got {len(ids)} ids for {len(prompts)} prompts")
+    if not prompts:
+        return []
+
+    lengths = [len(x) for x in tokenizer(list(prompts))["input_ids"]]
+    _check_lengths(lengths, model, max_new_tokens, ids)
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # longest first: memory errors show at once
+    per_call = max(1, batch_size // n)
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
+    device = next(model.parameters()).device
+    # Set every sampling knob explicitly: a checkpoint's generation_config (top_k 50, a repetition penalty)
+    # would otherwise reshape the distribution that pass@k assumes.
+    options: dict[str, Any] = (
+        {"do_sample": False, "repetition_penalty": 1.0}
+        if greedy
+        else {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0, "repetition_penalty": 1.0}
+    )
+
+    results: list[list[str]] = [[] for _ in prompts]
+    truncated = 0
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    try:
+        with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress) as bar:
+            for start in range(0, len(order), per_call):
+                chunk = order[start : start + per_call]
+                batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
+                out = model.generate(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    max_new_tokens=max_new_tokens,
+                    use_cache=True,
+                    pad_token_id=pad_id,
+                    eos_token_id=sorted(eos_ids),
+                    num_return_sequences=n,
+                    **options,
+                )  # (len(chunk) * n, prompt_len + new), sequences of one prompt are adjacent
+                new = out[:, batch["input_ids"].shape[1] :].tolist()
+                for row, tokens in enumerate(new):
+                    kept, stopped = _cut_at_eos(tokens, eos_ids)
+                    truncated += not stopped
+                    results[chunk[row // n]].append(tokenizer.decode(kept, skip_special_tokens=True))
+                bar.update(len(chunk))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    if truncated:
+        logger.warning(
+            "%d of %d responses hit max_new_tokens=%d before EOS (truncated); raise max_new_tokens if answers are cut",
+            truncated,
+            len(prompts) * n,
+            max_new_tokens,
+        )
+    return results
+
+
+def sample_rows(
+    model,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    n: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    greedy: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per (example, sample), grouped by example in input order, samples `0..n-1` within each.
+
+    Row: `id, sample, question, prompt, response, answer` (extracted, or None), `gold, correct,
+    first_error` (the task's first wrong step, -1 if none, None where the task cannot check steps).
+    """
+    prompts = [task.prompt(ex) for ex in examples]
+    responses = generate(
+        model,
+        tokenizer,
+        prompts,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        greedy=greedy,
+        progress=progress,
+        ids=[ex.id for ex in examples],
+    )
+    rows = []
+    for ex, prompt, group in zip(examples, prompts, responses):
+        for j, response in enumerate(group):
+            answer = task.extract_answer(response)
+            rows.append(
+                {
+                    "id": ex.id,
+                    "sample": j,
+                    "question": ex.question,
+                    "prompt": prompt,
+                    "response": response,
+                    "answer": answer,
+                    "gold": ex.answer,
+                    "correct": bool(task.is_correct(answer, ex)),
+                    "first_error": task.first_error(response, ex),
+                }
+            )
+    return rows
+
+
+def load_for_inference(args: ModelArgs, seed: int = 0) -> tuple[Any, Any]:
+    """`load_policy`, in eval mode, on the GPU when there is one."""
+    model, tokenizer = load_policy(args, seed=seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+def select_examples(task: Task, split: str, limit: int) -> list[Example]:
+    """The first `limit` examples of `split` (all when `limit` is 0)."""
+    examples = task.examples(split)
+    return list(examples[:limit] if limit else examples)
+
+
+@dataclass
+class Config(TaskArgs, ModelArgs):
+    split: str = field(default="test", metadata={"help": "split of the task to sample from"})
+    n: int = field(default=8, metadata={"help": "samples per question"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
+    greedy: bool = field(default=False, metadata={"help": "greedy decoding instead of sampling (needs n=1)"})
+    max_new_tokens: int = field(
+        default=64, metadata={"help": "most tokens per response (arith OOD experts need up to 55)"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "sequences per generate call"})
+    limit: int = field(default=0, metadata={"help": "number of questions (0 = the whole split)"})
+    seed: int = field(default=0, metadata={"help": "seed of sampling (and of a tiny model's init)"})
+    output: str = field(default="runs/samples.jsonl", metadata={"help": "JSONL file to write"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.limit < 0:
+            raise ValueError(
+                f"need n >= 1, max_new_tokens >= 1, batch_size >= 1 and limit >= 0; got n={self.n}, "
+                f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}, limit={self.limit}"
+            )
+        if self.greedy and self.n != 1:
+            raise ValueError(f"greedy decoding gives one response per question: pass --n 1 (got n={self.n})")
+        if not self.greedy and (self.temperature <= 0 or not 0 < self.top_p <= 1):
+            raise ValueError(
+                f"sampling needs temperature > 0 and 0 < top_p <= 1, got temperature={self.temperature}, "
+                f"top_p={self.top_p}; for argmax decoding pass --greedy"
+            )
+
+
+def run(config: Config) -> list[dict[str, Any]]:
+    set_seed(config.seed)
+    task = get_task(config)
+    examples = select_examples(task, config.split, config.limit)
+    model, tokenizer = load_for_inference(config, seed=config.seed)
+    rows = sample_rows(
+        model,
+        tokenizer,
+        task,
+        examples,
+        n=config.n,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        greedy=config.greedy,
+    )
+    write_jsonl(Path(config.output), rows)
+    accuracy = sum(r["correct"] for r in rows) / max(1, len(rows))
+    logger.info(
+        "wrote %d samples of %d questions to %s (accuracy %.3f)", len(rows), len(examples), config.output, accuracy
+    )
+    return rows
