@@ -1,0 +1,32 @@
+"""Reward math of R-AIRL (granularity masks, backfill, clip, token-level GRPO advantages) and the perturbation
+registry that makes hard negatives and labelled errors."""
+
+from rairl.rewards.advantages import (
+    add_outcome_reward,
+    discounted_returns,
+    final_rewards,
+    group_advantages,
+    group_normalise,
+    outcome_advantages,
+)
+from rairl.rewards.backfill import backfill, clip
+from rairl.rewards.granularity import GRANULARITIES, granularity_mask, last_response_index, step_end_tokens
+from rairl.rewards.perturb import PERTURBATIONS, Perturbed, perturb
+
+__all__ = [
+    "GRANULARITIES",
+    "PERTURBATIONS",
+    "Perturbed",
+    "add_outcome_reward",
+    "backfill",
+    "clip",
+    "discounted_returns",
+    "final_rewards",
+    "granularity_mask",
+    "group_advantages",
+    "group_normalise",
+    "last_response_index",
+    "outcome_advantages",
+    "perturb",
+    "step_end_tokens",
+]

@@ -1,0 +1,149 @@
+"""Granularity masks: which response tokens carry a discriminator value (DESIGN §1.3).
+
+`m_t ∈ {0, 1}` marks the supervision points inside the response:
+
+    outcome   m_t = 1  iff  t = T                    (the last response token)
+    step      m_t = 1  iff  t ∈ step_ends  or  t = T  (the last token of each reasoning step)
+    interval  m_t = 1  iff  (n_t mod k = 0)  or  t = T, n_t = 1-based index of t among the response tokens
+    dense     m_t = 1  for every response token
+
+Tensors are `(B, T)` over the columns of a packed batch: the response of row `b` may start at any column
+(prompt + response with left or right padding), and `response_mask[b, t]` is True exactly on its tokens.
+A row without response tokens gets an empty mask.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+MaskBuilder = Callable[[Tensor, list[list[int]] | None, int], Tensor]
+GRANULARITIES: dict[str, MaskBuilder] = {}
+
+
+def register(name: str) -> Callable[[MaskBuilder], MaskBuilder]:
+    def wrap(builder: MaskBuilder) -> MaskBuilder:
+        GRANULARITIES[name] = builder
+        return builder
+
+    return wrap
+
+
+def check_token_tensors(response_mask: Tensor, **tensors: Tensor) -> None:
+    """Shape contract of every function in `rairl.rewards`: a bool `(B, T)` response mask, others `(B, T)` too."""
+    if response_mask.dim() != 2 or response_mask.dtype != torch.bool:
+        raise ValueError(
+            f"response_mask must be a bool tensor of shape (B, T); got dtype {response_mask.dtype}, "
+            f"shape {tuple(response_mask.shape)}"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != response_mask.shape:
+            raise ValueError(
+                f"{name} must have the shape of response_mask (B, T) = {tuple(response_mask.shape)}; "
+                f"got {tuple(tensor.shape)}"
+            )
+
+
+def last_response_index(response_mask: Tensor) -> Tensor:
+    """`(B,)` column of each row's last response token, -1 for a row without response tokens."""
+    check_token_tensors(response_mask)
+    columns = torch.arange(response_mask.shape[1], device=response_mask.device)
+    return torch.where(response_mask, columns, -1).amax(dim=1)  # (B,)
+
+
+def _with_last(mask: Tensor, response_mask: Tensor) -> Tensor:
+    """`mask` plus the last response token of every non-empty row."""
+    last = last_response_index(response_mask)  # (B,)
+    rows = torch.nonzero(last >= 0).squeeze(1)
+    out = mask.clone()
+    out[rows, last[rows]] = True
+    return out
+
+
+@register("outcome")
+def _outcome(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> Tensor:
+    return _with_last(torch.zeros_like(response_mask), response_mask)
+
+
+@register("step")
+def _step(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> Tensor:
+    B, T = response_mask.shape
+    if step_ends is None:
+        raise ValueError("granularity 'step' needs step_ends (one list of step-end columns per row); got None")
+    if len(step_ends) != B:
+        raise ValueError(f"step_ends must have one list per row: got {len(step_ends)} lists for B={B} rows")
+    rows = [b for b, ends in enumerate(step_ends) for _ in ends]
+    cols = [t for ends in step_ends for t in ends]
+    in_range = [0 <= t < T for t in cols]
+    outside = [not ok for ok in in_range] if not all(in_range) else (~response_mask[rows, cols]).tolist()
+    if any(outside):
+        b, t = rows[outside.index(True)], cols[outside.index(True)]
+        raise ValueError(
+            f"step end column {t} of row {b} is not a response token (T={T}); step_ends must be "
+            f"absolute columns of the (B, T) batch, i.e. token index in the response + its first column"
+        )
+    mask = torch.zeros_like(response_mask)
+    mask[rows, cols] = True
+    return _with_last(mask, response_mask)
+
+
+@register("interval")
+def _interval(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> Tensor:
+    if k < 1:
+        raise ValueError(f"granularity 'interval' needs k >= 1; got k={k}")
+    ordinal = torch.cumsum(response_mask.long(), dim=1)  # (B, T): n_t, 1-based among response tokens
+    return _with_last(response_mask & (ordinal % k == 0), response_mask)
+
+
+@register("dense")
+def _dense(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> Tensor:
+    return response_mask.clone()
+
+
+def granularity_mask(
+    name: str, response_mask: Tensor, step_ends: list[list[int]] | None = None, k: int = 8
+) -> Tensor:
+    """Bool `(B, T)` supervision mask `m` of granularity `name` (see the module docstring).
+
+    `step_ends[b]` holds absolute columns (0..T-1) of the last token of each step of row `b` (only `step` reads
+    it; see `step_end_tokens`); `k` is the spacing of `interval`. The mask is always inside the response.
+    """
+    if name not in GRANULARITIES:
+        close = difflib.get_close_matches(name, GRANULARITIES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown granularity {name!r}; known granularities: {sorted(GRANULARITIES)}.{hint}")
+    check_token_tensors(response_mask)
+    return GRANULARITIES[name](response_mask, step_ends, k)
+
+
+def step_end_tokens(step_char_spans: Sequence[tuple[int, int]], token_offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Index of the token holding the last character of each step.
+
+    `step_char_spans`: `[start, end)` character spans of the steps in the response (`Task.step_spans`).
+    `token_offsets`: per response token, its `[start, end)` characters in the same response text (a tokenizer's
+    `offset_mapping`), in order. The result indexes `token_offsets` (add the column of the first response token
+    to get `step_ends` for `granularity_mask`).
+
+    A step that ends inside a token maps to that token (tokens may straddle step boundaries). The rule used is
+    "the last token that starts before the step's end", which is the token holding character `end - 1`, and
+    still gives the nearest preceding token when a tokenizer's offsets leave that character uncovered (dropped
+    whitespace); tokens with empty offsets (special tokens) are skipped. A step covered by no token at all
+    raises ValueError.
+    """
+    kept = [(i, s, e) for i, (s, e) in enumerate(token_offsets) if e > s]
+    starts = [s for _, s, _ in kept]
+    if any(a > b for a, b in zip(starts, starts[1:])):
+        raise ValueError("token_offsets must be in text order (non-decreasing starts)")
+    ends = []
+    for start, end in step_char_spans:
+        if end <= start:
+            raise ValueError(f"empty step span ({start}, {end})")
+        j = bisect.bisect_left(starts, end) - 1  # last kept token with start < end
+        if j < 0 or kept[j][2] <= start:
+            raise ValueError(f"step span ({start}, {end}) is covered by no token; token offsets: {list(token_offsets)}")
+        ends.append(kept[j][0])
+    return ends
