@@ -3,23 +3,216 @@
 Token rewards follow DESIGN §1.3: values v_t = s_t / temperature on the positions of the granularity mask m_t,
 backfilled to every response token, r_t = v_{t'} with t' = min{k >= t : m_k = 1}, then clipped to [-β, β].
 Scoring runs without gradient on length-sorted mini-batches (little padding), results in input order.
+
+Scoring API (DESIGN §2.1): one forward pass gives three views (`TraceScores`, `rairl.rewards.aggregation`):
+`score_tokens` the backfilled token rewards r_t (for the `dense` granularity, r_t = v_t, the reward of the prefix
+ending at token t), `score_steps` one value per step (r at its last token, or its minimum), `score_trace` one
+number per trace by an aggregation (mean | min | last | sum | discounted | answer_span). Texts are tokenised by the
+reward model's tokenizer, EOS appended as a finished sample carries it; `score_ids` scores token ids as they are
+(same tokenizer) or through character offsets (a policy with another tokenizer: its tokens get the reward of the
+reward-model token holding their last character). `as_reward_func` plugs the reward into `trl.GRPOTrainer`.
+The API lives in `TraceScorer` over any per-token value; `rairl.inference.likelihood` reuses it for log-probs.
 """
 
 from __future__ import annotations
 
+import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from rairl.discriminator import Discriminator
+from rairl.rewards.aggregation import (
+    AGGREGATIONS,
+    TraceScores,
+    answer_token_mask,
+    check_names,
+    trace_views,
+)
 from rairl.rewards.backfill import backfill, clip
-from rairl.rewards.granularity import granularity_mask
+from rairl.rewards.granularity import GRANULARITIES, granularity_mask
 from rairl.tasks.base import line_spans
-from rairl.traces import Span, TraceBatch, encode_texts
+from rairl.traces import Span, TraceBatch, encode_ids, encode_texts, project_values, token_offsets
+
+SETTINGS_FILE = "rairl_reward.json"  # granularity, interval, clip: how token rewards are read from the scores
+SETTINGS = ("granularity", "interval", "clip_beta", "max_length")
 
 
-class RewardModel:
+
+def forward_sorted(
+    fn: Callable[[TraceBatch], torch.Tensor], batch: TraceBatch, batch_size: int, device: torch.device | str
+) -> torch.Tensor:
+    """`fn` (a (b, t) -> (b, t) scorer) over `batch` in length-sorted mini-batches, without gradient.
+
+    Longest first, so padding stays small and an out-of-memory error shows at once. Returns (B, T) float32 on CPU
+    in input order, 0 on padding columns.
+    """
+    out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
+    lengths = batch.attention_mask.sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True).tolist()
+    with torch.no_grad():
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            s = fn(batch.select(idx).to(device)).float().cpu()
+            out[idx, : s.shape[1]] = s
+    return out
+
+
+def response_values(values: torch.Tensor, batch: TraceBatch) -> list[torch.Tensor]:
+    """Each row's values on its response columns. (B, T) -> B tensors (n_b,)."""
+    return [values[b, batch.response_mask[b].nonzero().squeeze(1)] for b in range(len(batch))]
+
+
+def response_step_ends(batch: TraceBatch) -> list[list[int]]:
+    """`batch.step_ends` (absolute columns) as indices into each response."""
+    starts = [int(m.nonzero()[0]) if m.any() else 0 for m in batch.response_mask]
+    return [[t - start for t in ends] for ends, start in zip(batch.step_ends, starts)]
+
+
+class TraceScorer(ABC):
+    """The scoring API over any per-token value (B, T) of packed traces: subclasses say what the value is.
+
+    Needs `tokenizer` (pad and EOS set), `step_spans` (response -> step character spans) and `max_length`.
+    """
+
+    tokenizer: object
+    step_spans: Callable[[str], list[Span]]
+    max_length: int | None
+
+    @abstractmethod
+    def token_values(self, batch: TraceBatch) -> torch.Tensor:
+        """(B, T) float32 on CPU: the value of every response token, 0 elsewhere (no gradient)."""
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        *,
+        step_spans: Sequence[Sequence[Span]] | None = None,
+        step_reduce: str = "last",
+        aggregates: Sequence[str] | None = None,
+        gamma: float = 0.9,
+    ) -> TraceScores:
+        """All three views of texts from one forward pass. Tokens are this scorer's tokenizer's, EOS last.
+
+        `step_spans[b]`: the steps' character spans in `responses[b]` (default: this model's step splitter), for
+        steps that are not lines (ProcessBench steps hold newlines). `aggregates`: default all registered.
+        """
+        return self._score_texts(prompts, responses, step_spans, step_reduce, aggregates, gamma)[0]
+
+    def score_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        response_ids: Sequence[Sequence[int]],
+        *,
+        tokenizer=None,
+        step_reduce: str = "last",
+        aggregates: Sequence[str] | None = None,
+        gamma: float = 0.9,
+    ) -> TraceScores:
+        """All three views of token ids (a policy's samples; EOS kept if the ids end with it), token values on
+        those very tokens.
+
+        `tokenizer`: the ids' tokenizer (default: the reward model's). With the same vocabulary the ids are scored
+        as they are (no re-tokenisation); otherwise the decoded texts are scored as `score` does (reward-model
+        tokens, EOS appended: step and trace scores come from there) and each policy token takes the value of the
+        reward-model token holding its last character (`traces.project_values`; a policy EOS takes the RM's EOS).
+        """
+        if tokenizer is None or tokenizer is self.tokenizer or tokenizer.get_vocab() == self.tokenizer.get_vocab():
+            batch, texts = encode_ids(self.tokenizer, prompt_ids, response_ids, self.step_spans, self.max_length)
+            offsets = [token_offsets(self.tokenizer, ids)[1] for ids in response_ids]
+            spans = [self.step_spans(t) for t in texts]
+            return self._views(batch, texts, offsets, spans, step_reduce, aggregates, gamma)
+        prompts = tokenizer.batch_decode([list(p) for p in prompt_ids], skip_special_tokens=True)
+        texts = tokenizer.batch_decode([list(r) for r in response_ids], skip_special_tokens=True)
+        scored, batch = self._score_texts(prompts, texts, None, step_reduce, aggregates, gamma)
+        rm_ids = [batch.input_ids[b, batch.response_mask[b]].tolist() for b in range(len(batch))]
+        scored.tokens = [
+            project_values(values, self.tokenizer, src, tokenizer, list(dst))
+            for values, src, dst in zip(scored.tokens, rm_ids, response_ids)
+        ]
+        scored.token_spans = [token_offsets(tokenizer, list(ids))[1] for ids in response_ids]
+        return scored
+
+    def score_tokens(self, prompts: Sequence[str], responses: Sequence[str]) -> list[torch.Tensor]:
+        """r_t per response token (reward-model tokens, EOS last): each (n_b,) float32."""
+        return self.score(prompts, responses, aggregates=()).tokens
+
+    def score_steps(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        step_reduce: str = "last",
+        step_spans: Sequence[Sequence[Span]] | None = None,
+    ) -> list[list[float]]:
+        """One value per step: r at the step's last token (`last`) or the step's minimum over its tokens (`min`)."""
+        return self.score(prompts, responses, step_spans=step_spans, step_reduce=step_reduce, aggregates=()).steps
+
+    def score_trace(
+        self, prompts: Sequence[str], responses: Sequence[str], aggregate: str = "mean", gamma: float = 0.9
+    ) -> list[float]:
+        """One number per trace, by an aggregation of `rairl.rewards.aggregation.AGGREGATIONS`."""
+        return self.score(prompts, responses, aggregates=[aggregate], gamma=gamma).traces[aggregate]
+
+    def as_reward_func(self, aggregate: str = "mean", gamma: float = 0.9) -> Callable[..., list[float]]:
+        """A reward function for `trl.GRPOTrainer(reward_funcs=[...])`, `(prompts, completions, **kwargs) ->
+        list[float]`: the trace score of each plain-text prompt + completion (`learned_reward_<aggregate>` in logs)."""
+        check_names([aggregate])
+
+        def reward(prompts: list, completions: list, **kwargs) -> list[float]:
+            if not all(isinstance(x, str) for x in [*prompts, *completions]):
+                raise ValueError("the learned reward scores plain-text prompts and completions, not chat messages; "
+                                 "train on a prompt-only dataset of strings")
+            return self.score_trace(prompts, completions, aggregate=aggregate, gamma=gamma)
+
+        reward.__name__ = f"learned_reward_{aggregate}"
+        return reward
+
+    def _score_texts(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        step_spans: Sequence[Sequence[Span]] | None,
+        step_reduce: str,
+        aggregates: Sequence[str] | None,
+        gamma: float,
+    ) -> tuple[TraceScores, TraceBatch]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts for {len(responses)} responses")
+        spans = [list(s) for s in step_spans] if step_spans is not None else [self.step_spans(r) for r in responses]
+        if len(spans) != len(responses):
+            raise ValueError(f"got step spans for {len(spans)} responses, expected {len(responses)}")
+        batch = encode_texts(self.tokenizer, prompts, responses, spans, self.max_length)
+        enc = self.tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)
+        offsets = [[tuple(o) for o in row] + [(len(r), len(r))] for row, r in zip(enc["offset_mapping"], responses)]
+        return self._views(batch, list(responses), offsets, spans, step_reduce, aggregates, gamma), batch
+
+    def _views(
+        self,
+        batch: TraceBatch,
+        responses: list[str],
+        offsets: list[list[Span]],
+        spans: list[list[Span]],
+        step_reduce: str,
+        aggregates: Sequence[str] | None,
+        gamma: float,
+    ) -> TraceScores:
+        aggregates = list(AGGREGATIONS) if aggregates is None else list(aggregates)
+        check_names(aggregates, step_reduce)
+        values = response_values(self.token_values(batch), batch)
+        for b, (v, o) in enumerate(zip(values, offsets)):
+            assert len(v) == len(o), f"trace {b}: {len(v)} token rewards for {len(o)} token offsets"
+        masks = [answer_token_mask(r, o) for r, o in zip(responses, offsets)]
+        steps, traces = trace_views(values, response_step_ends(batch), masks, aggregates=aggregates,
+                                    step_reduce=step_reduce, gamma=gamma)
+        return TraceScores(values, offsets, steps, spans, traces)
+
+
+class RewardModel(TraceScorer):
+    """The learned reward: token values are the backfilled, clipped rewards r_t (`token_rewards`)."""
+
     def __init__(
         self,
         discriminator: Discriminator,
@@ -32,6 +225,8 @@ class RewardModel:
         batch_size: int = 32,
         max_length: int | None = None,
     ):
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {granularity!r}")
         self.discriminator = discriminator
         self.tokenizer = tokenizer
         self.step_spans = step_spans
@@ -39,36 +234,50 @@ class RewardModel:
         self.batch_size = batch_size
         self.max_length = max_length
 
+    # ---------------------------------------------------------------- checkpoints
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "RewardModel":
+        """A saved discriminator directory (with its tokenizer). Settings saved by `save_pretrained`
+        (`rairl_reward.json`) apply unless a keyword gives them; a keyword set to None keeps the saved value."""
         from rairl.models import load_tokenizer
 
-        return cls(Discriminator.from_pretrained(path), load_tokenizer(str(path)), **kwargs)
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"reward model {path}: no such directory (expected a saved discriminator)")
+        settings_path = path / SETTINGS_FILE
+        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        settings.update({k: v for k, v in kwargs.items() if v is not None})
+        return cls(Discriminator.from_pretrained(path), load_tokenizer(str(path)), **settings)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """The discriminator, its tokenizer and the token-reward settings; `from_pretrained(path)` restores all."""
+        self.discriminator.save_pretrained(path, self.tokenizer)
+        settings = {name: getattr(self, name) for name in SETTINGS}
+        (Path(path) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     @property
     def device(self) -> torch.device:
         return next(self.discriminator.parameters()).device
 
+    def to(self, device: torch.device | str) -> "RewardModel":
+        self.discriminator.to(device)
+        return self
+
+    # ---------------------------------------------------------------- what the trainers use
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> TraceBatch:
         spans = [self.step_spans(r) for r in responses]
         return encode_texts(self.tokenizer, prompts, responses, spans, self.max_length)
 
-    @torch.no_grad()
     def scores(self, batch: TraceBatch) -> torch.Tensor:
         """Discriminator scores s (B, T) on CPU, computed in length-sorted mini-batches."""
         disc = self.discriminator
         was_training = disc.training
         disc.eval()
-        out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
-        lengths = batch.attention_mask.sum(1)
-        order = torch.argsort(lengths, descending=True, stable=True).tolist()
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
-            sub = batch.select(idx).to(self.device)
-            s = disc(sub.input_ids, sub.attention_mask, sub.response_mask).float().cpu()
-            out[idx, : s.shape[1]] = s
-        disc.train(was_training)
-        return out
+        try:
+            return forward_sorted(lambda b: disc(b.input_ids, b.attention_mask, b.response_mask), batch,
+                                  self.batch_size, self.device)
+        finally:
+            disc.train(was_training)
 
     def label_mask(self, batch: TraceBatch) -> torch.Tensor:
         return granularity_mask(self.granularity, batch.response_mask, batch.step_ends, self.interval)
@@ -79,3 +288,6 @@ class RewardModel:
         values = self.discriminator.rewards(scores)
         rewards = backfill(values, self.label_mask(batch).to(values.device), batch.response_mask.to(values.device))
         return clip(rewards, self.clip_beta) if self.clip_beta else rewards
+
+    def token_values(self, batch: TraceBatch) -> torch.Tensor:
+        return self.token_rewards(batch)

@@ -1,0 +1,81 @@
+r"""The base policy's likelihood: the baseline that reranking and localisation compare the learned reward with
+(DESIGN §1.1, §1.6).
+
+    ℓ_t = log π(y_t | x, y_{<t})        on every response token (EOS appended, as a finished sample ends with it)
+
+Trace scores (any aggregation of `rairl.rewards.aggregation`; the baselines are `mean`, the per-token average,
+and `min`, the least likely token). Step scores use `step_reduce="min"`: a step is as likely as its least likely
+token, so the predicted first wrong step is the first step holding a token with ℓ_t < log p_min.
+
+Only response positions go through the LM head (`discriminator.token_logprobs`), so a large vocabulary costs
+(response tokens × V) memory, not (B × T × V). The LM head is applied to the decoder's last hidden state as
+Llama/Qwen-style models do (a model that post-processes its logits, e.g. soft-capping, is read without it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from rairl.discriminator import token_logprobs
+from rairl.reward_model import TraceScorer, forward_sorted
+from rairl.tasks.base import line_spans
+from rairl.traces import Span, TraceBatch
+
+DEFAULT_MIN_PROB = 0.1  # a token the policy itself gives less than 10% marks its step as suspect
+DEFAULT_LOGPROB_THRESHOLD = math.log(DEFAULT_MIN_PROB)
+
+
+class LikelihoodScorer(TraceScorer):
+    """Token values ℓ_t of a causal LM (the base policy), with the scoring API of `TraceScorer`."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        step_spans: Callable[[str], list[Span]] = line_spans,
+        batch_size: int = 16,
+        max_length: int | None = None,
+    ):
+        self.model, self.tokenizer = model, tokenizer
+        self.step_spans, self.batch_size, self.max_length = step_spans, batch_size, max_length
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> "LikelihoodScorer":
+        """A saved causal LM directory or Hugging Face id (safetensors only), with its tokenizer."""
+        from transformers import AutoModelForCausalLM
+
+        from rairl.models import load_tokenizer
+
+        if Path(path).exists() and not Path(path).is_dir():
+            raise FileNotFoundError(f"policy {path}: expected a model directory, found a file")
+        model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True).to(device)
+        return cls(model, load_tokenizer(str(path)), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def token_values(self, batch: TraceBatch) -> torch.Tensor:
+        """ℓ_t (B, T) on response tokens (0 on the first token of a row without prompt, and outside responses)."""
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+
+        def logprobs(b: TraceBatch) -> torch.Tensor:
+            h = decoder(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state  # (b, t, H)
+            return token_logprobs(head, h, b.input_ids, b.response_mask)  # (b, t)
+
+        was_training = self.model.training
+        self.model.eval()  # no dropout while scoring; the caller's mode comes back after
+        try:
+            return forward_sorted(logprobs, batch, self.batch_size, self.device)
+        finally:
+            self.model.train(was_training)
+
+
+def first_below(step_scores: list[float], threshold: float) -> int:
+    """Index of the first step whose score is below `threshold`, -1 when there is none (a predicted first error)."""
+    return next((i for i, s in enumerate(step_scores) if s < threshold), -1)

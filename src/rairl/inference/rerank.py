@@ -1,0 +1,211 @@
+"""`rairl rerank`: best-of-N selection by the learned reward, against the baselines (DESIGN §2.2).
+
+Input: a `rairl sample` JSONL (N samples per question: id, sample, prompt, response, answer, correct). For each
+question and each selection method m, the per-question value is
+
+    reward/<agg>       success@1|N: the sample with the highest trace score (aggregation <agg>) is correct
+                       (ties at the top count as a uniform pick among them)
+    likelihood/<agg>   the same with the base policy's token log-probs ℓ_t (`--policy`), <agg> = mean | min
+    majority           the most common (numerically normalised) answer is correct
+    random             a uniform pick: mean(correct)
+    oracle@N           some sample is correct
+
+and pass@k = 1 - C(N-c, k) / C(N, k) (unbiased). Each is summarised over questions (mean, 95% bootstrap CI, n);
+`gain[m]` is the paired difference m − pass@1 over the same questions. Writes `metrics.json` and `scored.jsonl`
+(every sample with its trace scores and the methods that pick it, first index among ties) to `output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rairl.config import config_dict
+from rairl.evaluation.evaluate import parse_ks
+from rairl.evaluation.metrics import (
+    best_index,
+    majority_vote,
+    oracle_at_n,
+    paired_diff,
+    pass_at_k,
+    random_pick,
+    success_at_1_of_n,
+    summarize,
+)
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows
+from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
+from rairl.tasks import TaskArgs, get_task
+from rairl.tasks.answers import parse_number
+
+logger = logging.getLogger(__name__)
+
+LIKELIHOOD_AGGREGATES = ("mean", "min")
+
+
+def read_samples(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows of a `rairl sample` file and their line numbers; a missing/mistyped field or a repeated (id, sample)
+    raises `DataError` naming the file, line and field."""
+    rows, lines, seen = [], [], {}
+    for line, row in read_jsonl(path):
+        key = (require(row, "id", path, line, (str, int)), require(row, "sample", path, line, int))
+        require(row, "prompt", path, line, str)
+        if not isinstance(row.get("response"), str):
+            raise DataError(path, line, "response", f"expected str, got {type(row.get('response')).__name__}")
+        require(row, "correct", path, line, bool)
+        if row.get("answer") is not None and not isinstance(row["answer"], str):
+            raise DataError(path, line, "answer", f"expected str or null, got {type(row['answer']).__name__}")
+        if key in seen:
+            raise DataError(path, line, "sample", f"(id, sample) = {key} repeats line {seen[key]}")
+        seen[key] = line
+        rows.append(row)
+        lines.append(line)
+    if not rows:
+        raise DataError(path, None, None, "no samples (the file is empty)")
+    return rows, lines
+
+
+def group_by_question(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Row indices of each question, questions in first-appearance order, samples in file order."""
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(str(row["id"]), []).append(i)
+    return groups
+
+
+def normalise_answer(answer: str | None) -> str | None:
+    """Votes group equal numbers ("4.0", "4", "$4"); other answers by their stripped text."""
+    if answer is None:
+        return None
+    number = parse_number(answer)
+    return str(number) if number is not None else answer.strip()
+
+
+def selection_values(
+    groups: dict[str, list[int]], correct: np.ndarray, answers: list[str | None], scores: dict[str, np.ndarray]
+) -> dict[str, list[float]]:
+    """Per-question value of every selection method (module docstring); `scores[method]` holds one score per row."""
+    methods: dict[str, Callable[[list[int]], float]] = {
+        "oracle@N": lambda idx: oracle_at_n(correct[idx]),
+        "random": lambda idx: random_pick(correct[idx]),
+        "majority": lambda idx: majority_vote([answers[i] for i in idx], correct[idx]),
+    }
+    for name, values in scores.items():
+        methods[name] = lambda idx, v=values: success_at_1_of_n(v[idx], correct[idx])
+    return {name: [fn(idx) for idx in groups.values()] for name, fn in methods.items()}
+
+
+def rerank_metrics(
+    groups: dict[str, list[int]], correct: np.ndarray, answers: list[str | None], scores: dict[str, np.ndarray],
+    ks: list[int], seed: int = 0,
+) -> dict[str, Any]:
+    """`{"pass@k": {...}, "select": {...}, "gain": {...}}`, every entry `summarize()`-shaped."""
+    counts = [(len(idx), int(correct[idx].sum())) for idx in groups.values()]
+    pass_k = {f"pass@{k}": summarize([pass_at_k(n, c, k) for n, c in counts], seed=seed) for k in ks}
+    pass1 = [c / n for n, c in counts]
+    values = selection_values(groups, correct, answers, scores)
+    return {
+        "pass@k": pass_k,
+        "select": {name: summarize(v, seed=seed) for name, v in values.items()},
+        "gain": {name: paired_diff(v, pass1, seed=seed) for name, v in values.items()},
+    }
+
+
+def picked_by(groups: dict[str, list[int]], scores: dict[str, np.ndarray], n_rows: int) -> list[list[str]]:
+    """For each row, the score-based methods whose pick (highest score, first among ties) it is."""
+    out: list[list[str]] = [[] for _ in range(n_rows)]
+    for name, values in scores.items():
+        for idx in groups.values():
+            out[idx[best_index(values[idx])]].append(name)
+    return out
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    def cell(s: dict[str, Any], signed: bool = False) -> str:
+        if s["mean"] is None:
+            return f"{'-':>7} {'':<17}"
+        sign = "+" if signed else ""
+        return f"{s['mean']:{sign}7.3f} [{s['ci95'][0]:{sign}.3f}, {s['ci95'][1]:{sign}.3f}]"
+
+    lines = [f"{'method':<22} {'mean':>7} {'95% CI':<17}  {'gain vs pass@1':<26} {'n':>5}"]
+    for name, s in metrics["pass@k"].items():
+        lines.append(f"{name:<22} {cell(s)}  {'':<26} {s['n']:>5}")
+    for name, s in metrics["select"].items():
+        lines.append(f"{name:<22} {cell(s)}  {cell(metrics['gain'][name], signed=True):<26} {s['n']:>5}")
+    return "\n".join(lines)
+
+
+def default_ks(n_min: int) -> list[int]:
+    """1, 2, 4, ... up to the smallest N, and that N."""
+    return sorted({2**i for i in range(n_min.bit_length()) if 2**i <= n_min} | {n_min})
+
+
+@dataclass
+class Config(TaskArgs, RewardArgs):
+    samples: str = field(default="", metadata={"help": "samples JSONL from `rairl sample` (N per question)"})
+    policy: str | None = field(
+        default=None, metadata={"help": "base policy directory for the likelihood baseline (omit to skip it)"}
+    )
+    k: str = field(default="", metadata={"help": "comma-separated k for pass@k (default: 1, 2, 4, ... N)"})
+    seed: int = field(default=0, metadata={"help": "seed of the bootstrap intervals"})
+    output_dir: str = field(default="runs/rerank", metadata={"help": "folder for metrics.json and scored.jsonl"})
+
+    def __post_init__(self) -> None:
+        RewardArgs.__post_init__(self)
+        if not self.samples:
+            raise ValueError("--samples is required: the JSONL written by `rairl sample` (N samples per question)")
+        if self.k:
+            parse_ks(self.k)
+
+
+def run(config: Config) -> dict[str, Any]:
+    task = get_task(config)
+    rows, lines = read_samples(config.samples)
+    groups = group_by_question(rows)
+    n_min = min(len(idx) for idx in groups.values())
+    ks = parse_ks(config.k) if config.k else default_ks(n_min)
+    if ks[0] < 1 or ks[-1] > n_min:
+        raise ValueError(f"every k must lie in 1..{n_min} (the fewest samples of a question), got k={config.k!r}")
+    prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
+
+    reward_model = load_reward_model(config, task)
+    rm = score_rows(reward_model, prompts, responses, lines, config.samples,
+                    aggregates=config.aggregate_names, gamma=config.gamma, step_reduce=config.step_reduce)
+    scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
+    if config.policy:
+        from rairl.inference.likelihood import LikelihoodScorer
+
+        scorer = LikelihoodScorer.from_pretrained(config.policy, device=resolve_device(config.device),
+                                                  step_spans=task.step_spans, batch_size=config.batch_size)
+        ll = score_rows(scorer, prompts, responses, lines, config.samples, aggregates=LIKELIHOOD_AGGREGATES)
+        scores.update({f"likelihood/{name}": np.asarray(v) for name, v in ll.traces.items()})
+    else:
+        logger.info("no --policy: the base-policy likelihood baseline is skipped")
+
+    correct = np.array([r["correct"] for r in rows], dtype=bool)
+    answers = [normalise_answer(r.get("answer")) for r in rows]
+    metrics = rerank_metrics(groups, correct, answers, scores, ks, seed=config.seed)
+    report = {
+        "n_questions": len(groups),
+        "samples_per_question": {"min": n_min, "max": max(len(idx) for idx in groups.values())},
+        **metrics,
+        "config": config_dict(config),
+    }
+    out = Path(config.output_dir)
+    picks = picked_by(groups, scores, len(rows))
+    scored = [
+        {**row, "scores": {name: float(v[i]) for name, v in scores.items()}, "step_scores": rm.steps[i],
+         "picked_by": picks[i]}
+        for i, row in enumerate(rows)
+    ]
+    write_jsonl(out / "scored.jsonl", scored)
+    write_json(out / "metrics.json", report)
+    print(format_table(metrics))
+    logger.info("reranked %d questions (N = %d..%d); wrote %s", len(groups), n_min,
+                report["samples_per_question"]["max"], out / "metrics.json")
+    return report

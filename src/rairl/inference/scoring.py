@@ -1,0 +1,156 @@
+"""`rairl score`: token, step and trace scores of traces under a saved reward model (DESIGN §2.1).
+
+Input JSONL: one trace per line, `prompt` (or `question`, turned into the task's prompt) and `response`; any other
+field (a `rairl sample` file's id, answer, correct, ...) is copied to the output. Each output line adds
+
+    tokens         the response's pieces under the reward model's tokenizer (EOS last)
+    token_rewards  r_t per piece (backfilled with the reward model's granularity, clipped when it clips)
+    step_scores    one value per step (`step_reduce`: r at the step's last token, or the step's minimum)
+    trace_scores   {aggregation: value}
+
+`RewardArgs` and `load_reward_model` are shared by `rairl rerank` and `rairl localize`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rairl.io import DataError, read_jsonl, require, write_jsonl
+from rairl.reward_model import RewardModel
+from rairl.rewards.aggregation import AGGREGATIONS, STEP_REDUCTIONS, NonFiniteScore, TraceScores, check_names
+from rairl.rewards.granularity import GRANULARITIES
+from rairl.tasks import Example, Task, TaskArgs, get_task
+
+logger = logging.getLogger(__name__)
+
+
+def parse_aggregates(text: str) -> list[str]:
+    """`"mean,min"` -> `["mean", "min"]`; an unknown name raises with the known ones."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"aggregates must name at least one of {sorted(AGGREGATIONS)}, got {text!r}")
+    check_names(names)
+    return names
+
+
+@dataclass
+class RewardArgs:
+    reward_model: str = field(default="", metadata={"help": "saved discriminator directory (holds its tokenizer)"})
+    granularity: str | None = field(
+        default=None, metadata={"help": "outcome | step | interval | dense (default: as saved with it, else dense)"}
+    )
+    interval: int | None = field(default=None, metadata={"help": "granularity=interval: k (default: as saved, else 8)"})
+    reward_clip: float | None = field(
+        default=None, metadata={"help": "β: clip r_t to [-β, β] (default: as saved, else no clipping)"}
+    )
+    aggregates: str = field(
+        default=",".join(AGGREGATIONS), metadata={"help": "comma-separated aggregations of " + ", ".join(AGGREGATIONS)}
+    )
+    gamma: float = field(default=0.9, metadata={"help": "aggregation 'discounted': Σ γ^(n-t) r_t"})
+    step_reduce: str = field(default="last", metadata={"help": "step score: 'last' (r at its last token) or 'min'"})
+    batch_size: int = field(default=32, metadata={"help": "traces per forward pass"})
+    device: str = field(default="auto", metadata={"help": "'auto' (cuda when there is one), 'cpu', 'cuda', ..."})
+
+    def __post_init__(self) -> None:
+        if not self.reward_model:
+            raise ValueError("--reward_model is required: a saved discriminator folder, e.g. runs/airl/discriminator")
+        if self.granularity is not None and self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
+        if self.step_reduce not in STEP_REDUCTIONS:
+            raise ValueError(f"step_reduce must be one of {sorted(STEP_REDUCTIONS)}, got {self.step_reduce!r}")
+        if not 0.0 <= self.gamma <= 1.0 or self.batch_size < 1:
+            raise ValueError(f"need 0 <= gamma <= 1 and batch_size >= 1, got {self.gamma}, {self.batch_size}")
+        if self.reward_clip is not None and self.reward_clip <= 0:
+            raise ValueError(f"reward_clip must be > 0 (leave it unset for no clipping), got {self.reward_clip}")
+        parse_aggregates(self.aggregates)
+
+    @property
+    def aggregate_names(self) -> list[str]:
+        return parse_aggregates(self.aggregates)
+
+
+def resolve_device(device: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def load_reward_model(args: RewardArgs, task: Task) -> RewardModel:
+    """The saved reward model with the task's step splitter, on `args.device`. Traces may use every position
+    the discriminator has (longer prompts are cut from the left, never the response)."""
+    model = RewardModel.from_pretrained(
+        args.reward_model, step_spans=task.step_spans, granularity=args.granularity, interval=args.interval,
+        clip_beta=args.reward_clip, batch_size=args.batch_size,
+    )
+    if model.max_length is None:
+        model.max_length = getattr(model.discriminator.config, "max_position_embeddings", None)
+    return model.to(resolve_device(args.device))
+
+
+def read_traces(path: str | os.PathLike, task: Task) -> list[tuple[int, dict[str, Any], str]]:
+    """`(line, row, prompt)` per trace: the row's `prompt`, or the task's prompt for its `question`."""
+    traces = []
+    for line, row in read_jsonl(path):
+        if "prompt" in row:
+            prompt = require(row, "prompt", path, line, str)
+        elif "question" in row:
+            question = require(row, "question", path, line, str)
+            prompt = task.prompt(Example(str(row.get("id", line)), question, str(row.get("answer", ""))))
+        else:
+            raise DataError(path, line, "prompt", f"missing: give 'prompt' or 'question' (fields: {sorted(row)})")
+        response = row.get("response")
+        if not isinstance(response, str):
+            raise DataError(path, line, "response", f"expected str, got {type(response).__name__}")
+        traces.append((line, row, prompt))
+    if not traces:
+        raise DataError(path, None, None, "no traces (the file is empty)")
+    return traces
+
+
+def score_rows(model, prompts: list[str], responses: list[str], lines: list[int], path, **options) -> TraceScores:
+    """`model.score(...)`, a non-finite score reported at the file line of its trace."""
+    try:
+        return model.score(prompts, responses, **options)
+    except NonFiniteScore as err:
+        raise DataError(path, lines[err.index], "response", str(err)) from None
+
+
+def scored_row(row: dict[str, Any], scores: TraceScores, b: int, eos: str) -> dict[str, Any]:
+    response = row["response"]
+    return {
+        **row,
+        "tokens": [response[s:e] if e > s else eos for s, e in scores.token_spans[b]],
+        "token_rewards": scores.tokens[b].tolist(),
+        "step_scores": scores.steps[b],
+        "trace_scores": {name: values[b] for name, values in scores.traces.items()},
+    }
+
+
+@dataclass
+class Config(TaskArgs, RewardArgs):
+    input: str = field(default="", metadata={"help": "JSONL of traces: prompt (or question) and response per line"})
+    output: str = field(default="runs/scores.jsonl", metadata={"help": "JSONL file to write"})
+
+    def __post_init__(self) -> None:
+        RewardArgs.__post_init__(self)
+        if not self.input:
+            raise ValueError("--input is required: a JSONL file with prompt (or question) and response per line")
+
+
+def run(config: Config) -> list[dict[str, Any]]:
+    task = get_task(config)
+    traces = read_traces(config.input, task)
+    model = load_reward_model(config, task)
+    lines, rows, prompts = zip(*traces)
+    responses = [row["response"] for row in rows]
+    scores = score_rows(model, list(prompts), responses, list(lines), config.input,
+                        step_reduce=config.step_reduce, aggregates=config.aggregate_names, gamma=config.gamma)
+    eos = model.tokenizer.eos_token or ""
+    out = [scored_row({**row, "prompt": prompt}, scores, b, eos) for b, (row, prompt) in enumerate(zip(rows, prompts))]
+    write_jsonl(Path(config.output), out)
+    logger.info("scored %d traces from %s into %s", len(out), config.input, config.output)
+    return out
