@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown command {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
+    positional = getattr(module, "POSITIONAL", None)  # a module may name the field its one bare argument fills
+    if positional and rest and not rest[0].startswith("-"):
+        rest = [f"--{positional}", *rest]
     setup_logging()
     try:
         config = parse_config(module.Config, rest, prog=f"rairl {name}")
