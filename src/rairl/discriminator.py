@@ -222,10 +222,15 @@ def gradient_penalty(disc: Discriminator, batch, label_mask: torch.Tensor) -> to
     """E[(‖∇_e s̄‖ - 1)^2] with e the input embeddings and s̄ the per-sequence mean score.
 
     Tokens are discrete, so the penalty is taken at the traces' own embeddings rather than at interpolates.
+    The penalty needs a double backward, which PyTorch's fused attention kernels lack: attention runs on the
+    math kernel here.
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     base = getattr(disc.classifier, disc.classifier.base_model_prefix)
     embeds = base.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
-    h = base(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state
+    with sdpa_kernel(SDPBackend.MATH):
+        h = base(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state
     s = disc.classifier.score(h).squeeze(-1).float()
     grad = torch.autograd.grad(per_sequence_mean(s, label_mask).sum(), embeds, create_graph=True)[0]
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()

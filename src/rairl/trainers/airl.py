@@ -85,6 +85,12 @@ class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLAr
                 "expert_passthrough changes the batch size after generation: it needs gradient_accumulation_steps=1 "
                 f"and kl_coef=0 (got {self.gradient_accumulation_steps}, {self.kl_coef})"
             )
+        if self.expert_passthrough and self.per_device_batch_size % self.num_generations:
+            raise ValueError(
+                "expert_passthrough appends one expert per group on each process, so every process must hold whole "
+                f"groups: per_device_batch_size ({self.per_device_batch_size}) must be a multiple of num_generations "
+                f"({self.num_generations})"
+            )
 
 
 class AIRLTrainer(GRPOTrainer):
@@ -138,6 +144,10 @@ class AIRLTrainer(GRPOTrainer):
             stats = discriminator_step(self.disc, self.reward_model.discriminator, self.disc_optimizer,
                                        self.reward_model, data, self.disc_args)
         self.replay.add(rows_of(policy_batch))
+        if self.accelerator.num_processes > 1:  # averaged: every process logs and monitors (and stops) alike
+            keys = sorted(stats)
+            values = torch.tensor([stats[k] for k in keys], device=self.accelerator.device)
+            stats = dict(zip(keys, self.accelerator.reduce(values, reduction="mean").tolist()))
         return stats
 
     def warmup_discriminator(self, steps: int) -> None:
@@ -176,9 +186,9 @@ class AIRLTrainer(GRPOTrainer):
         stats = {} if self.disc_optimizer is None else self.update_discriminator(examples, policy_batch)
 
         rewards = self._completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)
-        mask = out["completion_mask"].bool()
         all_rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))
-        all_mask = self.accelerator.gather(self.accelerator.pad_across_processes(mask, dim=1))
+        # gathered as integers: padding across processes turns a bool tensor into int64 (bool + pad value)
+        all_mask = self.accelerator.gather(self.accelerator.pad_across_processes(out["completion_mask"], dim=1)).bool()
         correct = self._verifier.to(all_rewards.device)
         if self.airl.outcome_reward_weight:
             all_rewards = add_outcome_reward(all_rewards, all_mask, correct, self.airl.outcome_reward_weight)
@@ -252,9 +262,8 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
                        interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size)
 
 
-def run(config: Config) -> dict[str, Any]:
-    set_threads(config.threads)
-    resume_from = resolve_resume(config.resume, config.output_dir)
+def build_trainer(config: Config) -> AIRLTrainer:
+    """The task, policy, reward model and trainer of a run, before any training (tests and benchmarks use it)."""
     task = get_task(config)
     dataset, examples = prompt_dataset(task, config.train_split)
     missing = [ex.id for ex in examples.values() if not ex.expert]
@@ -262,7 +271,7 @@ def run(config: Config) -> dict[str, Any]:
         raise ValueError(f"{task.name}/{config.train_split}: {len(missing)} examples have no expert trace (e.g. {missing[0]})")
     policy, tokenizer = load_policy(config, seed=config.seed)
     reward_model = build_reward_model(config, policy, tokenizer, task)
-    trainer = AIRLTrainer(
+    return AIRLTrainer(
         model=policy_source(policy, tokenizer, config),
         reward_funcs=[correctness_reward(task, examples)],
         args=grpo_config(config),
@@ -271,15 +280,40 @@ def run(config: Config) -> dict[str, Any]:
         callbacks=[JsonlLogCallback()],
         reward_model=reward_model, task=task, examples=examples, airl=config, disc_args=config,
     )
+
+
+def run(config: Config) -> dict[str, Any]:
+    set_threads(config.threads)
+    resume_from = resolve_resume(config.resume, config.output_dir)
+    trainer = build_trainer(config)
+    summary = train_and_save(trainer, config, resume_from)
+    # Several processes: close the process group before the interpreter exits (left open, gloo can abort the
+    # exit), after the DDP wrappers, whose reducers hold the group: freeing one after the group is closed
+    # destroys the group inside garbage collection, which can deadlock gloo's worker threads.
+    accelerator = trainer.accelerator
+    del trainer
+    accelerator.free_memory()
+    accelerator.end_training()
+    return summary
+
+
+def train_and_save(trainer: AIRLTrainer, config: Config, resume_from: str | None = None) -> dict[str, Any]:
+    """Warm the discriminator up (fresh runs only), train, then write the final policy, discriminator and summary.
+
+    Every process trains; only the main one writes, and the others wait for it, so the outputs are complete
+    when this returns on any process.
+    """
     start = time.perf_counter()
     if resume_from is None:
         trainer.warmup_discriminator(config.disc_warmup_steps)
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
-    save_final(trainer.model, tokenizer, config.output_dir)
+    summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
     if trainer.accelerator.is_main_process:
+        save_final(trainer.model, trainer.processing_class, config.output_dir)
+        reward_model = trainer.reward_model
         with atomic_dir(Path(config.output_dir, "discriminator")) as tmp:
             reward_model.discriminator.save_pretrained(tmp, reward_model.tokenizer)
-    summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
-    write_json(Path(config.output_dir, "train_summary.json"), summary)
+        write_json(Path(config.output_dir, "train_summary.json"), summary)
+    trainer.accelerator.wait_for_everyone()
     return summary

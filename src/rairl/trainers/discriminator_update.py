@@ -76,7 +76,15 @@ class Negatives:
 
 
 def perturbed_experts(reward_model: RewardModel, prompts: list[str], experts: list[str], per_expert: int, rng: random.Random) -> TraceBatch | None:
-    pairs = [(p, perturb(e, rng).response) for p, e in zip(prompts, experts) for _ in range(per_expert)]
+    """`per_expert` corrupted copies of each expert trace; a trace no perturbation applies to (a one-line,
+    non-numeric answer, say) gives none, rather than stopping the run."""
+    pairs = []
+    for p, e in zip(prompts, experts):
+        for _ in range(per_expert):
+            try:
+                pairs.append((p, perturb(e, rng).response))
+            except ValueError:
+                break
     return reward_model.encode([p for p, _ in pairs], [r for _, r in pairs]) if pairs else None
 
 

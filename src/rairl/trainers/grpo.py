@@ -115,7 +115,9 @@ def run(config: Config) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
-    save_final(trainer.model, tokenizer, config.output_dir)
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
-    write_json(Path(config.output_dir, "train_summary.json"), summary)
+    if trainer.accelerator.is_main_process:  # one writer; the others wait until the outputs are complete
+        save_final(trainer.model, tokenizer, config.output_dir)
+        write_json(Path(config.output_dir, "train_summary.json"), summary)
+    trainer.accelerator.wait_for_everyone()
     return summary

@@ -40,7 +40,7 @@ def _slope(values: list[float]) -> float:
 
 
 class HealthMonitor:
-    """Feeds on each step's stats; `check()` returns the warnings raised at this step."""
+    """Feeds on each step's stats; `update()` returns the warnings raised at this step."""
 
     def __init__(self, window: int = 10, threshold: float = 0.98, min_drop: float = 0.05):
         self.window, self.threshold, self.min_drop = window, threshold, min_drop
@@ -62,7 +62,9 @@ class HealthMonitor:
                     f"{self.window} steps"
                 )
         expert, policy = stats.get("disc/acc_expert", math.nan), stats.get("disc/acc_policy", math.nan)
-        self.saturated_steps = self.saturated_steps + 1 if min(expert, policy) > self.threshold else 0
+        # both comparisons are False for a missing (NaN) accuracy; min() would drop a NaN in second place
+        saturated = expert > self.threshold and policy > self.threshold
+        self.saturated_steps = self.saturated_steps + 1 if saturated else 0
         if self.saturated_steps >= self.window:
             warnings.append(
                 f"saturation: discriminator accuracy above {self.threshold} on experts and policy samples "

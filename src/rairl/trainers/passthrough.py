@@ -1,6 +1,7 @@
 """Expert passthrough (DESIGN §1.5): the expert trace of each prompt joins its group as one more training
 sample. Its advantage uses the group's statistics over the policy's G samples,
-ã_t = (r_t − μ_g) / (σ_g + 1e-4), then the same discounted sum (or ã_T for outcome granularity).
+ã_t = (r_t − μ_g) / (σ_g + 1e-4), then the same discounted sum (or ã_T for outcome granularity). With a verifier's
+outcome reward, the expert's r_T gets the same bonus as a policy sample (weight · its verified correctness).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import torch
 from trl.trainer.utils import pad
 
-from rairl.rewards.advantages import STD_EPS, discounted_returns, final_rewards, outcome_advantages
+from rairl.rewards.advantages import STD_EPS, add_outcome_reward, discounted_returns, final_rewards, outcome_advantages
 from rairl.tasks import Example
 
 
@@ -19,7 +20,12 @@ def group_stats(all_rewards: torch.Tensor, all_mask: torch.Tensor, group_size: i
 
 
 def append_experts(trainer, out: dict, examples: list[Example], all_rewards: torch.Tensor, all_mask: torch.Tensor) -> dict:
-    """Append one expert row per group that starts in this process's slice of the batch."""
+    """Append one expert row per group of this process's slice of the batch.
+
+    Every process appends the same number of rows (TRL gathers per-row metrics, which needs equal row counts):
+    the config requires `per_device_batch_size` to be a multiple of `num_generations`, so no group straddles
+    two processes and each slice starts a group.
+    """
     for key in ("old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"):
         if key in out:
             raise ValueError(
@@ -29,9 +35,7 @@ def append_experts(trainer, out: dict, examples: list[Example], all_rewards: tor
     G, n = trainer.num_generations, len(examples)
     first = trainer.accelerator.process_index * n
     rows = [i for i in range(n) if (first + i) % G == 0]
-    if not rows:
-        return out
-    mu, sigma = group_stats(all_rewards, all_mask, G)
+    mu, sigma = group_stats(all_rewards.cpu(), all_mask.cpu(), G)  # on CPU, beside the experts' rewards
     groups = torch.tensor([(first + i) // G for i in rows])
     tok, device = trainer.processing_class, out["completion_ids"].device
     experts = [examples[i].expert for i in rows]
@@ -40,6 +44,9 @@ def append_experts(trainer, out: dict, examples: list[Example], all_rewards: tor
     batch, _ = trainer._policy_batch(prompt_ids, ids)
     rewards = trainer._completion_rewards(batch, ids, max(len(x) for x in ids)).cpu()  # (E, C_e)
     mask = pad([torch.ones(len(x), dtype=torch.bool) for x in ids], padding_value=False, padding_side="right")
+    if trainer.airl.outcome_reward_weight:  # the policy's r_T carry the verifier's bonus in μ_g, σ_g: so does the expert
+        verified = torch.tensor([float(trainer.task.verify(examples[i].expert, examples[i])) for i in rows])
+        rewards = add_outcome_reward(rewards, mask, verified, trainer.airl.outcome_reward_weight)
     normalised = torch.where(mask, (rewards - mu[groups, None]) / (sigma[groups, None] + STD_EPS), 0.0)
     if trainer.airl.granularity == "outcome":
         advantages = outcome_advantages(normalised, mask)

@@ -1,0 +1,285 @@
+"""`rairl airl` end to end on a 1-layer, 32-wide policy (a few steps each): every granularity, a frozen
+discriminator, expert passthrough, a verifier's outcome reward, a discriminator with another tokenizer, resuming,
+and (marked slow) two DDP processes through benchmarks/multiprocess_airl.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from rairl.cli import main
+from rairl.config import parse_config
+from rairl.discriminator import Discriminator
+from rairl.models import ModelArgs, build_tiny
+from rairl.models.factory import tiny_config
+from rairl.reward_model import RewardModel
+from rairl.trainers import airl, airl_state
+from rairl.trainers.airl_state import STATE_DIR
+from rairl.trainers.discriminator_update import perturbed_experts
+
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
+RUN = TINY + ["--n_train", "50", "--per_device_batch_size", "8", "--num_generations", "4",
+              "--max_completion_length", "24", "--report_to", "none", "--logging_steps", "1", "--threads", "1",
+              "--warmup_ratio", "0", "--disc_warmup_steps", "1", "--train_steps", "2", "--save_steps", "100"]
+TINY_ARGS = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256)
+
+
+def run_cli(output_dir: Path, *extra: str) -> None:
+    assert main(["airl", *RUN, "--output_dir", str(output_dir), *extra]) == 0
+
+
+def config(output_dir: Path, *extra: str) -> airl.Config:
+    return parse_config(airl.Config, [*RUN, "--output_dir", str(output_dir), *extra])
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+
+
+def differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    assert a.keys() == b.keys()
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def saved_disc(tmp_path_factory) -> Path:
+    """A discriminator started from the tiny policy (seed 0), saved with its tokenizer."""
+    path = tmp_path_factory.mktemp("disc")
+    model, tokenizer = build_tiny(TINY_ARGS, seed=0)
+    torch.manual_seed(3)
+    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(path, tokenizer)
+    return path
+
+
+# --- every granularity, end to end ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("granularity", ["outcome", "step", "interval", "dense"])
+def test_airl_trains_policy_and_discriminator(tmp_path, granularity):
+    run_cli(tmp_path, "--granularity", granularity, "--interval", "4")
+    log = read_log(tmp_path)
+    steps = [row for row in log if "loss" in row]
+    assert len(steps) == 2 and all(math.isfinite(row["loss"]) for row in steps)
+    keys = set().union(*log)
+    assert {"disc/loss", "disc/acc_expert", "disc/acc_policy", "disc/acc_perturbed"} <= keys
+    assert {"reward/mean", "policy/accuracy"} <= keys
+
+    initial, _ = build_tiny(TINY_ARGS, seed=0)
+    final = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert differs(initial.state_dict(), final.state_dict()), "the policy did not move"
+
+    disc = Discriminator.from_pretrained(tmp_path / "discriminator")
+    assert disc.uses_likelihood
+    assert differs(initial.model.state_dict(), disc.classifier.model.state_dict()), "the discriminator did not move"
+    assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 2
+
+
+# --- options ----------------------------------------------------------------------------------------------------
+
+
+def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monkeypatch):
+    def no_update(*args, **kwargs):
+        raise AssertionError("a frozen discriminator was updated")
+
+    monkeypatch.setattr(airl, "discriminator_step", no_update)
+    trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--disc_path", str(saved_disc)))
+    trainer.warmup_discriminator(2)  # a no-op when frozen
+    trainer.train()
+    disc = trainer.reward_model.discriminator
+    assert trainer.disc_optimizer is None
+    assert all(not p.requires_grad and p.grad is None for p in disc.parameters())
+    saved = Discriminator.from_pretrained(saved_disc).state_dict()
+    assert not differs(saved, disc.state_dict())
+    assert trainer.state.global_step == 2
+    assert not any(k.startswith("disc/") for row in read_log(tmp_path) for k in row)
+
+
+def spy_on_hook(trainer) -> list[tuple[int, dict]]:
+    calls = []
+    hook = trainer._generate_and_score_completions
+
+    def spy(inputs):
+        out = hook(inputs)
+        calls.append((len(inputs), out))
+        return out
+
+    trainer._generate_and_score_completions = spy
+    return calls
+
+
+def test_expert_passthrough_adds_one_row_per_group(tmp_path):
+    trainer = airl.build_trainer(config(tmp_path, "--expert_passthrough", "--train_steps", "1"))
+    calls = spy_on_hook(trainer)
+    trainer.train()
+    (n, out), = calls
+    assert n == 8 and out["completion_ids"].shape[0] == 8 + 8 // 4
+    assert out["advantages"].shape == out["completion_ids"].shape
+    assert torch.isfinite(out["advantages"]).all()
+    assert (out["advantages"][out["completion_mask"] == 0] == 0).all()
+    tok = trainer.processing_class
+    expert_of = {trainer.task.prompt(ex): ex.expert for ex in trainer.examples.values()}
+    for row, group_start in ((8, 0), (9, 4)):  # the expert rows: the group's prompt, its expert trace and EOS
+        prompt = tok.decode(out["prompt_ids"][row][out["prompt_mask"][row].bool()])
+        assert prompt == tok.decode(out["prompt_ids"][group_start][out["prompt_mask"][group_start].bool()])
+        ids = out["completion_ids"][row][out["completion_mask"][row].bool()].tolist()
+        assert ids[-1] == tok.eos_token_id
+        assert tok.decode(ids[:-1]) == expert_of[prompt]
+    assert out["num_items_in_batch"].item() == out["completion_mask"].sum().item()
+    assert math.isfinite(trainer.state.log_history[0]["loss"])
+
+
+def test_outcome_reward_weight_changes_the_advantages(tmp_path):
+    trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--granularity", "step"))
+    trainer.model.train()
+
+    def every_other_correct(prompts, completions, **kwargs):  # a verifier that passes rows 0, 2, 4, ...
+        return [float(i % 2 == 0) for i in range(len(completions))]
+
+    trainer.reward_funcs = [every_other_correct]
+    inputs = [row for row in trainer.train_dataset.select([0] * 4 + [1] * 4)]
+    advantages = {}
+    for weight in (0.0, 1.0):
+        trainer.airl.outcome_reward_weight = weight
+        torch.manual_seed(7)  # the same samples both times
+        out = trainer._generate_and_score_completions(inputs)
+        advantages[weight] = out["advantages"]
+    assert torch.isfinite(advantages[1.0]).all()
+    assert not torch.allclose(advantages[0.0], advantages[1.0])
+
+
+def test_passthrough_expert_gets_the_verifier_bonus_too(tmp_path):
+    """The policy's r_T carry weight · correctness inside μ_g and σ_g; the (correct) expert's r_T must as well."""
+    trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--expert_passthrough", "--granularity", "outcome"))
+    trainer.model.train()
+    trainer.reward_funcs = [lambda prompts, completions, **kwargs: [0.0] * len(completions)]  # no sample passes
+    inputs = [row for row in trainer.train_dataset.select([0] * 4 + [1] * 4)]
+    advantages = {}
+    for weight in (0.0, 1.0):
+        trainer.airl.outcome_reward_weight = weight
+        torch.manual_seed(7)
+        advantages[weight] = trainer._generate_and_score_completions(inputs)["advantages"]
+    assert torch.equal(advantages[0.0][:8], advantages[1.0][:8])  # the samples' rewards and group stats are unchanged
+    rise = advantages[1.0][8:] - advantages[0.0][8:]  # the experts: ã_T rises by 1 / (σ_g + 1e-4) on every token
+    assert (rise[:, 0] > 0).all()
+    for row in rise:
+        assert torch.allclose(row[row != 0], row[0].expand((row != 0).sum()))
+
+
+def test_passthrough_needs_whole_groups_on_each_process(tmp_path):
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        config(tmp_path, "--expert_passthrough", "--per_device_batch_size", "6")
+
+
+def test_passthrough_needs_no_accumulation_and_no_kl(tmp_path):
+    with pytest.raises(ValueError, match="expert_passthrough"):
+        config(tmp_path, "--expert_passthrough", "--kl_coef", "0.1")
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        config(tmp_path, "--granularity", "token")
+
+
+def test_experts_no_perturbation_applies_to_give_no_hard_negative(saved_disc):
+    rm = RewardModel.from_pretrained(saved_disc)
+    rng = random.Random(0)
+    batch = perturbed_experts(rm, ["Q1\n", "Q2\n"], ["#### yes", "2+5=7\n#### 7"], 2, rng)
+    assert len(batch) == 2  # two copies of the second trace; none of "#### yes"
+    assert perturbed_experts(rm, ["Q1\n"], ["#### yes"], 2, rng) is None
+
+
+# --- a discriminator with another tokenizer ---------------------------------------------------------------------
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """Two-digit numbers and '####' are one token each; every other character is its own token."""
+    pieces = ["####", *(str(n) for n in range(10, 100)), *sorted(set(string.printable) - set("\t\r\x0b\x0c"))]
+    vocab = {tok: i for i, tok in enumerate(["<pad>", "<s>", "</s>", "<unk>", *dict.fromkeys(pieces)])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"#{4}|\d{2}|[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
+def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path):
+    tok = word_tokenizer()
+    assert tok.decode(tok("7*8=56\n#### 56")["input_ids"]) == "7*8=56\n#### 56"
+    torch.manual_seed(0)
+    backbone = LlamaForCausalLM(tiny_config(tok, 32, 1, 2, 256))
+    disc_dir = tmp_path / "word_disc"
+    Discriminator.from_causal_lm(backbone, likelihood=True).save_pretrained(disc_dir, tok)
+
+    trainer = airl.build_trainer(config(tmp_path / "run", "--disc_path", str(disc_dir), "--train_steps", "1"))
+    assert not trainer.shared_tokenizer
+    calls = spy_on_hook(trainer)
+    trainer.warmup_discriminator(1)
+    trainer.train()
+    (_, out), = calls
+    assert torch.isfinite(out["advantages"]).all() and out["advantages"].shape == out["completion_ids"].shape
+    assert any(k.startswith("disc/") for k in trainer.state.log_history[0])
+
+
+# --- resuming ---------------------------------------------------------------------------------------------------
+
+
+def test_resume_restores_discriminator_optimizer_and_replay(tmp_path, monkeypatch):
+    common = ["--save_steps", "2", "--replay_size", "16"]
+    run_cli(tmp_path, *common, "--train_steps", "2")
+    checkpoint = tmp_path / "checkpoint-2"
+    assert (checkpoint / STATE_DIR / "discriminator").is_dir()
+    assert (checkpoint / STATE_DIR / "disc_optimizer.safetensors").is_file()
+
+    loaded = {}
+    load = airl_state.load
+
+    def spy(trainer, folder):
+        load(trainer, folder)
+        loaded["folder"] = folder
+        loaded["replay"] = len(trainer.replay)
+        loaded["disc"] = {k: v.clone() for k, v in trainer.reward_model.discriminator.state_dict().items()}
+        loaded["optimizer"] = trainer.disc_optimizer.state_dict()["state"]
+
+    monkeypatch.setattr(airl_state, "load", spy)
+    run_cli(tmp_path, *common, "--train_steps", "4", "--resume", "last")
+    assert loaded["folder"] == checkpoint
+    assert loaded["replay"] > 0
+    assert loaded["optimizer"] and all("exp_avg" in state for state in loaded["optimizer"].values())
+    saved = Discriminator.from_pretrained(checkpoint / STATE_DIR / "discriminator").state_dict()
+    assert not differs(saved, loaded["disc"])
+    assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 4
+    assert (tmp_path / "checkpoint-4" / STATE_DIR).is_dir()
+
+
+def test_resume_from_a_checkpoint_without_airl_state_is_an_error(tmp_path):
+    checkpoint = tmp_path / "checkpoint-1"
+    checkpoint.mkdir()
+
+    class Stub:
+        pass
+
+    with pytest.raises(FileNotFoundError, match="not an R-AIRL checkpoint"):
+        airl_state.load(Stub(), checkpoint)
+
+
+# --- two processes ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="needs torch.distributed with the gloo backend")
+def test_two_processes_end_with_identical_policy_and_discriminator():
+    """benchmarks/multiprocess_airl.py: DDP on two CPU processes; each scenario checks the weights' hashes."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multiprocess_airl.py"
+    proc = subprocess.run([sys.executable, str(script), "--timeout", "240"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.count(" ok ") == 2, proc.stdout

@@ -1,0 +1,194 @@
+"""rairl.discriminator on a 1-layer, 32-wide Llama: causality, checkpoints, likelihood features, losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification
+
+from rairl.discriminator import (
+    Discriminator,
+    DiscriminatorArgs,
+    accuracy,
+    bce_loss,
+    gradient_penalty,
+    last_labelled,
+    token_logprobs,
+    wgan_loss,
+)
+from rairl.models import ModelArgs, build_tiny
+from rairl.traces import build_batch
+
+TINY = ModelArgs(hidden_size=32, num_layers=1, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    model, tokenizer = build_tiny(TINY, seed=0)
+    return model.eval(), tokenizer
+
+
+def make_disc(policy, likelihood: bool, temperature: float = 1.0) -> Discriminator:
+    torch.manual_seed(1)
+    disc = Discriminator.from_causal_lm(policy[0], likelihood, temperature).eval()
+    if likelihood:
+        disc.likelihood.data = torch.tensor([0.3, 0.7])  # not the initial values, so a round trip shows them
+    return disc
+
+
+def traces(vocab: int, seed: int = 0):
+    """Two traces of 10 tokens: a 4-token prompt and a 6-token response (the second row shorter)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (2, 10), generator=g)
+    return build_batch([ids[0, :4].tolist(), ids[1, :4].tolist()], [ids[0, 4:].tolist(), ids[1, 4:8].tolist()],
+                       [[1, 5], [3]], pad_id=0)
+
+
+@pytest.mark.parametrize("likelihood", [False, True])
+def test_a_later_token_never_changes_an_earlier_score(policy, likelihood):
+    disc = make_disc(policy, likelihood)
+    batch = traces(len(policy[1]))
+    with torch.no_grad():
+        before = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
+        ids = batch.input_ids.clone()
+        ids[0, 6] = (ids[0, 6] + 1) % len(policy[1])
+        after = disc(ids, batch.attention_mask, batch.response_mask)
+    assert torch.allclose(before[:, :6], after[:, :6], atol=1e-6)
+    assert not torch.allclose(before[0, 6:], after[0, 6:])  # the changed position and what follows do move
+    assert torch.equal(before[1], after[1])
+
+
+def test_plain_discriminator_loads_alone_as_a_token_classifier(policy, tmp_path):
+    disc = make_disc(policy, likelihood=False)
+    disc.save_pretrained(tmp_path, policy[1])
+    alone = AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
+    batch = traces(len(policy[1]))
+    with torch.no_grad():
+        expected = disc(batch.input_ids, batch.attention_mask)
+        logits = alone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    assert logits.shape == (2, 10, 1)
+    assert torch.allclose(logits.squeeze(-1), expected, atol=1e-6)
+    assert not Discriminator.from_pretrained(tmp_path).uses_likelihood
+
+
+def test_likelihood_discriminator_round_trips_through_from_pretrained(policy, tmp_path):
+    disc = make_disc(policy, likelihood=True, temperature=2.0)
+    disc.save_pretrained(tmp_path, policy[1])
+    loaded = Discriminator.from_pretrained(tmp_path).eval()
+    assert loaded.uses_likelihood and loaded.temperature == 2.0
+    assert loaded.likelihood.tolist() == pytest.approx([0.3, 0.7])
+    batch = traces(len(policy[1]))
+    with torch.no_grad():
+        a = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
+        b = loaded(batch.input_ids, batch.attention_mask, batch.response_mask)
+    assert torch.equal(a, b)
+    # the saved folder still loads on its own, computing w·h + b only
+    alone = AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        plain = alone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.squeeze(-1)
+    assert not torch.allclose(plain, a)
+
+
+def test_likelihood_variant_needs_the_response_mask(policy):
+    disc = make_disc(policy, likelihood=True)
+    batch = traces(len(policy[1]))
+    with pytest.raises(ValueError, match="needs response_mask"):
+        disc(batch.input_ids, batch.attention_mask)
+
+
+def test_token_logprobs_are_the_causal_lm_log_probabilities(policy):
+    model, tokenizer = policy
+    disc = make_disc(policy, likelihood=True)
+    batch = traces(len(tokenizer))
+    with torch.no_grad():
+        logp = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.log_softmax(-1)
+        h = disc.classifier.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        ell = token_logprobs(disc.lm_head, h, batch.input_ids, batch.response_mask)
+    expected = torch.zeros(2, 10)
+    for b in range(2):
+        for t in batch.response_mask[b].nonzero().squeeze(1).tolist():
+            expected[b, t] = logp[b, t - 1, batch.input_ids[b, t]]
+    assert torch.allclose(ell, expected, atol=1e-5)
+    assert (ell[~batch.response_mask] == 0).all()
+
+    # with w = 0, b = 0 the score is a_1·ℓ_t + a_2·min_{k<=t} ℓ_k
+    torch.nn.init.zeros_(disc.classifier.score.weight)
+    torch.nn.init.zeros_(disc.classifier.score.bias)
+    disc.likelihood.data = torch.tensor([1.0, 0.0])
+    with torch.no_grad():
+        assert torch.allclose(disc(batch.input_ids, batch.attention_mask, batch.response_mask), expected, atol=1e-5)
+        disc.likelihood.data = torch.tensor([0.0, 1.0])
+        running = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
+    assert torch.allclose(running, torch.cummin(expected, dim=1).values, atol=1e-5)
+    assert running[0, 9] == pytest.approx(expected[0, 4:].min().item(), abs=1e-5)
+
+
+def test_rewards_are_scores_over_the_temperature(policy):
+    disc = make_disc(policy, likelihood=False, temperature=4.0)
+    assert disc.rewards(torch.tensor([[2.0, -8.0]])).tolist() == [[0.5, -2.0]]
+
+
+# --- losses ----------------------------------------------------------------------------------------------------
+
+
+def bce(s: float, y: float) -> float:
+    return -(y * math.log(1 / (1 + math.exp(-s))) + (1 - y) * math.log(1 - 1 / (1 + math.exp(-s))))
+
+
+def test_bce_loss_by_hand_with_smoothing_and_class_balance():
+    scores = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    is_expert = torch.tensor([True, False])
+    # ε = 0.2: experts aim at 0.9, negatives at 0.1; each row is averaged over its labelled positions
+    expert = (bce(0.5, 0.9) + bce(2.0, 0.9)) / 2
+    negative = (bce(0.0, 0.1) + bce(-0.5, 0.1)) / 2
+    loss = bce_loss(scores, mask, is_expert, smoothing=0.2)
+    assert loss.item() == pytest.approx((expert + negative) / 2, rel=1e-6)
+
+    # balance is by class, not by batch shape: three copies of the negative leave the loss unchanged
+    rows = [0, 1, 1, 1]
+    more = bce_loss(scores[rows], mask[rows], is_expert[rows], smoothing=0.2)
+    assert more.item() == pytest.approx(loss.item(), rel=1e-6)
+    # ... whereas a plain mean over rows would weigh the negatives 3:1
+    assert (expert + 3 * negative) / 4 != pytest.approx(loss.item(), rel=1e-3)
+
+
+def test_bce_loss_checks_shapes():
+    with pytest.raises(ValueError, match="shapes"):
+        bce_loss(torch.zeros(2, 3), torch.ones(2, 4, dtype=torch.bool), torch.tensor([True, False]), 0.1)
+
+
+def test_wgan_loss_by_hand_and_gradient_penalty_is_finite_and_differentiable(policy):
+    scores = torch.tensor([[1.0, 3.0], [-2.0, 0.0]])
+    mask = torch.tensor([[True, True], [True, False]])
+    assert wgan_loss(scores, mask, torch.tensor([True, False])).item() == pytest.approx(-2.0 - 2.0)
+
+    disc = make_disc(policy, likelihood=True).train()
+    batch = traces(len(policy[1]))
+    is_expert = torch.tensor([True, False])
+    s = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
+    gp = gradient_penalty(disc, batch, batch.response_mask)
+    loss = wgan_loss(s, batch.response_mask, is_expert) + 10.0 * gp
+    assert torch.isfinite(gp) and gp.item() >= 0 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in disc.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert disc.classifier.model.embed_tokens.weight.grad.abs().sum() > 0  # the penalty reaches the embeddings
+
+
+def test_accuracy_reads_the_last_labelled_position():
+    scores = torch.tensor([[-1.0, 2.0, -5.0], [3.0, -1.0, 9.0], [0.5, -0.5, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
+    is_expert = torch.tensor([True, False, True])
+    assert last_labelled(scores, mask).tolist() == [2.0, -1.0, 0.0]
+    # expert scored 2 > 0: right; negative scored -1 < 0: right; expert scored 0 (D = 1/2, not > 1/2): wrong
+    assert accuracy(scores, mask, is_expert).tolist() == [True, True, False]
+
+
+def test_discriminator_args_validate():
+    with pytest.raises(ValueError, match="disc_loss must be one of"):
+        DiscriminatorArgs(disc_loss="wgan")
+    with pytest.raises(ValueError, match="disc_smoothing"):
+        DiscriminatorArgs(disc_smoothing=1.0)
