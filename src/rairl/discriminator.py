@@ -114,6 +114,8 @@ class Discriminator(nn.Module):
     @classmethod
     def from_causal_lm(cls, model: PreTrainedModel, likelihood: bool, temperature: float = 1.0) -> "Discriminator":
         """A discriminator whose backbone starts from `model`'s weights (its decoder and, if asked, its LM head)."""
+        if hasattr(model, "get_base_model"):  # a peft model: start from the base weights, not the adapter wrapper
+            model = model.get_base_model()
         config = copy.deepcopy(model.config)
         config.num_labels = 1
         config.architectures = None
