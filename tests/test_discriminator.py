@@ -192,3 +192,21 @@ def test_discriminator_args_validate():
         DiscriminatorArgs(disc_loss="wgan")
     with pytest.raises(ValueError, match="disc_smoothing"):
         DiscriminatorArgs(disc_smoothing=1.0)
+
+
+def test_a_lora_wrapped_policy_gives_the_same_discriminator_as_its_base(policy):
+    """With LoRA the backbone starts from the frozen base weights (the adapters are zero at initialisation)."""
+    import copy
+
+    from rairl.models.factory import add_lora
+
+    wrapped = add_lora(copy.deepcopy(policy[0]), r=4, alpha=8)
+    batch = traces(len(policy[1]))
+    torch.manual_seed(1)
+    from_base = Discriminator.from_causal_lm(policy[0], likelihood=True).eval()
+    torch.manual_seed(1)
+    from_lora = Discriminator.from_causal_lm(wrapped, likelihood=True).eval()
+    with torch.no_grad():
+        expected = from_base(batch.input_ids, batch.attention_mask, batch.response_mask)
+        got = from_lora(batch.input_ids, batch.attention_mask, batch.response_mask)
+    assert torch.allclose(expected, got, atol=1e-6)

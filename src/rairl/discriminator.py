@@ -114,20 +114,25 @@ class Discriminator(nn.Module):
     @classmethod
     def from_causal_lm(cls, model: PreTrainedModel, likelihood: bool, temperature: float = 1.0) -> "Discriminator":
         """A discriminator whose backbone starts from `model`'s weights (its decoder and, if asked, its LM head)."""
-        if hasattr(model, "get_base_model"):  # a peft model: start from the base weights, not the adapter wrapper
+        peft = hasattr(model, "get_base_model")
+        if peft:  # LoRA: start from the frozen base weights (the adapters are zero at initialisation)
             model = model.get_base_model()
         config = copy.deepcopy(model.config)
         config.num_labels = 1
         config.architectures = None
         classifier = AutoModelForTokenClassification.from_config(config)
         base = getattr(classifier, classifier.base_model_prefix)
-        missing, unexpected = base.load_state_dict(model.get_decoder().state_dict(), strict=False)
+        state = model.get_decoder().state_dict()
+        if peft:
+            state = {k.replace(".base_layer", ""): v for k, v in state.items() if "lora_" not in k}
+        missing, unexpected = base.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"backbone weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
         classifier.to(model.dtype)
         lm_head = None
         if likelihood:
             source = model.get_output_embeddings()
+            source = getattr(source, "base_layer", source)
             lm_head = nn.Linear(source.in_features, source.out_features, bias=source.bias is not None)
             lm_head.load_state_dict(source.state_dict())
             lm_head.to(model.dtype)
