@@ -6,11 +6,14 @@ Alignment is by token ids and character offsets, never by "the last L positions"
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from rairl.rewards.granularity import step_end_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +134,6 @@ def encode_texts(
     `add_eos` appends EOS to each response, as a finished policy sample carries it: the last response token,
     where outcome rewards sit, is then the same for expert traces and policy samples.
     """
-    from rairl.rewards.granularity import step_end_tokens
-
     p_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     enc = tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)
     r_ids, ends = [], []
@@ -151,8 +152,6 @@ def encode_ids(
 ) -> tuple[TraceBatch, list[str]]:
     """Pack token ids as they are (a policy's own samples: no re-tokenisation) and find step ends through
     the decoded text's character offsets. Returns the batch and the decoded responses."""
-    from rairl.rewards.granularity import step_end_tokens
-
     texts, ends = [], []
     for ids in response_ids:
         text, offsets = token_offsets(tokenizer, ids)
@@ -168,8 +167,6 @@ def project_values(values: torch.Tensor, src_tokenizer, src_ids: Sequence[int], 
     character beyond its own end except inside that one source token. Zero-width (special) destination
     tokens, such as EOS, take the last source value. values: (N_src,) -> (N_dst,).
     """
-    import bisect
-
     _, src = token_offsets(src_tokenizer, src_ids)
     _, dst = token_offsets(dst_tokenizer, dst_ids)
     kept = [k for k, (s, e) in enumerate(src) if e > s]

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from trl import GRPOTrainer
 
 from rairl.discriminator import Discriminator, DiscriminatorArgs
-from rairl.models import ModelArgs, load_policy
+from rairl.io import atomic_dir, write_json
+from rairl.models import ModelArgs, load_policy, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
 from rairl.reward_model import RewardModel
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
@@ -29,6 +31,7 @@ from rairl.tasks import Example, Task, TaskArgs, get_task
 from rairl.trainers import airl_state
 from rairl.trainers.common import JsonlLogCallback, TrainArgs, resolve_resume, save_final, set_threads
 from rairl.trainers.discriminator_update import (
+    pack,
     ReplayBuffer,
     assemble,
     discriminator_step,
@@ -38,8 +41,8 @@ from rairl.trainers.discriminator_update import (
 )
 from rairl.trainers.grpo import GRPOArgs, correctness_reward, grpo_config, policy_source, prompt_dataset
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
-from rairl.traces import encode_ids
-from rairl.io import atomic_dir, write_json
+from rairl.trainers.passthrough import append_experts
+from rairl.traces import encode_ids, project_values
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +138,6 @@ class AIRLTrainer(GRPOTrainer):
         pad = self.reward_model.tokenizer.pad_token_id
         parts = [("expert", expert_batch), ("policy", policy_batch), ("perturbed", perturbed)]
         if replayed:
-            from rairl.trainers.discriminator_update import pack
-
             parts.append(("replay", pack(replayed, pad)))
         data = assemble(parts, pad)
         stats: dict[str, float] = {}
@@ -154,8 +155,6 @@ class AIRLTrainer(GRPOTrainer):
         """W discriminator-only steps on the initial policy's samples (the policy does not move)."""
         if steps <= 0 or self.disc_optimizer is None:
             return
-        from tqdm.auto import tqdm
-
         self.model.train()
         loader = iter(self.get_train_dataloader())
         for _ in tqdm(range(steps), desc="discriminator warm-up", disable=not self.accelerator.is_main_process):
@@ -199,8 +198,6 @@ class AIRLTrainer(GRPOTrainer):
         stats.update(reward_correctness_stats(final_rewards(all_rewards, all_mask).cpu(), correct.cpu() > 0.5))
         self._log_stats(stats)
         if self.airl.expert_passthrough:
-            from rairl.trainers.passthrough import append_experts
-
             out = append_experts(self, out, examples, all_rewards, all_mask)
         return out
 
@@ -212,8 +209,6 @@ class AIRLTrainer(GRPOTrainer):
             cols = policy_batch.response_mask[b].nonzero().squeeze(1)
             values = token_rewards[b, cols]
             if not self.shared_tokenizer:
-                from rairl.traces import project_values
-
                 values = project_values(values, self.reward_model.tokenizer, policy_batch.input_ids[b, cols].tolist(),
                                         self.processing_class, ids)
             out[b, : len(ids)] = values[: len(ids)]
@@ -243,8 +238,6 @@ class AIRLTrainer(GRPOTrainer):
 def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardModel:
     if config.disc_path:
         disc = Discriminator.from_pretrained(config.disc_path)
-        from rairl.models import load_tokenizer
-
         tokenizer = load_tokenizer(config.disc_path)
     elif config.disc_model == "policy":
         disc = Discriminator.from_causal_lm(policy, config.disc_likelihood, config.disc_temperature)
@@ -255,8 +248,6 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
         disc = Discriminator.from_causal_lm(backbone, config.disc_likelihood, config.disc_temperature)
     else:
         disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature)
-        from rairl.models import load_tokenizer
-
         tokenizer = load_tokenizer(config.disc_model)
     return RewardModel(disc, tokenizer, step_spans=task.step_spans, granularity=config.granularity,
                        interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size)
@@ -313,7 +304,7 @@ def train_and_save(trainer: AIRLTrainer, config: Config, resume_from: str | None
         save_final(trainer.model, trainer.processing_class, config.output_dir)
         reward_model = trainer.reward_model
         with atomic_dir(Path(config.output_dir, "discriminator")) as tmp:
-            reward_model.discriminator.save_pretrained(tmp, reward_model.tokenizer)
+            reward_model.save_pretrained(tmp)
         write_json(Path(config.output_dir, "train_summary.json"), summary)
     trainer.accelerator.wait_for_everyone()
     return summary

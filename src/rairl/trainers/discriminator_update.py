@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from rairl.discriminator import Discriminator, DiscriminatorArgs, accuracy, bce_loss, gradient_penalty, wgan_loss
@@ -159,8 +160,6 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))

@@ -1,0 +1,165 @@
+"""Pooling the demo's per-seed runs into `results.json`, and the claims table.
+
+Every figure pools questions across seeds (n = questions × seeds) and carries `{"mean", "ci95", "n"}`.
+A comparison between two methods is the paired difference over the same questions and seeds, with its CI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rairl.evaluation.metrics import pass_at_k, paired_diff, summarize
+from rairl.evaluation.processbench import processbench_metrics
+from rairl.inference.rerank import normalise_answer, selection_values
+
+# The paper's headline figures (R-AIRL, arXiv 2510.01857) that the demo's claims are checked against.
+PAPER_RERANK_GAIN = 0.174  # best success@1|N − pass@1
+PAPER_LOCALIZE_ACC = 0.861  # exact first-error accuracy on injected errors
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _per_question(rows: list[dict], key: str, prefix: str) -> dict[str, list[bool]]:
+    out: dict[str, list[bool]] = {}
+    for r in rows:
+        out.setdefault(f"{prefix}{r['id']}", []).append(bool(r[key]))
+    return out
+
+
+def eval_values(per_seed: list[dict], method: str, split: str, n: int) -> dict[str, list[float]]:
+    """Per-question greedy correctness and pass@k (k = 1 and n), pooled over the seeds that hold `method`."""
+    values: dict[str, list[float]] = {"greedy": [], "pass@1": [], f"pass@{n}": []}
+    for run in per_seed:
+        if method not in run["rows"]:
+            continue
+        rows = run["rows"][method][split]
+        values["greedy"] += [float(r["correct"]) for r in rows["greedy"]]
+        for correct in _per_question(rows["samples"], "correct", "").values():
+            values["pass@1"].append(pass_at_k(len(correct), sum(correct), 1))
+            values[f"pass@{n}"].append(pass_at_k(len(correct), sum(correct), n))
+    return values
+
+
+def pool_eval(per_seed: list[dict], methods: Sequence[str], n: int) -> dict[str, Any]:
+    """`{METHOD: {"id": {"greedy", "pass@1", "pass@N"}, "ood": {...}}}`, seeds pooled."""
+    return {
+        m: {name: {k: summarize(v) for k, v in eval_values(per_seed, m, split, n).items()}
+            for name, split in (("id", "test"), ("ood", "ood"))}
+        for m in methods
+    }
+
+
+def rerank_values(per_seed: list[dict], name: str) -> tuple[dict[str, list[float]], list[float]]:
+    """Per-question success of every selection method, and pass@1, pooled over seeds (ids prefixed by seed)."""
+    rows = []
+    for run in per_seed:
+        rows += [{**r, "id": f"{run['seed']}:{r['id']}"} for r in _read_jsonl(Path(run["dir"], f"rerank_{name}", "scored.jsonl"))]
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["id"], []).append(i)
+    correct = np.array([r["correct"] for r in rows], dtype=bool)
+    answers = [normalise_answer(r.get("answer")) for r in rows]
+    scores = {k: np.array([r["scores"][k] for r in rows]) for k in rows[0]["scores"]}
+    values = selection_values(groups, correct, answers, scores)
+    pass1 = [float(correct[idx].mean()) for idx in groups.values()]
+    return values, pass1
+
+
+def pool_rerank(per_seed: list[dict], name: str, n: int) -> dict[str, Any]:
+    """`{"n", "pass@1", "random", "majority", "likelihood_mean", ..., "reward_AGG", "oracle", "gain": {...}}`."""
+    values, pass1 = rerank_values(per_seed, name)
+    rename = {"oracle@N": "oracle"}
+    out: dict[str, Any] = {"n": n, "pass@1": summarize(pass1)}
+    gains = {}
+    for method, v in values.items():
+        key = rename.get(method, method.replace("/", "_"))
+        out[key] = summarize(v)
+        gains[key] = paired_diff(v, pass1)
+    likelihood = [k for k in out if k.startswith("likelihood_")]
+    if likelihood:  # the stronger likelihood aggregation is the baseline to beat
+        out["likelihood"] = max((out[k] for k in likelihood), key=lambda s: s["mean"])
+    out["gain"] = gains
+    best = max((k for k in out if k.startswith("reward_")), key=lambda k: out[k]["mean"])
+    out["best_reward"] = best
+    raw = {rename.get(m, m.replace("/", "_")): v for m, v in values.items()}
+    out["best_vs_majority"] = paired_diff(raw[best], raw["majority"])
+    if likelihood:
+        best_ll = max(likelihood, key=lambda k: out[k]["mean"])
+        out["best_vs_likelihood"] = paired_diff(raw[best], raw[best_ll])
+    return out
+
+
+def pool_localize(per_seed: list[dict], names: Sequence[str]) -> dict[str, Any]:
+    """ProcessBench metrics of the reward (top level) and the likelihood baseline, pooled over seeds."""
+    out = {}
+    for name in names:
+        preds = []
+        for run in per_seed:
+            preds += _read_jsonl(Path(run["dir"], f"localize_{name}", "predictions.jsonl"))
+        labels = [p["label"] for p in preds]
+        entry = processbench_metrics([p["predicted"] for p in preds], labels)
+        if preds and "likelihood_predicted" in preds[0]:
+            entry["likelihood"] = processbench_metrics([p["likelihood_predicted"] for p in preds], labels)
+        entry["thresholds"] = [run["localize"][name]["reward"]["threshold"] for run in per_seed]
+        out[name] = entry
+    return out
+
+
+def _claim(name: str, paper: str, ours: dict[str, Any], holds: bool | None, note: str = "") -> dict[str, Any]:
+    return {"claim": name, "paper": paper, "ours": ours, "holds": holds, "note": note}
+
+
+def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's claims, our figure with its CI, and whether the point estimate satisfies the claim."""
+    training, rerank, localize = results["training"], results["rerank"], results["localize"]
+    out = []
+    best = max(("airl_dense", "airl_outcome"), key=lambda m: training[m]["id"]["greedy"]["mean"] or 0.0)
+    for split, relation in (("id", ">="), ("ood", ">")):
+        a, b = training[best][split]["greedy"], training["sft"][split]["greedy"]
+        diff = a["mean"] - b["mean"]
+        holds = diff >= 0 if relation == ">=" else diff > 0
+        out.append(_claim(f"R-AIRL ({best}) {relation} SFT, {split} greedy accuracy", "holds on GSM8K/MedReason",
+                          {"airl": a, "sft": b, "diff": round(diff, 4)}, holds))
+    gain = rerank["gain"][rerank["best_reward"]]
+    out.append(_claim(f"success@1|{rerank['n']} − pass@1 by the learned reward ({rerank['best_reward']})",
+                      f"+{PAPER_RERANK_GAIN * 100:.1f} points", gain, gain["mean"] >= PAPER_RERANK_GAIN))
+    vs_majority = rerank["best_vs_majority"]
+    out.append(_claim("learned-reward pick > majority vote", "holds", vs_majority, vs_majority["mean"] > 0))
+    if "best_vs_likelihood" in rerank:
+        vs_ll = rerank["best_vs_likelihood"]
+        out.append(_claim("learned-reward pick > base-policy likelihood", "not reported", vs_ll, vs_ll["mean"] > 0))
+    acc = localize["injected"]["acc_error"]
+    out.append(_claim("first-error accuracy on injected errors", f"{PAPER_LOCALIZE_ACC * 100:.1f}%", acc,
+                      acc["mean"] is not None and acc["mean"] >= PAPER_LOCALIZE_ACC,
+                      f"likelihood baseline: {localize['injected'].get('likelihood', {}).get('acc_error', {}).get('mean')}"))
+    f1 = localize["natural"]["f1"]
+    out.append(_claim("F1 on the policy's natural errors", "reported (ProcessBench-style)", f1, None,
+                      f"likelihood baseline F1: {localize['natural'].get('likelihood', {}).get('f1', {}).get('mean')}"))
+    return out
+
+
+def _fmt(s: Any) -> str:
+    if isinstance(s, dict) and "mean" in s:
+        if s["mean"] is None:
+            return f"- (n={s['n']})"
+        return f"{s['mean']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}] n={s['n']}"
+    if isinstance(s, dict) and "diff" in s:
+        return f"{s['airl']['mean']:.3f} vs {s['sft']['mean']:.3f} (diff {s['diff']:+.3f})"
+    return str(s)
+
+
+def format_claims(results: dict[str, Any]) -> str:
+    """The claims table, fitting an 120-column terminal."""
+    lines = [f"seeds {results['seeds']}, wall time {results['wall_time_s']:.0f} s",
+             f"{'claim':<58} {'paper':<16} {'ours (mean [95% CI] n)':<40} holds"]
+    for c in results["claims"]:
+        holds = {True: "yes", False: "no", None: "-"}[c["holds"]]
+        lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {_fmt(c['ours'])[:40]:<40} {holds}")
+    return "\n".join(lines)
