@@ -43,7 +43,7 @@ class TaskArgs:
     ood_max_steps: int = field(default=6, metadata={"help": "arith: most operations in the OOD split"})
     max_operand: int = field(default=9, metadata={"help": "arith: operands are drawn from 1..max_operand"})
     ops: str = field(default="+-*", metadata={"help": "arith: operations to draw from, a subset of '+-*/'"})
-    max_value: int = field(default=99, metadata={"help": "arith: every running value stays in 0..max_value"})
+    max_value: int = field(default=20, metadata={"help": "arith: every running value stays in 0..max_value"})
     n_train: int = field(default=5000, metadata={"help": "arith: training problems"})
     n_eval: int = field(default=300, metadata={"help": "arith: problems in each evaluation split"})
     task_seed: int = field(default=0, metadata={"help": "arith: seed of the problem generator"})

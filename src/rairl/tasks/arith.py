@@ -18,8 +18,8 @@ from rairl.tasks.base import Example, Task
 _NAMES = ["Ann", "Ben", "Cal", "Dee", "Eli", "Fay", "Gus", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned", "Ola", "Pat"]
 _ITEMS = ["apples", "coins", "stamps", "books", "shells", "cards", "marbles", "pens"]
 _PHRASES = {
-    "+": ["gets {b} more", "finds {b} more", "buys {b} more"],
-    "-": ["gives away {b}", "loses {b}", "sells {b}"],
+    "+": ["gets {b} more", "buys {b} more", "finds {b} more"],
+    "-": ["loses {b}", "sells {b}", "gives away {b}"],
     "*": ["multiplies them by {b}", "gets {b} times as many"],
     "/": ["splits them into {b} piles and keeps one"],
 }
@@ -120,7 +120,7 @@ class ArithTask(Task):
         ood_max_steps: int = 6,
         max_operand: int = 9,
         ops: str = "+-*",
-        max_value: int = 99,
+        max_value: int = 20,
         n_train: int = 5000,
         n_eval: int = 300,
         seed: int = 0,

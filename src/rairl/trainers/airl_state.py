@@ -19,7 +19,7 @@ STATE_DIR = "airl_state"
 
 def save(trainer, checkpoint: Path) -> None:
     with atomic_dir(checkpoint / STATE_DIR) as tmp:
-        trainer.reward_model.discriminator.save_pretrained(tmp / "discriminator", trainer.reward_model.tokenizer)
+        trainer.reward_model.save_pretrained(tmp / "discriminator")
         if trainer.disc_optimizer is not None:
             save_optimizer(trainer.disc_optimizer, tmp / "disc_optimizer.safetensors")
         save_file(trainer.replay.state_tensors(), str(tmp / "replay.safetensors"))

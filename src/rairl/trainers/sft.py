@@ -1,0 +1,119 @@
+"""`rairl sft`: supervised fine-tuning on the expert demonstrations, the baseline R-AIRL is measured against.
+
+Completion-only negative log-likelihood of the expert response given the prompt (TRL `SFTTrainer` on a
+prompt-completion dataset, which masks the prompt and appends EOS to every completion):
+
+    L(θ) = − Σ_{(x, τ_E)} Σ_{t=1..T} log π_θ(y_t | x, y_<t) / Σ T        (y = τ_E + EOS, mean over tokens)
+
+Sequences longer than `max_seq_length` tokens are cut at the end (TRL `truncation_mode="keep_start"`): with
+the character tokenizer a long GSM8K trace may lose its last lines, `#### ANSWER` included, so the count of
+cut sequences is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import SFTConfig, SFTTrainer
+
+from rairl.config import config_dict
+from rairl.io import write_json
+from rairl.models import ModelArgs, load_policy
+from rairl.models.factory import TINY
+from rairl.tasks import TaskArgs, get_task
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, resolve_resume, save_final, set_threads
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "rairl_run.json"  # not config.json: that name belongs to the saved model
+_DEFAULT_SEQ_LENGTH = 1024  # TRL's default, for checkpoints other than the tiny model
+
+
+@dataclass
+class Config(TaskArgs, ModelArgs, TrainArgs):
+    # Defaults tuned on the embedded default (arith, tiny 4x128): see the module docstring.
+    train_steps: int = field(default=1000, metadata={"help": "optimizer steps to train for"})
+    per_device_batch_size: int = field(default=16, metadata={"help": "sequences per step on each device"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (AdamW)"})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW second-moment decay β2"})
+    train_split: str = field(default="train", metadata={"help": "split of the task whose expert traces are learned"})
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "cut training sequences (prompt + response + EOS) to this many tokens; "
+            f"default: the tiny model's --max_length, else {_DEFAULT_SEQ_LENGTH}"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        ModelArgs.__post_init__(self)
+        TrainArgs.__post_init__(self)
+        if self.max_seq_length is not None and self.max_seq_length < 2:
+            raise ValueError(f"max_seq_length must be >= 2 tokens, got {self.max_seq_length}")
+        if self.model == TINY and self.max_seq_length is not None and self.max_seq_length > self.max_length:
+            raise ValueError(
+                f"max_seq_length ({self.max_seq_length}) exceeds the tiny model's context --max_length "
+                f"({self.max_length}); raise --max_length or lower --max_seq_length"
+            )
+
+
+def sequence_length(config: Config) -> int:
+    if config.max_seq_length is not None:
+        return config.max_seq_length
+    return config.max_length if config.model == TINY else _DEFAULT_SEQ_LENGTH
+
+
+def count_truncated(dataset, tokenizer, max_length: int) -> int:
+    """How many prompt + completion + EOS sequences have more than `max_length` tokens (tokenized as TRL does)."""
+    texts = [p + c for p, c in zip(dataset["prompt"], dataset["completion"])]
+    lengths = [len(ids) + 1 for ids in tokenizer(texts, verbose=False)["input_ids"]]
+    return sum(n > max_length for n in lengths)
+
+
+def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer:
+    """TRL `SFTTrainer` with completion-only loss on `{"prompt", "completion"}` rows, no packing."""
+    max_length = sequence_length(config)
+    if cut := count_truncated(train_dataset, tokenizer, max_length):
+        logger.warning(
+            "%d of %d training sequences exceed max_seq_length=%d tokens and are cut at the end (their final "
+            "lines are not learned); raise --max_seq_length (and --max_length for the tiny model) to keep them",
+            cut, len(train_dataset), max_length,
+        )
+    args = SFTConfig(
+        **config.trainer_kwargs(),
+        max_length=max_length,
+        truncation_mode="keep_start",
+        packing=False,
+        completion_only_loss=True,  # prompt tokens get label -100; TRL appends EOS to each completion
+    )
+    return SFTTrainer(
+        model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=[JsonlLogCallback()]
+    )
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Train the policy on the task's demonstrations; the final model lands at the root of `output_dir`."""
+    threads = set_threads(config.threads)
+    resume_from = resolve_resume(config.resume, config.output_dir)
+    task = get_task(config)
+    train_dataset = demonstrations(task, config.train_split)
+    model, tokenizer = load_policy(config, seed=config.seed)
+    trainer = build_trainer(config, model, tokenizer, train_dataset)
+    logger.info(
+        "sft: %d steps of %d sequences on %d threads%s",
+        config.train_steps, config.per_device_batch_size * config.gradient_accumulation_steps, threads,
+        f", resuming from {resume_from}" if resume_from else "",
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall_time_s = time.perf_counter() - start
+    logger.info("sft: trained to step %d in %.1f s", trainer.state.global_step, wall_time_s)
+
+    save_final(trainer.model, tokenizer, config.output_dir)
+    result = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall_time_s}
+    write_json(Path(config.output_dir, RUN_FILE), {"command": "sft", "config": config_dict(config), **result})
+    return result

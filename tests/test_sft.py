@@ -1,0 +1,162 @@
+"""`rairl sft` and the shared trainer pieces (rairl.trainers.common), on a 1-layer, 32-wide model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from rairl.cli import main
+from rairl.models import ModelArgs, build_char_tokenizer, load_policy
+from rairl.tasks.base import Example, Task
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, resolve_resume, save_final
+from rairl.trainers.sft import Config, build_trainer, count_truncated
+
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
+SMALL_RUN = TINY + ["--n_train", "64", "--per_device_batch_size", "8", "--logging_steps", "1", "--threads", "1"]
+
+
+class ListTask(Task):
+    """A task over a fixed list of examples (one split, `train`)."""
+
+    name = "list"
+    splits = ("train",)
+
+    def __init__(self, examples: list[Example]):
+        self._examples = examples
+
+    def examples(self, split: str) -> list[Example]:
+        return self._examples
+
+    def is_correct(self, predicted, example) -> bool:
+        return predicted == example.answer
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+
+
+# --- common ---------------------------------------------------------------------------------------------------
+
+
+def test_demonstrations_are_prompt_completion_pairs_without_expertless_examples():
+    task = ListTask([Example("a", "1+1?", "2", "1+1=2\n#### 2"), Example("b", "2+2?", "4", None)])
+    rows = demonstrations(task).to_list()
+    assert rows == [{"prompt": "Question: 1+1?\nAnswer:\n", "completion": "1+1=2\n#### 2"}]
+
+
+def test_demonstrations_without_any_expert_trace_is_an_error():
+    with pytest.raises(ValueError, match="none of the 1 examples has an expert trace"):
+        demonstrations(ListTask([Example("b", "2+2?", "4", None)]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"train_steps": 0}, "train_steps must be >= 1"), ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+     ({"lr_scheduler": "cosin"}, "lr_scheduler must be one of"), ({"mixed_precision": "fp8"}, "mixed_precision")],
+)
+def test_train_args_reject_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainArgs(**kwargs)
+
+
+def test_resolve_resume(tmp_path):
+    assert resolve_resume(None, tmp_path) is None
+    assert resolve_resume("auto", tmp_path / "missing") is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint-STEP folder"):
+        resolve_resume("last", tmp_path)
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resolve_resume("last", tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not by name
+    assert resolve_resume(str(tmp_path / "checkpoint-2"), tmp_path) == str(tmp_path / "checkpoint-2")
+    with pytest.raises(FileNotFoundError, match="not a Trainer checkpoint"):
+        resolve_resume(str(tmp_path), tmp_path)
+
+
+def test_jsonl_log_callback_appends_one_line_per_log(tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    state = TrainerState(global_step=3)
+    callback = JsonlLogCallback()
+    callback.on_log(args, state, TrainerControl(), logs={"loss": 1.5})
+    state.global_step = 4
+    callback.on_log(args, state, TrainerControl(), logs={"loss": 1.25, "learning_rate": 0.1})
+    assert read_log(tmp_path) == [{"step": 3, "loss": 1.5}, {"step": 4, "loss": 1.25, "learning_rate": 0.1}]
+
+
+def test_save_final_writes_a_loadable_model_and_keeps_other_files(tmp_path):
+    args = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=64)
+    model, tokenizer = load_policy(args, seed=1)
+    (tmp_path / "checkpoint-5").mkdir()
+    save_final(model, tokenizer, tmp_path)
+    save_final(model, tokenizer, tmp_path)  # a second save replaces the first
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "checkpoint-5").is_dir()
+    assert not (tmp_path / ".final").exists()
+    loaded, loaded_tokenizer = load_policy(ModelArgs(model=str(tmp_path)))
+    assert loaded_tokenizer("7+8=15")["input_ids"] == tokenizer("7+8=15")["input_ids"]
+    for (name, p), q in zip(model.named_parameters(), loaded.parameters()):
+        assert torch.equal(p, q), name
+
+
+# --- rairl sft ------------------------------------------------------------------------------------------------
+
+
+def test_count_truncated_counts_the_eos_trl_appends():
+    dataset = Dataset.from_list([{"prompt": "Q:\n", "completion": "1+1=2"}, {"prompt": "Q:\n", "completion": "2"}])
+    tokenizer = build_char_tokenizer()  # one token per character: 8 + EOS and 4 + EOS tokens
+    assert [count_truncated(dataset, tokenizer, n) for n in (4, 5, 8, 9)] == [2, 1, 1, 0]
+
+
+def test_loss_covers_the_completion_and_eos_only(tmp_path):
+    config = Config(output_dir=str(tmp_path), hidden_size=32, num_layers=1, num_heads=2, max_length=64, report_to="none")
+    model, tokenizer = load_policy(config)
+    dataset = Dataset.from_list([{"prompt": "Q: 1+1?\n", "completion": "1+1=2\n#### 2"}])
+    row = build_trainer(config, model, tokenizer, dataset).train_dataset[0]
+    prompt_len, completion = len("Q: 1+1?\n"), tokenizer("1+1=2\n#### 2")["input_ids"] + [tokenizer.eos_token_id]
+    assert row["input_ids"][prompt_len:] == completion
+    assert row["labels"] == [-100] * prompt_len + completion
+
+
+def test_config_rejects_sequences_longer_than_the_tiny_context():
+    with pytest.raises(ValueError, match="exceeds the tiny model's context"):
+        Config(max_length=128, max_seq_length=256)
+
+
+def test_sft_smoke(tmp_path):
+    out = tmp_path / "sft"
+    assert main(["sft", "--output_dir", str(out), "--train_steps", "3", "--learning_rate", "1e-2", *SMALL_RUN]) == 0
+
+    losses = [row["loss"] for row in read_log(out) if "loss" in row]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    assert (out / "model.safetensors").is_file() and list(out.glob("checkpoint-3/*.safetensors"))
+    assert list(out.glob("runs/*/events.out.tfevents.*")), "no TensorBoard event file"
+    assert json.loads((out / "rairl_run.json").read_text())["steps"] == 3
+
+    initial, _ = load_policy(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256), seed=0)
+    trained, _ = load_policy(ModelArgs(model=str(out)))
+    trained_params = dict(trained.named_parameters())
+    for name, p in initial.named_parameters():
+        assert not torch.equal(p, trained_params[name]), f"{name} did not change"
+
+
+def test_sft_resume_continues_the_step_count(tmp_path):
+    out = tmp_path / "sft"
+    common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *SMALL_RUN]
+    assert main(["sft", "--train_steps", "4", *common]) == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    first = read_log(out)
+
+    assert main(["sft", "--train_steps", "6", "--resume", "last", *common]) == 0
+    second = read_log(out)[len(first):]
+    assert [row["step"] for row in second if "loss" in row] == [5, 6]
+    assert json.loads((out / "rairl_run.json").read_text())["steps"] == 6
+
+
+def test_sft_resume_last_without_checkpoint_is_a_clean_error(tmp_path, capsys):
+    assert main(["sft", "--output_dir", str(tmp_path), "--resume", "last", *TINY]) == 1
+    assert "no checkpoint-STEP folder" in capsys.readouterr().err
