@@ -43,15 +43,15 @@ class Config:
     output_dir: str = field(default="runs/demo", metadata={"help": "run folder"})
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
     fast: bool = field(default=False, metadata={"help": "a ~2-minute smoke run: same outputs, weaker figures"})
-    base_steps: int = field(default=300, metadata={"help": "warm-start SFT steps of the base policy"})
+    base_steps: int = field(default=800, metadata={"help": "warm-start SFT steps of the base policy"})
     base_fraction: float = field(default=0.2, metadata={"help": "fraction of the demonstrations the base sees"})
-    policy_steps: int = field(default=60, metadata={"help": "policy optimizer steps of every method"})
+    policy_steps: int = field(default=30, metadata={"help": "policy optimizer steps of every method"})
     sft_learning_rate: float = field(default=5e-4, metadata={"help": "continued SFT learning rate"})
-    rl_learning_rate: float = field(default=2e-4, metadata={"help": "R-AIRL and GRPO policy learning rate"})
+    rl_learning_rate: float = field(default=3e-4, metadata={"help": "R-AIRL and GRPO policy learning rate"})
     num_generations: int = field(default=8, metadata={"help": "GRPO/R-AIRL group size"})
-    prompts_per_step: int = field(default=8, metadata={"help": "prompts per policy step (batch = prompts × G)"})
-    disc_warmup_steps: int = field(default=30, metadata={"help": "R-AIRL discriminator warm-up steps"})
-    n_eval: int = field(default=200, metadata={"help": "questions per evaluation split"})
+    prompts_per_step: int = field(default=4, metadata={"help": "prompts per policy step (batch = prompts × G)"})
+    disc_warmup_steps: int = field(default=20, metadata={"help": "R-AIRL discriminator warm-up steps"})
+    n_eval: int = field(default=128, metadata={"help": "questions per evaluation split"})
     n_samples: int = field(default=8, metadata={"help": "N: samples per question for pass@k and reranking"})
     hidden_size: int = field(default=128, metadata={"help": "policy width"})
     num_layers: int = field(default=4, metadata={"help": "policy layers"})
@@ -120,7 +120,7 @@ def train_methods(config: Config, base: Path, seed: int, out: Path, timer: Timer
         "grpo_verifier": out / "grpo_verifier",
     }
     timer.run(f"seed{seed}/sft", sft.run, sft.Config(
-        **common, output_dir=str(paths["sft"]), learning_rate=config.sft_learning_rate, per_device_batch_size=32))
+        **common, output_dir=str(paths["sft"]), learning_rate=config.sft_learning_rate))
     for granularity in ("dense", "outcome"):
         timer.run(f"seed{seed}/airl_{granularity}", airl.run, airl.Config(
             **common, **rl, output_dir=str(paths[f"airl_{granularity}"]), granularity=granularity,

@@ -17,7 +17,7 @@ from transformers import set_seed
 
 from rairl.config import config_dict
 from rairl.evaluation.metrics import pass_at_k, summarize
-from rairl.inference.sampling import load_for_inference, sample_rows, select_examples
+from rairl.inference.sampling import SamplingArgs, load_for_inference, sample_rows, select_examples
 from rairl.io import write_json, write_jsonl
 from rairl.models import ModelArgs
 from rairl.tasks import TaskArgs, get_task
@@ -37,34 +37,18 @@ def parse_ks(text: str) -> list[int]:
 
 
 @dataclass
-class Config(TaskArgs, ModelArgs):
+class Config(TaskArgs, ModelArgs, SamplingArgs):
     splits: str = field(default="", metadata={"help": "comma-separated splits (empty: the task's eval splits)"})
-    n: int = field(default=8, metadata={"help": "samples per question for pass@k"})
     k: str = field(default="1,4,8", metadata={"help": "comma-separated k values for pass@k (each <= n)"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature for pass@k (> 0)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass for pass@k (1 = off)"})
-    max_new_tokens: int = field(
-        default=64, metadata={"help": "most tokens per response (arith OOD experts need up to 55)"}
-    )
-    batch_size: int = field(default=32, metadata={"help": "sequences per generate call"})
-    limit: int = field(default=0, metadata={"help": "questions per split (0 = all)"})
-    seed: int = field(default=0, metadata={"help": "seed of sampling and of the bootstrap"})
     output_dir: str = field(default="runs/eval", metadata={"help": "folder for metrics.json and the samples"})
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.limit < 0:
-            raise ValueError(
-                f"need n >= 1, max_new_tokens >= 1, batch_size >= 1 and limit >= 0; got n={self.n}, "
-                f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}, limit={self.limit}"
-            )
+        ModelArgs.__post_init__(self)
+        SamplingArgs.__post_init__(self)
+        self.check_sampling()
         ks = parse_ks(self.k)
         if ks[0] < 1 or ks[-1] > self.n:
             raise ValueError(f"every k must lie in 1..n={self.n}, got k={self.k!r}; raise --n or drop the larger k")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ValueError(
-                f"pass@k samples need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}"
-            )
 
 
 def split_metrics(greedy_rows: list[dict], sampled_rows: list[dict], n: int, ks: list[int], seed: int = 0) -> dict:

@@ -214,34 +214,47 @@ def select_examples(task: Task, split: str, limit: int) -> list[Example]:
 
 
 @dataclass
-class Config(TaskArgs, ModelArgs):
-    split: str = field(default="test", metadata={"help": "split of the task to sample from"})
+class SamplingArgs:
+    """Sampling options shared by `rairl sample` and `rairl eval`."""
+
     n: int = field(default=8, metadata={"help": "samples per question"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
-    greedy: bool = field(default=False, metadata={"help": "greedy decoding instead of sampling (needs n=1)"})
     max_new_tokens: int = field(
         default=64, metadata={"help": "most tokens per response (arith OOD experts need up to 55)"}
     )
     batch_size: int = field(default=32, metadata={"help": "sequences per generate call"})
-    limit: int = field(default=0, metadata={"help": "number of questions (0 = the whole split)"})
-    seed: int = field(default=0, metadata={"help": "seed of sampling (and of a tiny model's init)"})
-    output: str = field(default="runs/samples.jsonl", metadata={"help": "JSONL file to write"})
+    limit: int = field(default=0, metadata={"help": "questions per split (0 = all)"})
+    seed: int = field(default=0, metadata={"help": "seed of sampling, of a tiny model's init and of the bootstrap"})
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.limit < 0:
             raise ValueError(
                 f"need n >= 1, max_new_tokens >= 1, batch_size >= 1 and limit >= 0; got n={self.n}, "
                 f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}, limit={self.limit}"
             )
-        if self.greedy and self.n != 1:
-            raise ValueError(f"greedy decoding gives one response per question: pass --n 1 (got n={self.n})")
-        if not self.greedy and (self.temperature <= 0 or not 0 < self.top_p <= 1):
+
+    def check_sampling(self) -> None:
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError(
                 f"sampling needs temperature > 0 and 0 < top_p <= 1, got temperature={self.temperature}, "
-                f"top_p={self.top_p}; for argmax decoding pass --greedy"
+                f"top_p={self.top_p}; for argmax decoding pass --greedy to `rairl sample` (eval reports greedy already)"
             )
+
+
+@dataclass
+class Config(TaskArgs, ModelArgs, SamplingArgs):
+    split: str = field(default="test", metadata={"help": "split of the task to sample from"})
+    greedy: bool = field(default=False, metadata={"help": "greedy decoding instead of sampling (needs n=1)"})
+    output: str = field(default="runs/samples.jsonl", metadata={"help": "JSONL file to write"})
+
+    def __post_init__(self) -> None:
+        ModelArgs.__post_init__(self)
+        SamplingArgs.__post_init__(self)
+        if self.greedy and self.n != 1:
+            raise ValueError(f"greedy decoding gives one response per question: pass --n 1 (got n={self.n})")
+        if not self.greedy:
+            self.check_sampling()
 
 
 def run(config: Config) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ _DEFAULT_SEQ_LENGTH = 1024  # TRL's default, for checkpoints other than the tiny
 @dataclass
 class Config(TaskArgs, ModelArgs, TrainArgs):
     # Defaults tuned on the embedded default (arith, tiny 4x128): see the module docstring.
-    train_steps: int = field(default=1000, metadata={"help": "optimizer steps to train for"})
+    train_steps: int = field(default=1300, metadata={"help": "optimizer steps to train for"})
     per_device_batch_size: int = field(default=16, metadata={"help": "sequences per step on each device"})
     learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (AdamW)"})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW second-moment decay β2"})

@@ -1,0 +1,60 @@
+"""`rairl demo --fast`: the whole pipeline end to end in about a minute, checked against the results schema."""
+
+import json
+
+import pytest
+
+from rairl.cli import main
+from rairl.demo import METHODS, Config
+
+SUMMARY = {"mean", "ci95", "n"}
+
+
+def is_summary(entry) -> bool:
+    return isinstance(entry, dict) and SUMMARY <= set(entry) and len(entry["ci95"]) == 2
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--fast", "--output_dir", str(out), "--threads", "1"]) == 0
+    return out
+
+
+def test_results_follow_the_documented_schema(demo_dir):
+    results = json.loads((demo_dir / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and results["wall_time_s"] > 0
+    for method in METHODS:
+        for split in ("id", "ood"):
+            assert is_summary(results["training"][method][split]["pass@1"]), (method, split)
+            assert is_summary(results["training"][method][split]["greedy"])
+    rerank = results["rerank"]
+    assert rerank["n"] == 4
+    for key in ("pass@1", "random", "majority", "likelihood", "reward_mean", "reward_min", "oracle"):
+        assert is_summary(rerank[key]), key
+    for source in ("injected", "natural"):
+        for key in ("acc_error", "acc_correct", "f1"):
+            assert SUMMARY <= set(results["localize"][source][key])
+    assert set(results["transfer"]) == {"rerank_airl_policy", "rerank_ood", "localize_ood"}
+    assert {c["claim"] for c in results["claims"]} and all("holds" in c for c in results["claims"])
+
+
+def test_every_figure_pools_the_seeds(demo_dir):
+    """n counts questions × seeds for trained policies, questions alone for the one base policy."""
+    results = json.loads((demo_dir / "results.json").read_text())
+    n_eval = Config(fast=True).n_eval
+    assert results["training"]["sft"]["id"]["greedy"]["n"] == 2 * n_eval
+    assert results["training"]["base"]["id"]["greedy"]["n"] == n_eval
+    assert results["rerank"]["pass@1"]["n"] == 2 * n_eval
+
+
+def test_demo_writes_the_report(demo_dir):
+    html = (demo_dir / "report.html").read_text()
+    assert "heatmap" in html and "<img" in html
+    assert list(demo_dir.glob("report_*.png"))
+
+
+def test_fast_mode_keeps_explicit_seeds():
+    assert Config(fast=True, seeds="3").seed_list == [3]
+    with pytest.raises(ValueError, match="base_fraction"):
+        Config(base_fraction=0.0)
