@@ -113,7 +113,8 @@ def test_count_truncated_counts_the_eos_trl_appends():
 
 
 def test_loss_covers_the_completion_and_eos_only(tmp_path):
-    config = Config(output_dir=str(tmp_path), hidden_size=32, num_layers=1, num_heads=2, max_length=64, report_to="none")
+    tiny = dict(hidden_size=32, num_layers=1, num_heads=2, max_length=64)
+    config = Config(output_dir=str(tmp_path), report_to="none", **tiny)
     model, tokenizer = load_policy(config)
     dataset = Dataset.from_list([{"prompt": "Q: 1+1?\n", "completion": "1+1=2\n#### 2"}])
     row = build_trainer(config, model, tokenizer, dataset).train_dataset[0]

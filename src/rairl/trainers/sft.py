@@ -8,6 +8,12 @@ prompt-completion dataset, which masks the prompt and appends EOS to every compl
 Sequences longer than `max_seq_length` tokens are cut at the end (TRL `truncation_mode="keep_start"`): with
 the character tokenizer a long GSM8K trace may lose its last lines, `#### ANSWER` included, so the count of
 cut sequences is logged.
+
+Defaults (tuned on `--task arith --model tiny`, a 4x128 Llama with the character tokenizer): batch 16,
+AdamW with lr 3e-3 and β2 = 0.95, 5% linear warm-up then cosine decay, no packing. Greedy test accuracy
+rises late, once the model learns to copy each clause's operand from the question: 52% after 800 steps and
+66% [61, 71] (OOD 7%) after 1300 steps, ~0.21 s a step on 2 CPU cores. Slower: lr 2e-3 with β2 = 0.95
+(21% after 600 steps, 45% after 1000), β2 = 0.999, lr 4e-3 (21% after 1000), length-grouped batches.
 """
 
 from __future__ import annotations
