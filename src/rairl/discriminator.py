@@ -55,7 +55,10 @@ class DiscriminatorArgs:
     disc_smoothing: float = field(default=0.1, metadata={"help": "label smoothing ε: targets 1-ε/2 and ε/2"})
     disc_gp_weight: float = field(default=10.0, metadata={"help": "wgan_gp: weight of the gradient penalty"})
     disc_temperature: float = field(default=1.0, metadata={"help": "reward = s_t / temperature"})
-    disc_batch_size: int = field(default=32, metadata={"help": "traces per discriminator update (half expert)"})
+    disc_batch_size: int = field(default=32, metadata={"help": "traces per scoring forward pass"})
+    disc_policy_negatives: int = field(
+        default=32, metadata={"help": "policy samples per discriminator update, drawn from the step's (0: all)"}
+    )
     disc_max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the discriminator"})
 
     def __post_init__(self) -> None:

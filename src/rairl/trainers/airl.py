@@ -136,7 +136,11 @@ class AIRLTrainer(GRPOTrainer):
         perturbed = perturbed_experts(self.reward_model, prompts, experts, self.airl.perturbed_per_expert, self.rng)
         replayed = self.replay.sample(self.airl.replay_per_step, self.rng)
         pad = self.reward_model.tokenizer.pad_token_id
-        parts = [("expert", expert_batch), ("policy", policy_batch), ("perturbed", perturbed)]
+        k = self.disc_args.disc_policy_negatives
+        negatives = policy_batch
+        if 0 < k < len(policy_batch):  # a random subset of this step's samples: the update's cost stays bounded
+            negatives = policy_batch.select(sorted(self.rng.sample(range(len(policy_batch)), k)))
+        parts = [("expert", expert_batch), ("policy", negatives), ("perturbed", perturbed)]
         if replayed:
             parts.append(("replay", pack(replayed, pad)))
         data = assemble(parts, pad)
