@@ -26,10 +26,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _per_question(rows: list[dict], key: str, prefix: str) -> dict[str, list[bool]]:
+def _correct_by_question(rows: list[dict]) -> dict[str, list[bool]]:
     out: dict[str, list[bool]] = {}
     for r in rows:
-        out.setdefault(f"{prefix}{r['id']}", []).append(bool(r[key]))
+        out.setdefault(r["id"], []).append(bool(r["correct"]))
     return out
 
 
@@ -41,7 +41,7 @@ def eval_values(per_seed: list[dict], method: str, split: str, n: int) -> dict[s
             continue
         rows = run["rows"][method][split]
         values["greedy"] += [float(r["correct"]) for r in rows["greedy"]]
-        for correct in _per_question(rows["samples"], "correct", "").values():
+        for correct in _correct_by_question(rows["samples"]).values():
             values["pass@1"].append(pass_at_k(len(correct), sum(correct), 1))
             values[f"pass@{n}"].append(pass_at_k(len(correct), sum(correct), n))
     return values
