@@ -5,7 +5,7 @@ positives are expert traces, negatives the weak policy's own samples and perturb
 the test split's expert traces against one perturbed copy each. A trace is called expert when D > 1/2 at its
 last labelled position; accuracy is over both classes, with n and a 95% bootstrap CI.
 
-    .venv/bin/python benchmarks/disc_separation.py --policy runs/sft --steps 300
+    .venv/bin/python benchmarks/disc_separation.py --policy runs/demo/base --init runs/sft_default --steps 150
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def train_and_eval(name, disc, tokenizer, task, negatives, args, dargs, seed) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", required=True, help="weak/SFT policy checkpoint (negatives and SFT init)")
+    parser.add_argument("--policy", required=True, help="the weak policy: its samples are the negatives")
+    parser.add_argument("--init", default=None, help="the SFT checkpoint the '-sft' variants start from (default: --policy)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--granularity", default="outcome")
@@ -87,7 +88,7 @@ def main() -> None:
     for variant in args.variants.split(","):
         kind, init = variant.split("-")
         if init == "sft":
-            backbone = load_policy(ModelArgs(model=args.policy))[0]
+            backbone = load_policy(ModelArgs(model=args.init or args.policy))[0]
         else:
             c = policy.config
             backbone = build_tiny(ModelArgs(hidden_size=c.hidden_size, num_layers=c.num_hidden_layers,

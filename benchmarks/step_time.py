@@ -13,6 +13,8 @@ EOS are suppressed (an untrained policy would otherwise draw <pad>/<unk>, which 
     grpo            trl.GRPOTrainer with a rule reward (arith answer correctness), beta = 0
     airl_disc_same  R-AIRL, discriminator started from the policy (as wide and as deep as the policy)
     airl_disc_half  R-AIRL, a fresh tiny discriminator half as wide (same depth)
+    airl_disc_same_every2  as airl_disc_same, D updated on every second step (update ratio 1:2); its
+                    steps alternate, so compare its mean (an even number of measured steps covers whole cycles)
 
 A step is timed from `on_step_begin` to `on_step_end` (generation, scoring, loss, backward, optimizer step); the
 first `--warmup` steps are dropped and the median and spread of the next `--steps` are reported. Parts, timed by
@@ -85,7 +87,8 @@ SMOKE = dict(hidden_size=32, num_layers=1, num_heads=2, num_generations=2, compl
 class StepTimer(TrainerCallback):
     """Wall time of every optimizer step (`on_step_begin` → `on_step_end`) and of named parts inside it."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names  # a part not run in a step (no D update under --disc_update_every) counts 0 there
         self.steps: list[dict[str, float]] = []
         self.lengths: list[int] = []
         self._parts: dict[str, float] = defaultdict(float)
@@ -112,14 +115,14 @@ class StepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         common.sync()
         total = time.perf_counter() - self._start
-        parts = dict(self._parts)
+        parts = {name: self._parts[name] for name in self.names}
         parts["policy_update"] = total - sum(parts.values())
         self.steps.append({"total": total, **parts})
 
 
 def instrument(trainer, parts: dict[str, str]) -> StepTimer:
     """Wrap `trainer`'s methods named in `parts` (on the instance) and register the step timer."""
-    timer = StepTimer()
+    timer = StepTimer(list(parts))
     for name, method in parts.items():
         setattr(trainer, method, timer.wrap(name, getattr(trainer, method)))
     generate = trainer._generate
@@ -176,15 +179,9 @@ def grpo_trainer(cfg):
     """Stock `trl.GRPOTrainer` with the rule reward, built as `rairl grpo` builds it."""
     from trl import GRPOTrainer
 
-    from rairl.models import load_policy
-    from rairl.tasks import get_task
-    from rairl.trainers.grpo import correctness_reward, grpo_config, policy_source, prompt_dataset
+    from rairl.trainers.grpo import trainer_inputs
 
-    task = get_task(cfg)
-    dataset, examples = prompt_dataset(task, cfg.train_split)
-    model, tokenizer = load_policy(cfg, seed=cfg.seed)
-    return GRPOTrainer(model=policy_source(model, tokenizer, cfg), reward_funcs=[correctness_reward(task, examples)],
-                       args=grpo_config(cfg), train_dataset=dataset, processing_class=tokenizer)
+    return GRPOTrainer(**trainer_inputs(cfg)[2])
 
 
 def airl_trainer(cfg):
@@ -201,6 +198,7 @@ def variants(setup: Setup) -> dict[str, tuple[Callable, dict[str, str], dict[str
         "grpo": (grpo_trainer, GRPO_PARTS, {}),
         "airl_disc_same": (airl_trainer, AIRL_PARTS, {"disc_model": "policy"}),
         "airl_disc_half": (airl_trainer, AIRL_PARTS, half),
+        "airl_disc_same_every2": (airl_trainer, AIRL_PARTS, {"disc_model": "policy", "disc_update_every": 2}),
     }
 
 
@@ -252,8 +250,9 @@ def report(results: dict[str, dict[str, Any]]) -> str:
     for variant, r in results.items():
         cells = [f"{r['parts_s'][p]['median']:.3f}" if p in r["parts_s"] else "-" for p in names]
         vs = f"{common.ratio(r['step_s'], base['step_s']):.2f}x" if base else "-"
-        rows.append([variant, common.fmt(r["step_s"]), *cells, vs])
-    return common.table(rows, ["variant", "step median [min-max]", *names, "vs grpo"])
+        vs_mean = f"{r['step_s']['mean'] / base['step_s']['mean']:.2f}x" if base else "-"
+        rows.append([variant, common.fmt(r["step_s"]), f"{r['step_s']['mean']:.3f}", *cells, vs, vs_mean])
+    return common.table(rows, ["variant", "step median [min-max]", "mean", *names, "vs grpo", "vs grpo (means)"])
 
 
 def setup_from(args) -> Setup:

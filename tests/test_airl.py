@@ -102,6 +102,21 @@ def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monke
     assert not any(k.startswith("disc/") for row in read_log(tmp_path) for k in row)
 
 
+def test_update_ratio_updates_the_discriminator_on_every_kth_step(tmp_path, monkeypatch):
+    updated_at = []
+    step = airl.discriminator_step
+
+    def counting_step(*args, **kwargs):
+        updated_at.append(trainer.state.global_step)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(airl, "discriminator_step", counting_step)
+    trainer = airl.build_trainer(config(tmp_path, "--disc_update_every", "2", "--train_steps", "3"))
+    trainer.train()
+    assert updated_at == [0, 2]
+    assert trainer.state.global_step == 3
+
+
 def spy_on_hook(trainer) -> list[tuple[int, dict]]:
     calls = []
     hook = trainer._generate_and_score_completions

@@ -45,6 +45,15 @@ def test_saturation_is_raised_after_window_steps_in_a_row():
     assert monitor.update(saturated) == []
 
 
+def test_steps_without_a_discriminator_update_neither_extend_nor_break_saturation():
+    monitor = HealthMonitor(window=2, threshold=0.9)
+    saturated = {"disc/acc_expert": 1.0, "disc/acc_policy": 0.95}
+    assert monitor.update(saturated) == []
+    assert monitor.update({"reward/mean": 0.0}) == []  # no update this step (--disc_update_every)
+    (warning,) = monitor.update(saturated)
+    assert warning.startswith("saturation")
+
+
 def test_saturation_needs_both_accuracies():
     monitor = HealthMonitor(window=1, threshold=0.9)
     assert monitor.update({"disc/acc_expert": 1.0}) == []

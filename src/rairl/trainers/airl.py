@@ -22,14 +22,14 @@ from trl import GRPOTrainer
 
 from rairl.discriminator import Discriminator, DiscriminatorArgs
 from rairl.io import atomic_dir, write_json
-from rairl.models import ModelArgs, load_policy, load_tokenizer
+from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
 from rairl.reward_model import RewardModel
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
 from rairl.rewards.granularity import GRANULARITIES
-from rairl.tasks import Example, Task, TaskArgs, get_task
+from rairl.tasks import Example, Task, TaskArgs
 from rairl.trainers import airl_state
-from rairl.trainers.common import JsonlLogCallback, TrainArgs, resolve_resume, save_final, set_threads
+from rairl.trainers.common import TrainArgs, resolve_resume, save_final, set_threads
 from rairl.trainers.discriminator_update import (
     pack,
     ReplayBuffer,
@@ -39,7 +39,7 @@ from rairl.trainers.discriminator_update import (
     perturbed_experts,
     rows_of,
 )
-from rairl.trainers.grpo import GRPOArgs, correctness_reward, grpo_config, policy_source, prompt_dataset
+from rairl.trainers.grpo import GRPOArgs, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
 from rairl.traces import encode_ids, project_values
@@ -53,7 +53,10 @@ class AIRLArgs:
     interval: int = field(default=8, metadata={"help": "granularity=interval: a label every k tokens"})
     gamma: float = field(default=1.0, metadata={"help": "discount γ of the token advantages"})
     reward_clip: float = field(default=5.0, metadata={"help": "β: token rewards are clipped to [-β, β]"})
-    n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step"})
+    n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step that updates it"})
+    disc_update_every: int = field(
+        default=1, metadata={"help": "update D on every k-th policy step only (update ratio n_disc : k)"}
+    )
     disc_warmup_steps: int = field(default=20, metadata={"help": "W: discriminator-only steps before the policy moves"})
     disc_frozen: bool = field(default=False, metadata={"help": "never update D (no backward pass at all)"})
     disc_path: str | None = field(default=None, metadata={"help": "start from this saved discriminator directory"})
@@ -70,6 +73,8 @@ class AIRLArgs:
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
         if self.n_disc < 1 and not self.disc_frozen:
             raise ValueError(f"n_disc must be >= 1 (or set --disc_frozen), got {self.n_disc}")
+        if self.disc_update_every < 1:
+            raise ValueError(f"disc_update_every must be >= 1, got {self.disc_update_every}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
 
@@ -186,7 +191,8 @@ class AIRLTrainer(GRPOTrainer):
         completion_ids = [r[m.bool()].tolist() for r, m in zip(out["completion_ids"], out["completion_mask"])]
         examples = [self.examples[x["example_id"]] for x in inputs]
         policy_batch, _ = self._policy_batch(prompt_ids, completion_ids)
-        stats = {} if self.disc_optimizer is None else self.update_discriminator(examples, policy_batch)
+        update = self.disc_optimizer is not None and self.state.global_step % self.airl.disc_update_every == 0
+        stats = self.update_discriminator(examples, policy_batch) if update else {}
 
         rewards = self._completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)
         all_rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))
@@ -259,22 +265,12 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
 
 def build_trainer(config: Config) -> AIRLTrainer:
     """The task, policy, reward model and trainer of a run, before any training (tests and benchmarks use it)."""
-    task = get_task(config)
-    dataset, examples = prompt_dataset(task, config.train_split)
+    task, examples, kwargs = trainer_inputs(config)
     missing = [ex.id for ex in examples.values() if not ex.expert]
     if missing:
         raise ValueError(f"{task.name}/{config.train_split}: {len(missing)} examples have no expert trace (e.g. {missing[0]})")
-    policy, tokenizer = load_policy(config, seed=config.seed)
-    reward_model = build_reward_model(config, policy, tokenizer, task)
-    return AIRLTrainer(
-        model=policy_source(policy, tokenizer, config),
-        reward_funcs=[correctness_reward(task, examples)],
-        args=grpo_config(config),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[JsonlLogCallback()],
-        reward_model=reward_model, task=task, examples=examples, airl=config, disc_args=config,
-    )
+    reward_model = build_reward_model(config, kwargs["model"], kwargs["processing_class"], task)
+    return AIRLTrainer(**kwargs, reward_model=reward_model, task=task, examples=examples, airl=config, disc_args=config)
 
 
 def run(config: Config) -> dict[str, Any]:

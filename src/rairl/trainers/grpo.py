@@ -98,20 +98,23 @@ def policy_source(model, tokenizer, config: Any) -> Any:
     return model
 
 
-def run(config: Config) -> dict[str, Any]:
-    set_threads(config.threads)
-    resume_from = resolve_resume(config.resume, config.output_dir)
+def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any]]:
+    """The task, its training examples by id, and the keyword arguments a `GRPOTrainer` (or subclass) takes:
+    policy, verifier reward, TRL config, prompt dataset, tokenizer and the JSONL log callback."""
     task = get_task(config)
     dataset, examples = prompt_dataset(task, config.train_split)
     model, tokenizer = load_policy(config, seed=config.seed)
-    trainer = GRPOTrainer(
-        model=policy_source(model, tokenizer, config),
-        reward_funcs=[correctness_reward(task, examples)],
-        args=grpo_config(config),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[JsonlLogCallback()],
-    )
+    kwargs = dict(model=policy_source(model, tokenizer, config), reward_funcs=[correctness_reward(task, examples)],
+                  args=grpo_config(config), train_dataset=dataset, processing_class=tokenizer,
+                  callbacks=[JsonlLogCallback()])
+    return task, examples, kwargs
+
+
+def run(config: Config) -> dict[str, Any]:
+    set_threads(config.threads)
+    resume_from = resolve_resume(config.resume, config.output_dir)
+    trainer = GRPOTrainer(**trainer_inputs(config)[2])
+    tokenizer = trainer.processing_class
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start

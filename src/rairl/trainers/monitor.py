@@ -61,10 +61,11 @@ class HealthMonitor:
                     f"decoupling: mean reward rose while accuracy fell by {-accuracy_drop:.3f} over the last "
                     f"{self.window} steps"
                 )
-        expert, policy = stats.get("disc/acc_expert", math.nan), stats.get("disc/acc_policy", math.nan)
-        # both comparisons are False for a missing (NaN) accuracy; min() would drop a NaN in second place
-        saturated = expert > self.threshold and policy > self.threshold
-        self.saturated_steps = self.saturated_steps + 1 if saturated else 0
+        if any(key.startswith("disc/") for key in stats):  # a step without a discriminator update (--disc_update_every) says nothing here
+            expert, policy = stats.get("disc/acc_expert", math.nan), stats.get("disc/acc_policy", math.nan)
+            # both comparisons are False for a missing (NaN) accuracy; min() would drop a NaN in second place
+            saturated = expert > self.threshold and policy > self.threshold
+            self.saturated_steps = self.saturated_steps + 1 if saturated else 0
         if self.saturated_steps >= self.window:
             warnings.append(
                 f"saturation: discriminator accuracy above {self.threshold} on experts and policy samples "
