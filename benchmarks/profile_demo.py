@@ -102,12 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fast", action="store_true", help="the demo's --fast settings")
     p.add_argument("--policy_steps", type=int, default=None, help="override the demo's policy steps (shorter runs)")
     p.add_argument("--disc_warmup_steps", type=int, default=None, help="override the demo's discriminator warm-up")
+    p.add_argument("--base_steps", type=int, default=None, help="override the demo's warm-start steps (phase base)")
     p.add_argument("--repeats", type=int, default=5, help="plain timed runs of the phase")
     p.add_argument("--no_torch_profiler", action="store_true")
     p.add_argument("--demo_results", default=None, help="a finished demo's results.json: print its phases by time")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    overrides = {k: getattr(args, k) for k in ("policy_steps", "disc_warmup_steps") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("policy_steps", "disc_warmup_steps", "base_steps") if getattr(args, k) is not None}
     demo_config = demo.Config(fast=args.fast, threads=args.threads, **overrides, **(SMOKE if args.smoke else {}))
     repeats = 1 if args.smoke else args.repeats
     common.set_threads(args.threads)

@@ -34,6 +34,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
 
+from rairl.prompt_sharing import shared_prompt_hidden
+
 META_FILE = "rairl_discriminator.json"
 LIKELIHOOD_FILE = "likelihood_head.safetensors"
 LOSSES = ("bce", "wgan_gp")
@@ -97,9 +99,12 @@ class Discriminator(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Scores s (B, T) in float32. `response_mask` (B, T) is needed by the likelihood-aware variant."""
+        """Scores s (B, T) in float32. `response_mask` (B, T) is needed by the likelihood-aware variant; with it,
+        rows that share a prompt run the prompt through the backbone once (`rairl.prompt_sharing`)."""
         base = getattr(self.classifier, self.classifier.base_model_prefix)
-        h = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        h = None if response_mask is None else shared_prompt_hidden(base, input_ids, attention_mask, response_mask)
+        if h is None:  # no prompt shared between rows: one plain pass
+            h = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         s = self.classifier.score(self.classifier.dropout(h)).squeeze(-1).float()  # (B, T)
         if self.uses_likelihood:
             if response_mask is None:

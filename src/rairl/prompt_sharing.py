@@ -1,0 +1,82 @@
+r"""Prompt sharing: run each distinct prompt through the backbone once, however many responses follow it.
+
+A GRPO step scores G responses per prompt, and the discriminator update adds the prompt's expert trace and its
+perturbed copies: every prompt appears G + 2 times or more. A causal backbone's states on the prompt do not
+depend on what follows, so for rows b with prompt x_g(b) and response y_b:
+
+    h_b[:|x|]  = backbone(x_g(b))                               (one pass over the U distinct prompts)
+    h_b[|x|:]  = backbone(y_b | cache of x_g(b))                (the prompt's keys/values reused, not recomputed)
+
+which equals backbone(x_g(b) ⊕ y_b) up to floating-point rounding, at the cost of U·|x| + B·|y| positions instead
+of B·(|x| + |y|). Prompts are left-padded in the first pass (so every prompt ends at the same column, where the
+responses continue), with explicit position ids; the cache rows are gathered per response (`index_select`, so
+gradients flow back into the shared prompt pass). The result is laid out exactly as the plain forward's: (B, T, H)
+on the right-padded `TraceBatch` columns.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def prompt_groups(input_ids: torch.Tensor, prompt_lengths: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Index of each row's prompt among the distinct prompts (first-seen order), and the rows that carry them."""
+    seen: dict[tuple[int, ...], int] = {}
+    group, firsts = [], []
+    for b, n in enumerate(prompt_lengths.tolist()):
+        key = tuple(input_ids[b, :n].tolist())
+        if key not in seen:
+            seen[key] = len(firsts)
+            firsts.append(b)
+        group.append(seen[key])
+    return torch.tensor(group, dtype=torch.long, device=input_ids.device), firsts
+
+
+def shared_prompt_hidden(
+    backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor | None:
+    """Last hidden states (B, T, H) of right-padded prompt + response rows, each distinct prompt run once.
+
+    Returns None when no prompt is shared (or a row has no prompt): the plain forward is then as cheap.
+    """
+    B, T = input_ids.shape
+    lengths = attention_mask.sum(1)
+    plen = torch.where(response_mask.any(1), response_mask.int().argmax(1), lengths)  # first response column
+    if B == 0 or bool((plen == 0).any()):
+        return None
+    group, firsts = prompt_groups(input_ids, plen)
+    if len(firsts) == B:
+        return None
+    device = input_ids.device
+    # 1. the distinct prompts, left-padded to P columns, with their own position ids
+    first = torch.tensor(firsts, device=device)
+    P = int(plen[first].max())
+    cols = torch.arange(P, device=device)
+    shift = (P - plen[first])[:, None]  # (U, 1) left padding of each prompt
+    src = (cols[None, :] - shift).clamp(min=0)
+    prompt_mask = (cols[None, :] >= shift).long()
+    prompt_ids = torch.where(prompt_mask.bool(), input_ids[first].gather(1, src), 0)
+    out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=(cols[None, :] - shift).clamp(min=0),
+                   use_cache=True)
+    prompt_h, cache = out.last_hidden_state, out.cache  # (U, P, H)
+    if cache is None:  # a backbone that keeps no cache (activation checkpointing turns it off): no sharing
+        return None
+
+    # 2. every response, continuing from its prompt's cache row
+    rlen = lengths - plen
+    R = int(rlen.max())
+    t = torch.arange(T, device=device)[None, :]  # (1, T) output columns
+    gathered_prompt = prompt_h[group].gather(1, (t - plen[:, None] + P).clamp(0, P - 1)[..., None].expand(-1, -1, prompt_h.shape[-1]))
+    if R == 0:
+        return torch.where((t < plen[:, None])[..., None], gathered_prompt, torch.zeros_like(gathered_prompt))
+    rcols = torch.arange(R, device=device)[None, :]
+    resp_valid = rcols < rlen[:, None]
+    resp_ids = torch.where(resp_valid, input_ids.gather(1, (plen[:, None] + rcols).clamp(max=T - 1)), 0)
+    cache.reorder_cache(group)
+    out = backbone(input_ids=resp_ids, attention_mask=torch.cat([prompt_mask[group], resp_valid.long()], dim=1),
+                   position_ids=plen[:, None] + rcols, cache=cache, use_cache=True)
+    resp_h = out.last_hidden_state  # (B, R, H)
+    gathered_resp = resp_h.gather(1, (t - plen[:, None]).clamp(0, R - 1)[..., None].expand(-1, -1, resp_h.shape[-1]))
+    in_prompt, in_resp = (t < plen[:, None])[..., None], (t < lengths[:, None])[..., None]
+    return torch.where(in_prompt, gathered_prompt, torch.where(in_resp, gathered_resp, torch.zeros_like(gathered_resp)))
