@@ -24,8 +24,9 @@ def prompt_groups(input_ids: torch.Tensor, prompt_lengths: torch.Tensor) -> tupl
     """Index of each row's prompt among the distinct prompts (first-seen order), and the rows that carry them."""
     seen: dict[tuple[int, ...], int] = {}
     group, firsts = [], []
+    rows = input_ids.tolist()  # one device-to-host copy, not one per row
     for b, n in enumerate(prompt_lengths.tolist()):
-        key = tuple(input_ids[b, :n].tolist())
+        key = tuple(rows[b][:n])
         if key not in seen:
             seen[key] = len(firsts)
             firsts.append(b)
