@@ -34,6 +34,11 @@ def prompt_groups(input_ids: torch.Tensor, prompt_lengths: torch.Tensor) -> tupl
     return torch.tensor(group, dtype=torch.long, device=input_ids.device), firsts
 
 
+def take_columns(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """out[b, t] = h[b, index[b, t]]: (B, S, H) states, (B, T) column indices -> (B, T, H)."""
+    return h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
+
+
 def shared_prompt_hidden(
     backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
 ) -> torch.Tensor | None:
@@ -50,34 +55,31 @@ def shared_prompt_hidden(
     if len(firsts) == B:
         return None
     device = input_ids.device
-    # 1. the distinct prompts, left-padded to P columns, with their own position ids
+
+    # 1. the U distinct prompts, left-padded to P columns (all end at column P - 1), positions from 0
     first = torch.tensor(firsts, device=device)
     P = int(plen[first].max())
-    cols = torch.arange(P, device=device)
-    shift = (P - plen[first])[:, None]  # (U, 1) left padding of each prompt
-    src = (cols[None, :] - shift).clamp(min=0)
-    prompt_mask = (cols[None, :] >= shift).long()
-    prompt_ids = torch.where(prompt_mask.bool(), input_ids[first].gather(1, src), 0)
-    out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=(cols[None, :] - shift).clamp(min=0),
-                   use_cache=True)
+    position = torch.arange(P, device=device)[None, :] - (P - plen[first])[:, None]  # (U, P), < 0 on padding
+    prompt_mask = (position >= 0).long()
+    prompt_ids = torch.where(position >= 0, input_ids[first].gather(1, position.clamp(min=0)), 0)
+    out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position.clamp(min=0), use_cache=True)
     prompt_h, cache = out.last_hidden_state, out.cache  # (U, P, H)
     if cache is None:  # a backbone that keeps no cache (activation checkpointing turns it off): no sharing
         return None
 
-    # 2. every response, continuing from its prompt's cache row
+    # 2. every response (R columns), continuing at position plen from its prompt's cache row
+    t = torch.arange(T, device=device)[None, :]  # (1, T) output columns
+    in_prompt, in_trace = (t < plen[:, None])[..., None], (t < lengths[:, None])[..., None]
+    from_prompt = take_columns(prompt_h[group], (t - plen[:, None] + P).clamp(0, P - 1))
     rlen = lengths - plen
     R = int(rlen.max())
-    t = torch.arange(T, device=device)[None, :]  # (1, T) output columns
-    gathered_prompt = prompt_h[group].gather(1, (t - plen[:, None] + P).clamp(0, P - 1)[..., None].expand(-1, -1, prompt_h.shape[-1]))
     if R == 0:
-        return torch.where((t < plen[:, None])[..., None], gathered_prompt, torch.zeros_like(gathered_prompt))
-    rcols = torch.arange(R, device=device)[None, :]
-    resp_valid = rcols < rlen[:, None]
-    resp_ids = torch.where(resp_valid, input_ids.gather(1, (plen[:, None] + rcols).clamp(max=T - 1)), 0)
-    cache.reorder_cache(group)
+        return torch.where(in_prompt, from_prompt, torch.zeros_like(from_prompt))
+    r = torch.arange(R, device=device)[None, :]
+    resp_valid = r < rlen[:, None]
+    resp_ids = torch.where(resp_valid, input_ids.gather(1, (plen[:, None] + r).clamp(max=T - 1)), 0)
+    cache.reorder_cache(group)  # (U, ...) -> (B, ...) rows, by index_select: gradients reach the prompt pass
     out = backbone(input_ids=resp_ids, attention_mask=torch.cat([prompt_mask[group], resp_valid.long()], dim=1),
-                   position_ids=plen[:, None] + rcols, cache=cache, use_cache=True)
-    resp_h = out.last_hidden_state  # (B, R, H)
-    gathered_resp = resp_h.gather(1, (t - plen[:, None]).clamp(0, R - 1)[..., None].expand(-1, -1, resp_h.shape[-1]))
-    in_prompt, in_resp = (t < plen[:, None])[..., None], (t < lengths[:, None])[..., None]
-    return torch.where(in_prompt, gathered_prompt, torch.where(in_resp, gathered_resp, torch.zeros_like(gathered_resp)))
+                   position_ids=plen[:, None] + r, cache=cache, use_cache=True)
+    from_response = take_columns(out.last_hidden_state, (t - plen[:, None]).clamp(0, R - 1))
+    return torch.where(in_prompt, from_prompt, torch.where(in_trace, from_response, torch.zeros_like(from_response)))

@@ -61,7 +61,8 @@ class HealthMonitor:
                     f"decoupling: mean reward rose while accuracy fell by {-accuracy_drop:.3f} over the last "
                     f"{self.window} steps"
                 )
-        if any(key.startswith("disc/") for key in stats):  # a step without a discriminator update (--disc_update_every) says nothing here
+        # a step without a discriminator update (--disc_update_every) neither extends nor breaks the run
+        if any(key.startswith("disc/") for key in stats):
             expert, policy = stats.get("disc/acc_expert", math.nan), stats.get("disc/acc_policy", math.nan)
             # both comparisons are False for a missing (NaN) accuracy; min() would drop a NaN in second place
             saturated = expert > self.threshold and policy > self.threshold
