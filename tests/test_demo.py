@@ -6,6 +6,7 @@ import pytest
 
 from rairl.cli import main
 from rairl.demo import METHODS, Config
+from rairl.demo_results import verdict
 
 SUMMARY = {"mean", "ci95", "n"}
 
@@ -58,3 +59,12 @@ def test_fast_mode_keeps_explicit_seeds():
     assert Config(fast=True, seeds="3").seed_list == [3]
     with pytest.raises(ValueError, match="base_fraction"):
         Config(base_fraction=0.0)
+
+
+@pytest.mark.parametrize(
+    "ci, threshold, expected",
+    [([0.01, 0.05], 0.0, "yes"), ([0.0, 0.05], 0.0, "yes"), ([-0.02, 0.05], 0.0, "unclear"),
+     ([-0.05, -0.01], 0.0, "no"), ([0.80, 0.86], 0.861, "no"), ([None, None], 0.0, "unclear")],
+)
+def test_a_claim_holds_only_when_its_whole_interval_clears_the_bar(ci, threshold, expected):
+    assert verdict({"mean": None, "ci95": ci, "n": 10}, threshold) == expected

@@ -123,35 +123,43 @@ def pool_localize(per_seed: list[dict], names: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _claim(name: str, paper: str, ours: dict[str, Any], holds: bool | None, note: str = "") -> dict[str, Any]:
+def verdict(figure: dict[str, Any], threshold: float) -> str:
+    """Does `figure` reach `threshold`? 'yes' when its whole 95% CI does, 'no' when none of it does, 'unclear' when
+    the interval straddles the threshold (or the figure is missing)."""
+    lo, hi = figure["ci95"]
+    if lo is None or hi is None:
+        return "unclear"
+    return "yes" if lo >= threshold else "no" if hi < threshold else "unclear"
+
+
+def _claim(name: str, paper: str, ours: dict[str, Any], holds: str, note: str = "") -> dict[str, Any]:
     return {"claim": name, "paper": paper, "ours": ours, "holds": holds, "note": note}
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The paper's claims, our figure with its CI, and whether the point estimate satisfies the claim."""
+    """The paper's claims, our figure with its CI, and whether the CI clears the claim's bar (`verdict`)."""
     training, rerank, localize = results["training"], results["rerank"], results["localize"]
     out = []
     best = max(("airl_dense", "airl_outcome"), key=lambda m: training[m]["id"]["greedy"]["mean"] or 0.0)
-    for split, relation in (("id", ">="), ("ood", ">")):
+    for split, relation in (("id", ">="), ("ood", ">")):  # the paper's wording; both read "the CI clears 0"
         diff = results["comparisons"][f"{best}_minus_sft_{split}"]
-        holds = diff["mean"] >= 0 if relation == ">=" else diff["mean"] > 0
         note = f"{best} {training[best][split]['greedy']['mean']:.3f}, sft {training['sft'][split]['greedy']['mean']:.3f}"
         out.append(_claim(f"R-AIRL ({best}) {relation} SFT, {split} greedy accuracy (diff)", "holds (GSM8K)",
-                          diff, holds, note))
+                          diff, verdict(diff, 0.0), note))
     gain = rerank["gain"][rerank["best_reward"]]
     out.append(_claim(f"success@1|{rerank['n']} − pass@1 by the learned reward ({rerank['best_reward']})",
-                      f"+{PAPER_RERANK_GAIN * 100:.1f} points", gain, gain["mean"] >= PAPER_RERANK_GAIN))
+                      f"+{PAPER_RERANK_GAIN * 100:.1f} points", gain, verdict(gain, PAPER_RERANK_GAIN)))
     vs_majority = rerank["best_vs_majority"]
-    out.append(_claim("learned-reward pick > majority vote", "holds", vs_majority, vs_majority["mean"] > 0))
+    out.append(_claim("learned-reward pick >= majority vote", "holds", vs_majority, verdict(vs_majority, 0.0)))
     if "best_vs_likelihood" in rerank:
         vs_ll = rerank["best_vs_likelihood"]
-        out.append(_claim("learned-reward pick > base-policy likelihood", "not reported", vs_ll, vs_ll["mean"] > 0))
+        out.append(_claim("learned-reward pick >= base-policy likelihood", "not reported", vs_ll, verdict(vs_ll, 0.0)))
     acc = localize["injected"]["acc_error"]
     out.append(_claim("first-error accuracy on injected errors", f"{PAPER_LOCALIZE_ACC * 100:.1f}%", acc,
-                      acc["mean"] is not None and acc["mean"] >= PAPER_LOCALIZE_ACC,
+                      verdict(acc, PAPER_LOCALIZE_ACC),
                       f"likelihood baseline: {localize['injected'].get('likelihood', {}).get('acc_error', {}).get('mean')}"))
     f1 = localize["natural"]["f1"]
-    out.append(_claim("F1 on the policy's natural errors", "reported (ProcessBench-style)", f1, None,
+    out.append(_claim("F1 on the policy's natural errors", "reported (ProcessBench-style)", f1, "-",
                       f"likelihood baseline F1: {localize['natural'].get('likelihood', {}).get('f1', {}).get('mean')}"))
     return out
 
@@ -170,7 +178,6 @@ def format_claims(results: dict[str, Any]) -> str:
     lines = [f"seeds {results['seeds']}, wall time {results['wall_time_s']:.0f} s",
              f"{'claim':<58} {'paper':<16} {'ours (mean [95% CI] n)':<40} holds"]
     for c in results["claims"]:
-        holds = {True: "yes", False: "no", None: "-"}[c["holds"]]
         ours = _fmt(c["ours"], signed="accuracy" not in c["claim"] or "(diff)" in c["claim"])
-        lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {ours[:40]:<40} {holds}")
+        lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {ours[:40]:<40} {c['holds']}")
     return "\n".join(lines)
