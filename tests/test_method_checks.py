@@ -1,0 +1,51 @@
+"""The method checks in benchmarks/ (discriminator separation, R-AIRL before/after) run end to end on a tiny saved
+policy and write results of the documented shape; their figures mean nothing at this size and are not asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rairl.models import ModelArgs, build_tiny
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("policy")
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def run(script: str, *args: str) -> None:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_disc_separation_reports_each_variant_with_a_ci(tiny_policy, tmp_path):
+    out = tmp_path / "separation.json"
+    run("disc_separation.py", "--policy", str(tiny_policy), "--steps", "2", "--batch", "8", "--n_negatives", "8",
+        "--eval_n", "4", "--variants", "plain-random,likelihood-sft", "--output", str(out))
+    results = json.loads(out.read_text())["results"]
+    assert [r["variant"] for r in results] == ["plain-random", "likelihood-sft"]
+    assert all(r["accuracy"]["n"] == 8 and len(r["accuracy"]["ci95"]) == 2 for r in results)
+
+
+def test_airl_before_after_pairs_each_run_with_the_base(tiny_policy, tmp_path):
+    run("airl_before_after.py", "--base", str(tiny_policy), "--methods", "dense", "--seeds", "0", "--train_steps", "1",
+        "--batch", "8", "--disc_warmup_steps", "0", "--output_dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    (entry,) = results["methods"]["dense"]["per_seed"]
+    n = results["before"]["test"]["n"]
+    assert entry["test"]["diff"]["n"] == n and entry["test"]["after"]["n"] == n
+    assert set(entry["corr"]) <= {"final", "last10_mean"}
+    assert (tmp_path / "dense_s0" / "train_summary.json").is_file()
