@@ -49,8 +49,8 @@ def summarize(values: Sequence[float], digits: int = 4) -> dict[str, Any]:
     xs = sorted(float(v) for v in values)
     q1, q3 = (statistics.quantiles(xs, n=4, method="inclusive")[i] for i in (0, 2)) if len(xs) > 1 else (xs[0], xs[0])
     r = lambda v: round(v, digits)  # noqa: E731
-    return {"n": len(xs), "median": r(statistics.median(xs)), "mean": r(statistics.fmean(xs)), "min": r(xs[0]), "max": r(xs[-1]), "q1": r(q1),
-            "q3": r(q3), "values": [r(float(v)) for v in values]}
+    return {"n": len(xs), "median": r(statistics.median(xs)), "mean": r(statistics.fmean(xs)), "min": r(xs[0]),
+            "max": r(xs[-1]), "q1": r(q1), "q3": r(q3), "values": [r(float(v)) for v in values]}
 
 
 def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:

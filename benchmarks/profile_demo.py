@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--demo_results", default=None, help="a finished demo's results.json: print its phases by time")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    overrides = {k: getattr(args, k) for k in ("policy_steps", "disc_warmup_steps", "base_steps") if getattr(args, k) is not None}
+    overridable = ("policy_steps", "disc_warmup_steps", "base_steps")
+    overrides = {k: getattr(args, k) for k in overridable if getattr(args, k) is not None}
     demo_config = demo.Config(fast=args.fast, threads=args.threads, **overrides, **(SMOKE if args.smoke else {}))
     repeats = 1 if args.smoke else args.repeats
     common.set_threads(args.threads)
