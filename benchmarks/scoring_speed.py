@@ -81,9 +81,10 @@ def build_reward_model(args) -> Any:
 
 
 def chunks(batch, batch_size: int, sort: bool) -> list[list[int]]:
-    """Row indices of each mini-batch: longest first (as `forward_sorted` does) or in input order."""
-    lengths = batch.attention_mask.sum(1)
-    order = torch.argsort(lengths, descending=True, stable=True).tolist() if sort else list(range(len(batch)))
+    """Row indices of each mini-batch: in `forward_sorted`'s order (longest first, prompts grouped) or input order."""
+    from rairl.prompt_sharing import grouped_order
+
+    order = grouped_order(batch.input_ids, batch.attention_mask, batch.response_mask) if sort else list(range(len(batch)))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 

@@ -5,7 +5,7 @@ import torch
 
 from rairl.discriminator import Discriminator, token_logprobs
 from rairl.models import ModelArgs, build_tiny
-from rairl.prompt_sharing import prompt_groups, shared_prompt_hidden
+from rairl.prompt_sharing import grouped_order, prompt_groups, shared_prompt_hidden
 from rairl.traces import build_batch
 
 ARGS = ModelArgs(hidden_size=32, num_layers=2, num_heads=2, max_length=64)
@@ -77,3 +77,13 @@ def test_scores_and_gradients_equal_the_plain_forward(disc):
 def test_no_shared_prompt_means_no_second_path(disc):
     b = batch([[5, 6], [7, 8, 9]], [[10], [11, 12]])
     assert shared_prompt_hidden(disc.classifier.model, b.input_ids, b.attention_mask, b.response_mask) is None
+
+
+def test_order_keeps_each_prompts_rows_together_longest_first():
+    b = batch(PROMPTS, RESPONSES)  # lengths 7, 3, 5, 2, 8; prompt A rows 0, 2, 4 (longest 8), prompt B rows 1, 3
+    assert grouped_order(b.input_ids, b.attention_mask, b.response_mask) == [4, 0, 2, 1, 3]
+
+
+def test_order_of_distinct_prompts_is_the_length_order():
+    b = batch([[5], [6, 7], [8]], [[1, 2], [3], [4, 5, 6]])  # lengths 3, 3, 4
+    assert grouped_order(b.input_ids, b.attention_mask, b.response_mask) == [2, 0, 1]

@@ -20,6 +20,22 @@ import torch
 from torch import nn
 
 
+def prompt_lengths(attention_mask: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Each right-padded row's first response column (its whole length when it has no response). -> (B,)"""
+    return torch.where(response_mask.any(1), response_mask.int().argmax(1), attention_mask.sum(1))
+
+
+def grouped_order(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor) -> list[int]:
+    """Row order for mini-batches: rows of one prompt together (so a mini-batch runs that prompt once), groups by
+    their longest row and rows by length, longest first (little padding). Distinct prompts: plain length order."""
+    lengths = attention_mask.sum(1).tolist()
+    group = prompt_groups(input_ids, prompt_lengths(attention_mask, response_mask))[0].tolist()
+    longest: dict[int, int] = {}
+    for g, n in zip(group, lengths):
+        longest[g] = max(longest.get(g, 0), n)
+    return sorted(range(len(lengths)), key=lambda b: (-longest[group[b]], group[b], -lengths[b]))
+
+
 def prompt_groups(input_ids: torch.Tensor, prompt_lengths: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """Index of each row's prompt among the distinct prompts (first-seen order), and the rows that carry them."""
     seen: dict[tuple[int, ...], int] = {}
@@ -48,7 +64,7 @@ def shared_prompt_hidden(
     """
     B, T = input_ids.shape
     lengths = attention_mask.sum(1)
-    plen = torch.where(response_mask.any(1), response_mask.int().argmax(1), lengths)  # first response column
+    plen = prompt_lengths(attention_mask, response_mask)
     if B == 0 or bool((plen == 0).any()):
         return None
     group, firsts = prompt_groups(input_ids, plen)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from rairl.discriminator import Discriminator
+from rairl.prompt_sharing import grouped_order
 from rairl.rewards.aggregation import (
     AGGREGATIONS,
     TraceScores,
@@ -46,12 +47,12 @@ def forward_sorted(
 ) -> torch.Tensor:
     """`fn` (a (b, t) -> (b, t) scorer) over `batch` in length-sorted mini-batches, without gradient.
 
-    Longest first, so padding stays small and an out-of-memory error shows at once. Returns (B, T) float32 on CPU
-    in input order, 0 on padding columns.
+    Longest first, so padding stays small and an out-of-memory error shows at once; rows sharing a prompt stay
+    together (`prompt_sharing.grouped_order`), so a reranker's N samples of a question run its prompt once.
+    Returns (B, T) float32 on CPU in input order, 0 on padding columns.
     """
     out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
-    lengths = batch.attention_mask.sum(1)
-    order = torch.argsort(lengths, descending=True, stable=True).tolist()
+    order = grouped_order(batch.input_ids, batch.attention_mask, batch.response_mask)
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from rairl.discriminator import token_logprobs
+from rairl.prompt_sharing import shared_prompt_hidden
 from rairl.reward_model import TraceScorer, forward_sorted
 from rairl.tasks.base import line_spans
 from rairl.traces import Span, TraceBatch
@@ -65,7 +66,9 @@ class LikelihoodScorer(TraceScorer):
         decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
 
         def logprobs(b: TraceBatch) -> torch.Tensor:
-            h = decoder(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state  # (b, t, H)
+            h = shared_prompt_hidden(decoder, b.input_ids, b.attention_mask, b.response_mask)  # each prompt once
+            if h is None:
+                h = decoder(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state  # (b, t, H)
             return token_logprobs(head, h, b.input_ids, b.response_mask)  # (b, t)
 
         was_training = self.model.training
