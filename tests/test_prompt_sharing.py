@@ -87,3 +87,12 @@ def test_order_keeps_each_prompts_rows_together_longest_first():
 def test_order_of_distinct_prompts_is_the_length_order():
     b = batch([[5], [6, 7], [8]], [[1, 2], [3], [4, 5, 6]])  # lengths 3, 3, 4
     assert grouped_order(b.input_ids, b.attention_mask, b.response_mask) == [2, 0, 1]
+
+
+def test_a_backbone_without_a_cache_argument_is_never_shared():
+    class NoCache(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, **kwargs):
+            raise AssertionError("must not be called")
+
+    b = batch(PROMPTS, RESPONSES)
+    assert shared_prompt_hidden(NoCache(), b.input_ids, b.attention_mask, b.response_mask) is None

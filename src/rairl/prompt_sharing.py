@@ -11,10 +11,13 @@ which equals backbone(x_g(b) ⊕ y_b) up to floating-point rounding, at the cost
 of B·(|x| + |y|). Prompts are left-padded in the first pass (so every prompt ends at the same column, where the
 responses continue), with explicit position ids; the cache rows are gathered per response (`index_select`, so
 gradients flow back into the shared prompt pass). The result is laid out exactly as the plain forward's: (B, T, H)
-on the right-padded `TraceBatch` columns.
+on the right-padded `TraceBatch` columns. For batched scoring, `grouped_order` keeps each prompt's rows in the
+same mini-batch.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import nn
@@ -55,6 +58,13 @@ def take_columns(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
 
 
+def takes_a_cache(backbone: nn.Module) -> bool:
+    """Whether the backbone's forward names `cache` and `position_ids` (transformers 5 decoders do); one that does not
+    could ignore the cache silently and score responses without their prompt, so it is never shared."""
+    params = inspect.signature(backbone.forward).parameters
+    return "cache" in params and "position_ids" in params
+
+
 def shared_prompt_hidden(
     backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
 ) -> torch.Tensor | None:
@@ -62,6 +72,8 @@ def shared_prompt_hidden(
 
     Returns None when no prompt is shared (or a row has no prompt): the plain forward is then as cheap.
     """
+    if not takes_a_cache(backbone):
+        return None
     B, T = input_ids.shape
     lengths = attention_mask.sum(1)
     plen = prompt_lengths(attention_mask, response_mask)
