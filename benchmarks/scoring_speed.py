@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -81,28 +80,21 @@ def build_reward_model(args) -> Any:
 
 
 def chunks(batch, batch_size: int, sort: bool) -> list[list[int]]:
-    """Row indices of each mini-batch: in `forward_sorted`'s order (longest first, prompts grouped) or input order."""
-    from rairl.prompt_sharing import grouped_order
+    """Row indices of each mini-batch: `forward_sorted`'s (longest first, prompts grouped) or input order."""
+    from rairl.reward_model import sorted_minibatches
 
-    order = grouped_order(batch.input_ids, batch.attention_mask, batch.response_mask) if sort else list(range(len(batch)))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def forward_in_order(fn: Callable, batch, batch_size: int, device) -> torch.Tensor:
-    """`reward_model.forward_sorted` without the sort: mini-batches take the rows in input order."""
-    out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
-    with torch.no_grad():
-        for idx in chunks(batch, batch_size, sort=False):
-            s = fn(batch.select(idx).to(device)).float().cpu()
-            out[idx, : s.shape[1]] = s
-    return out
+    if sort:
+        return sorted_minibatches(batch, batch_size)
+    return [list(range(i, min(i + batch_size, len(batch)))) for i in range(0, len(batch), batch_size)]
 
 
 def unsorted_token_rewards(rm, batch) -> torch.Tensor:
     """`RewardModel.token_rewards` with input-order mini-batches."""
+    from rairl.reward_model import forward_minibatches
+
     disc = rm.discriminator
-    scores = forward_in_order(lambda b: disc(b.input_ids, b.attention_mask, b.response_mask), batch, rm.batch_size,
-                              rm.device)
+    scores = forward_minibatches(lambda b: disc(b.input_ids, b.attention_mask, b.response_mask), batch,
+                                 chunks(batch, rm.batch_size, sort=False), rm.device)
     return rm.token_rewards(batch, scores)
 
 

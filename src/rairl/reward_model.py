@@ -42,23 +42,34 @@ SETTINGS = ("granularity", "interval", "clip_beta", "max_length")
 
 
 
-def forward_sorted(
-    fn: Callable[[TraceBatch], torch.Tensor], batch: TraceBatch, batch_size: int, device: torch.device | str
-) -> torch.Tensor:
-    """`fn` (a (b, t) -> (b, t) scorer) over `batch` in length-sorted mini-batches, without gradient.
+def sorted_minibatches(batch: TraceBatch, batch_size: int) -> list[list[int]]:
+    """Row indices of each mini-batch: longest first, so padding stays small and an out-of-memory error shows at
+    once; rows sharing a prompt stay together (`prompt_sharing.grouped_order`), so a reranker's N samples of a
+    question run its prompt once."""
+    order = grouped_order(batch.input_ids, batch.attention_mask, batch.response_mask)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
-    Longest first, so padding stays small and an out-of-memory error shows at once; rows sharing a prompt stay
-    together (`prompt_sharing.grouped_order`), so a reranker's N samples of a question run its prompt once.
+
+def forward_minibatches(
+    fn: Callable[[TraceBatch], torch.Tensor], batch: TraceBatch, minibatches: list[list[int]], device: torch.device | str
+) -> torch.Tensor:
+    """`fn` (a (b, t) -> (b, t) scorer) over the given mini-batches of `batch`'s rows, without gradient.
+
     Returns (B, T) float32 on CPU in input order, 0 on padding columns.
     """
     out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
-    order = grouped_order(batch.input_ids, batch.attention_mask, batch.response_mask)
     with torch.no_grad():
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
+        for idx in minibatches:
             s = fn(batch.select(idx).to(device)).float().cpu()
             out[idx, : s.shape[1]] = s
     return out
+
+
+def forward_sorted(
+    fn: Callable[[TraceBatch], torch.Tensor], batch: TraceBatch, batch_size: int, device: torch.device | str
+) -> torch.Tensor:
+    """`forward_minibatches` over `sorted_minibatches`: the scoring forward of every `TraceScorer`."""
+    return forward_minibatches(fn, batch, sorted_minibatches(batch, batch_size), device)
 
 
 def response_values(values: torch.Tensor, batch: TraceBatch) -> list[torch.Tensor]:
