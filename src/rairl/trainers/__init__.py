@@ -1,1 +1,2 @@
-"""Trainers: `sft` (TRL SFTTrainer on the demonstrations); shared options and helpers in `common`."""
+"""Trainers: `sft` (TRL SFTTrainer), `grpo` (TRL GRPOTrainer, verifier reward), `airl` (R-AIRL, a GRPOTrainer
+subclass); shared options and helpers in `common`."""

@@ -29,7 +29,7 @@ from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_ad
 from rairl.rewards.granularity import GRANULARITIES
 from rairl.tasks import Example, Task, TaskArgs
 from rairl.trainers import airl_state
-from rairl.trainers.common import TrainArgs, resolve_resume, save_final, set_threads
+from rairl.trainers.common import TrainArgs, finish, resolve_resume, set_threads
 from rairl.trainers.discriminator_update import (
     pack,
     ReplayBuffer,
@@ -300,11 +300,11 @@ def train_and_save(trainer: AIRLTrainer, config: Config, resume_from: str | None
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
-    if trainer.accelerator.is_main_process:
-        save_final(trainer.model, trainer.processing_class, config.output_dir)
-        reward_model = trainer.reward_model
+
+    def write_discriminator_and_summary() -> None:
         with atomic_dir(Path(config.output_dir, "discriminator")) as tmp:
-            reward_model.save_pretrained(tmp)
+            trainer.reward_model.save_pretrained(tmp)
         write_json(Path(config.output_dir, "train_summary.json"), summary)
-    trainer.accelerator.wait_for_everyone()
+
+    finish(trainer, config.output_dir, write_discriminator_and_summary)
     return summary

@@ -1,5 +1,5 @@
-"""What every trainer shares (SFT now, GRPO and AIRL later): training options, the demonstration dataset,
-a JSONL log, CPU threads, resuming, and the final save.
+"""What every trainer shares (SFT, GRPO, AIRL): training options, the demonstration dataset, a JSONL log, CPU
+threads, resuming, and the final save.
 
 The demonstrations are prompt/completion pairs `(x, τ_E)`: `x = task.prompt(ex)`, `τ_E = ex.expert`.
 The final model and tokenizer are written at the root of `output_dir` (safetensors), so `--model OUTPUT_DIR`
@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -195,3 +196,12 @@ def save_final(model: PreTrainedModel, tokenizer, output_dir: str | os.PathLike)
     staging.rmdir()
     logger.info("final model and tokenizer saved in %s", output_dir)
     return output_dir
+
+
+def finish(trainer, output_dir: str | os.PathLike, write_more: Callable[[], None]) -> None:
+    """End of a run: the main process writes the final model and tokenizer (`save_final`) and whatever `write_more`
+    adds; the other processes wait for it, so the outputs are complete when this returns on any process."""
+    if trainer.accelerator.is_main_process:
+        save_final(trainer.model, trainer.processing_class, output_dir)
+        write_more()
+    trainer.accelerator.wait_for_everyone()

@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, Task, TaskArgs, get_task
-from rairl.trainers.common import JsonlLogCallback, TrainArgs, resolve_resume, save_final, set_threads
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, finish, resolve_resume, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +114,9 @@ def run(config: Config) -> dict[str, Any]:
     set_threads(config.threads)
     resume_from = resolve_resume(config.resume, config.output_dir)
     trainer = GRPOTrainer(**trainer_inputs(config)[2])
-    tokenizer = trainer.processing_class
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
-    if trainer.accelerator.is_main_process:  # one writer; the others wait until the outputs are complete
-        save_final(trainer.model, tokenizer, config.output_dir)
-        write_json(Path(config.output_dir, "train_summary.json"), summary)
-    trainer.accelerator.wait_for_everyone()
+    finish(trainer, config.output_dir, lambda: write_json(Path(config.output_dir, "train_summary.json"), summary))
     return summary

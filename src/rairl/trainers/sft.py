@@ -31,7 +31,7 @@ from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.models.factory import TINY
 from rairl.tasks import TaskArgs, get_task
-from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, resolve_resume, save_final, set_threads
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, finish, resolve_resume, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def run(config: Config) -> dict[str, Any]:
     wall_time_s = time.perf_counter() - start
     logger.info("sft: trained to step %d in %.1f s", trainer.state.global_step, wall_time_s)
 
-    save_final(trainer.model, tokenizer, config.output_dir)
     result = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall_time_s}
-    write_json(Path(config.output_dir, RUN_FILE), {"command": "sft", "config": config_dict(config), **result})
+    run_file = {"command": "sft", "config": config_dict(config), **result}
+    finish(trainer, config.output_dir, lambda: write_json(Path(config.output_dir, RUN_FILE), run_file))
     return result
