@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rairl.cli import main as rairl
+from rairl.demo_results import format_summary
 from rairl.evaluation.metrics import paired_diff, summarize
 from rairl.io import write_json
 
@@ -92,23 +93,18 @@ def main() -> None:
                 pooled[split][1].extend(b)
             per_seed.append(entry)
             table.append((method, seed, *(f"{entry[s]['after']['mean']:.3f}" for s in before),
-                          _fmt(entry["test"]["diff"]), entry["corr"].get("final", ""), entry["corr"].get("last10_mean", "")))
+                          format_summary(entry["test"]["diff"], signed=True), entry["corr"].get("final", ""), entry["corr"].get("last10_mean", "")))
         results["methods"][method] = {
             "per_seed": per_seed,
             "pooled": {s: {"after": summarize(a), "diff": paired_diff(a, b)} for s, (a, b) in pooled.items()},
         }
         p = results["methods"][method]["pooled"]
         table.append((method, "pooled", f"{p['test']['after']['mean']:.3f}", f"{p['ood']['after']['mean']:.3f}",
-                      _fmt(p["test"]["diff"]), "", ""))
+                      format_summary(p["test"]["diff"], signed=True), "", ""))
     write_json(out / "results.json", results)
     header = ("method", "seed", "test greedy", "ood greedy", "test after - before [95% CI]", "corr final", "corr last10")
     for row in [header, *table]:
         print(" | ".join(str(c) for c in row))
-
-
-def _fmt(d: dict[str, Any]) -> str:
-    lo, hi = d["ci95"]
-    return f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] n={d['n']}"
 
 
 if __name__ == "__main__":

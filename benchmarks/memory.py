@@ -98,7 +98,7 @@ def reference_facts(smoke: bool) -> list[dict[str, Any]]:
     from rairl.trainers import airl
 
     size = dict(hidden_size=32, num_layers=1, num_heads=2) if smoke else DEMO_SIZE
-    # LoRA: a tiny discriminator, since `disc_model=policy` cannot start from a peft-wrapped policy
+    # the LoRA case with a fresh half-width discriminator: the case is about the reference model, not D
     tiny_disc = dict(disc_model="tiny", disc_hidden_size=size["hidden_size"] // 2, disc_num_layers=size["num_layers"],
                      disc_num_heads=size["num_heads"])
     cases = {

@@ -164,7 +164,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(s: Any, signed: bool) -> str:
+def format_summary(s: Any, signed: bool) -> str:
+    """`{"mean", "ci95", "n"}` as "mean [lo, hi] n=N" (with signs for differences); anything else as str."""
     if isinstance(s, dict) and "mean" in s:
         if s["mean"] is None:
             return f"- (n={s['n']})"
@@ -178,6 +179,6 @@ def format_claims(results: dict[str, Any]) -> str:
     lines = [f"seeds {results['seeds']}, wall time {results['wall_time_s']:.0f} s",
              f"{'claim':<58} {'paper':<16} {'ours (mean [95% CI] n)':<40} holds"]
     for c in results["claims"]:
-        ours = _fmt(c["ours"], signed="accuracy" not in c["claim"] or "(diff)" in c["claim"])
+        ours = format_summary(c["ours"], signed="accuracy" not in c["claim"] or "(diff)" in c["claim"])
         lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {ours[:40]:<40} {c['holds']}")
     return "\n".join(lines)
