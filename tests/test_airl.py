@@ -171,8 +171,11 @@ def test_outcome_reward_weight_changes_the_advantages(tmp_path):
 
 
 def test_passthrough_expert_gets_the_verifier_bonus_too(tmp_path):
-    """The policy's r_T carry weight · correctness inside μ_g and σ_g; the (correct) expert's r_T must as well."""
-    trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--expert_passthrough", "--granularity", "outcome"))
+    """The policy's r_T carry weight · correctness inside μ_g and σ_g; the (correct) expert's r_T must as well.
+    (A head that starts at zero would score every sample alike: a group that cannot be told apart gives no
+    advantage, the expert's included, so this test starts from the running-minimum head.)"""
+    trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--expert_passthrough", "--granularity", "outcome",
+                                        "--disc_head_init", "running_min"))
     trainer.model.train()
     trainer.reward_funcs = [lambda prompts, completions, **kwargs: [0.0] * len(completions)]  # no sample passes
     inputs = [row for row in trainer.train_dataset.select([0] * 4 + [1] * 4)]
@@ -182,7 +185,7 @@ def test_passthrough_expert_gets_the_verifier_bonus_too(tmp_path):
         torch.manual_seed(7)
         advantages[weight] = trainer._generate_and_score_completions(inputs)["advantages"]
     assert torch.equal(advantages[0.0][:8], advantages[1.0][:8])  # the samples' rewards and group stats are unchanged
-    rise = advantages[1.0][8:] - advantages[0.0][8:]  # the experts: ã_T rises by 1 / (σ_g + 1e-4) on every token
+    rise = advantages[1.0][8:] - advantages[0.0][8:]  # the experts: A rises by 1 / σ_g on every token
     assert (rise[:, 0] > 0).all()
     for row in rise:
         assert torch.allclose(row[row != 0], row[0].expand((row != 0).sum()))
@@ -298,3 +301,43 @@ def test_two_processes_end_with_identical_policy_and_discriminator():
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert proc.stdout.count(" ok ") == 2, proc.stdout
+
+
+# --- non-finite guards ------------------------------------------------------------------------------------------
+
+
+def test_nonfinite_rewards_zero_their_group_and_stop_after_a_run_of_them(tmp_path):
+    trainer = airl.build_trainer(config(tmp_path, "--max_nonfinite_steps", "2"))
+    rewards = torch.arange(16, dtype=torch.float32).view(8, 2)  # two groups of G = 4
+    rewards[5, 1] = float("nan")
+    mask = torch.ones(8, 2, dtype=torch.bool)
+    kept, count = trainer._drop_nonfinite(rewards, mask)
+    assert count == 1.0
+    assert torch.equal(kept[:4], rewards[:4]) and torch.equal(kept[4:], torch.zeros(4, 2))
+    assert torch.equal(airl.group_advantages(kept, mask, 4, 1.0)[4:], torch.zeros(4, 2))  # no advantage there
+    padded, padding = rewards.clone(), mask.clone()
+    padded[5, 1], padded[6, 1], padding[6, 1] = 0.0, float("inf"), False
+    assert trainer._drop_nonfinite(padded, padding)[1] == 0.0  # outside the response: ignored (and the run resets)
+    trainer._drop_nonfinite(rewards, mask)
+    with pytest.raises(RuntimeError, match="non-finite rewards at 2 steps in a row"):
+        trainer._drop_nonfinite(rewards, mask)
+
+
+def test_a_nonfinite_discriminator_loss_skips_the_update(tmp_path):
+    from rairl.trainers.discriminator_update import Negatives, discriminator_step
+
+    trainer = airl.build_trainer(config(tmp_path))
+    rm = trainer.reward_model
+    batch = rm.encode(["Q:\n", "Q:\n"], ["1+1=2\n#### 2", "1+1=3\n#### 3"])
+    before = {k: v.clone() for k, v in rm.discriminator.state_dict().items()}
+
+    def poisoned(*args):
+        return rm.discriminator(*args) * float("nan")
+
+    stats = discriminator_step(poisoned, rm.discriminator, trainer.disc_optimizer, rm,
+                               Negatives(batch, ["expert", "policy"]), trainer.disc_args)
+    assert stats["disc/skipped_nonfinite"] == 1.0
+    assert not differs(before, rm.discriminator.state_dict())
+    stats = discriminator_step(rm.discriminator, rm.discriminator, trainer.disc_optimizer, rm,
+                               Negatives(batch, ["expert", "policy"]), trainer.disc_args)
+    assert stats["disc/skipped_nonfinite"] == 0.0 and differs(before, rm.discriminator.state_dict())

@@ -210,3 +210,40 @@ def test_a_lora_wrapped_policy_gives_the_same_discriminator_as_its_base(policy):
         expected = from_base(batch.input_ids, batch.attention_mask, batch.response_mask)
         got = from_lora(batch.input_ids, batch.attention_mask, batch.response_mask)
     assert torch.allclose(expected, got, atol=1e-6)
+
+
+def test_reference_likelihood_stays_the_initial_lms_while_the_backbone_trains(policy, tmp_path):
+    from rairl.discriminator import lm_logprobs
+
+    disc = Discriminator.from_causal_lm(policy[0], True, likelihood_from="reference", head_init="zero")
+    batch = traces(len(policy[1]))
+    args = (batch.input_ids, batch.attention_mask, batch.response_mask)
+    with torch.no_grad():
+        base_ell = lm_logprobs(policy[0], *args)
+        s, ell = disc.terms(*args)
+    assert torch.equal(s, torch.zeros_like(s))  # zero head: D = 1/2 everywhere at the start
+    torch.testing.assert_close(ell, base_ell)
+    assert not any(p is q for p in disc.parameters() for q in disc.reference.parameters())
+    optimizer = torch.optim.SGD(disc.parameters(), lr=1.0)
+    for _ in range(2):  # the head moves first, then the backbone behind it
+        optimizer.zero_grad()
+        disc(*args).sum().neg().backward()
+        optimizer.step()
+    disc.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(disc.terms(*args)[1], base_ell)  # ℓ did not drift
+        assert not torch.allclose(disc.classifier.model.layers[0].mlp.up_proj.weight,
+                                  policy[0].model.layers[0].mlp.up_proj.weight)
+        before = disc(*args)
+    disc.save_pretrained(tmp_path, policy[1])
+    loaded = Discriminator.from_pretrained(tmp_path).eval()
+    assert loaded.likelihood_from == "reference"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*args), before)
+
+
+def test_head_init_and_source_are_checked(policy):
+    with pytest.raises(ValueError, match="likelihood_from must be one of"):
+        Discriminator.from_causal_lm(policy[0], True, likelihood_from="policy")
+    with pytest.raises(ValueError, match="disc_head_init must be one of"):
+        DiscriminatorArgs(disc_head_init="random")

@@ -75,3 +75,37 @@ def test_no_decoupling_when_both_rise_or_the_drop_is_small():
     for i in range(5):
         assert rising.update({"reward/mean": float(i), "policy/accuracy": 0.1 * i}) == []
         assert small.update({"reward/mean": float(i), "policy/accuracy": 0.5 - 0.01 * i}) == []
+
+
+def test_spike_monitor_flags_100x_the_running_median():
+    from rairl.trainers.monitor import SpikeMonitor
+
+    monitor = SpikeMonitor()
+    for value in (10.0, -12.0, 8.0):  # history of |values|: median 10
+        assert monitor.update({"loss": value}) == []
+    assert monitor.update({"loss": 999.0}) == []  # 99.9x: not a spike
+    warnings = monitor.update({"loss": -25_443.0, "grad_norm": 3.0})  # grad_norm has too short a history
+    assert len(warnings) == 1 and warnings[0].startswith("spike: loss = -2.544e+04")
+    assert monitor.count == 1
+
+
+def test_spike_monitor_ignores_values_near_zero_and_non_finite():
+    from rairl.trainers.monitor import SpikeMonitor
+
+    monitor = SpikeMonitor()
+    for value in (0.0, 1e-6, 0.0, float("nan")):
+        monitor.update({"loss": value})
+    assert monitor.update({"loss": 0.05}) == []  # median 0 floors at 1e-3: 50x
+    assert monitor.update({"loss": 0.2})  # 200x the floor
+
+
+def test_spike_callback_counts_into_the_log():
+    from types import SimpleNamespace
+
+    from rairl.trainers.monitor import SpikeCallback
+
+    callback, state = SpikeCallback(), SimpleNamespace(global_step=1)
+    logs = [{"loss": 1.0, "grad_norm": 30.0} for _ in range(3)] + [{"loss": 1.0, "grad_norm": 38_768.0}]
+    for entry in logs:
+        callback.on_log(None, state, None, logs=entry)
+    assert [entry["monitor/spikes"] for entry in logs] == [0, 0, 0, 1]

@@ -91,3 +91,26 @@ def test_from_pretrained_loads_discriminator_and_tokenizer(disc_and_tok, tmp_pat
     batch = rm.encode([PROMPT], [RESPONSE])
     expected = RewardModel(disc, tok, granularity="step").token_rewards(batch)
     assert torch.allclose(rm.token_rewards(batch), expected, atol=1e-6)
+
+
+def test_score_form_f_starts_at_the_likelihood_baseline():
+    """f_t = s_t + ℓ_t with a zero head is the base LM's ℓ_t exactly: the learned score starts where the
+    likelihood baseline is, and the logit form (AIRL's training reward) starts at 0."""
+    from rairl.inference.likelihood import LikelihoodScorer
+
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+    disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero")
+    prompts, responses = [PROMPT, PROMPT], [RESPONSE, "1+2=4\n#### 4"]
+    f = RewardModel(disc, tokenizer, score_form="f", clip_beta=0.5).score(prompts, responses)
+    logit = RewardModel(disc, tokenizer, score_form="logit", clip_beta=0.5).score(prompts, responses)
+    base = LikelihoodScorer(model.eval(), tokenizer).score(prompts, responses)
+    for a, b, z in zip(f.tokens, base.tokens, logit.tokens):
+        torch.testing.assert_close(a, b)  # unclipped, though some ℓ_t < -0.5
+        assert torch.equal(z, torch.zeros_like(z))
+    assert f.traces["mean"] == pytest.approx(base.traces["mean"])
+
+
+def test_score_form_f_needs_likelihood(disc_and_tok):
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+    with pytest.raises(ValueError, match="needs a likelihood-aware discriminator"):
+        RewardModel(Discriminator.from_causal_lm(model, False), tokenizer, score_form="f")

@@ -14,7 +14,7 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 from rairl.cli import main
 from rairl.models import ModelArgs, build_char_tokenizer, load_policy
 from rairl.tasks.base import Example, Task
-from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, resolve_resume, save_final
+from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, save_final
 from rairl.trainers.sft import Config, build_trainer, count_truncated
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
@@ -63,20 +63,6 @@ def test_demonstrations_without_any_expert_trace_is_an_error():
 def test_train_args_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainArgs(**kwargs)
-
-
-def test_resolve_resume(tmp_path):
-    assert resolve_resume(None, tmp_path) is None
-    assert resolve_resume("auto", tmp_path / "missing") is None
-    with pytest.raises(FileNotFoundError, match="no checkpoint-STEP folder"):
-        resolve_resume("last", tmp_path)
-    for step in (2, 10):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert resolve_resume("last", tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not by name
-    assert resolve_resume(str(tmp_path / "checkpoint-2"), tmp_path) == str(tmp_path / "checkpoint-2")
-    with pytest.raises(FileNotFoundError, match="not a Trainer checkpoint"):
-        resolve_resume(str(tmp_path), tmp_path)
 
 
 def test_jsonl_log_callback_appends_one_line_per_log(tmp_path):
@@ -160,4 +146,4 @@ def test_sft_resume_continues_the_step_count(tmp_path):
 
 def test_sft_resume_last_without_checkpoint_is_a_clean_error(tmp_path, capsys):
     assert main(["sft", "--output_dir", str(tmp_path), "--resume", "last", *TINY]) == 1
-    assert "no checkpoint-STEP folder" in capsys.readouterr().err
+    assert "no complete checkpoint-STEP folder" in capsys.readouterr().err

@@ -25,10 +25,17 @@ def test_missing_data_names_the_option():
         split_files(None, "gsm8k")
 
 
-def test_a_file_is_one_split_named_by_its_stem(tmp_path):
-    path = write(tmp_path / "dev.jsonl", [ROW])
-    assert split_files(path, "jsonl") == {"dev": path}
-    assert jsonl_task(path).splits == ("dev",)
+def test_a_file_is_the_split_named_by_its_stem_and_train(tmp_path):
+    path = write(tmp_path / "mydata.jsonl", [ROW])
+    assert split_files(path, "jsonl") == {"mydata": path, "train": path}
+    task = jsonl_task(path)
+    assert task.splits == ("mydata", "train")
+    assert [ex.question for ex in task.examples("train")] == ["1+1?"]  # `rairl sft --data mydata.jsonl` trains on it
+    assert task.eval_splits == ("mydata",)
+    with pytest.raises(ValueError, match=r"no split 'test' in --data .*mydata.jsonl: a single file serves as the "
+                                         r"split its name gives \('mydata'\) and as 'train'; for 'test' pass a file "
+                                         r"named test.jsonl"):
+        task.examples("test")
 
 
 def test_a_folder_gives_one_split_per_jsonl_file(tmp_path):

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import yaml
 from transformers import HfArgumentParser
 
+from rairl.io import DataError, read_text
+
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
@@ -25,9 +27,13 @@ def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
     if not path.is_file():
         raise SystemExit(f"error: config file {path} not found")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(read_text(path)) or {}
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     except yaml.YAMLError as err:
-        raise SystemExit(f"error: {path}: not valid YAML ({err})") from None
+        where = getattr(err, "problem_mark", None)
+        line = f", line {where.line + 1}" if where is not None else ""
+        raise SystemExit(f"error: {path}{line}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(values, dict):
         raise SystemExit(f"error: {path}: expected a mapping of option: value, got {type(values).__name__}")
     unknown = sorted(set(values) - known)

@@ -6,10 +6,17 @@ Score and implicit reward, for a trace x, y_1..y_T (causal attention: s_t sees o
     v_t = \log D_t - \log(1 - D_t) = s_t      (divided by a temperature when one is set)
 
 where h_t is the backbone's last hidden state and, in the *likelihood-aware* variant, \ell_t = \log p(y_t | x, y_{<t})
-is the backbone LM's log-probability of the token actually there, read through its (frozen) LM head. This is the
-AIRL form f - \log\pi seen from the expert's side: at the optimum f = \log\pi_E, and an LM fine-tuned on the
-demonstrations approximates \log\pi_E. The running minimum (over response tokens) carries a low-likelihood token
-forward, so a step-end or outcome position "remembers" an earlier slip.
+is an LM's log-probability of the token actually there: either the trainable backbone's, read through its frozen LM
+head (`likelihood_from="backbone"`), or a frozen copy of the initial LM's (`"reference"`, which cannot drift away
+from the base policy's likelihood as D trains). The running minimum (over response tokens) carries a
+low-likelihood token forward, so a step-end or outcome position "remembers" an earlier slip. The head starts at
+(w, b, a_1, a_2) = (init, 0, 0, 1) (`head_init="running_min"`) or all zero (`"zero"`: s_t = 0, D = 1/2 everywhere).
+
+AIRL's discriminator is D = \sigma(f - \log\pi): the logit s_t carries a -\log\pi term (an entropy bonus: the
+policy's own samples are likely under it, so separating experts from them rewards unlikely tokens). That belongs in
+the training reward v_t = s_t; a score that ranks traces by quality reads f_t = s_t + \ell_t instead
+(`rairl.reward_model`, `score_form="f"`), which at initialisation with `head_init="zero"` is exactly the
+likelihood baseline \ell_t.
 
 Loss: binary cross-entropy with label smoothing \epsilon (targets 1-\epsilon/2 for experts, \epsilon/2 for negatives)
 on the positions the granularity mask m_t selects; each sequence's loss is the mean over its labelled positions,
@@ -34,11 +41,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
 
+from rairl.models.factory import check_model_folder
 from rairl.prompt_sharing import shared_prompt_hidden
 
 META_FILE = "rairl_discriminator.json"
 LIKELIHOOD_FILE = "likelihood_head.safetensors"
+REFERENCE_DIR = "reference"  # the frozen LM that ℓ_t is read from, when likelihood_from = "reference"
 LOSSES = ("bce", "wgan_gp")
+LIKELIHOOD_FROM = ("backbone", "reference")
+HEAD_INITS = ("running_min", "zero")
 
 
 @dataclass
@@ -47,7 +58,14 @@ class DiscriminatorArgs:
         default="policy",
         metadata={"help": "'policy' (start from the policy's weights), 'tiny' (fresh tiny model) or a causal LM path/id"},
     )
-    disc_likelihood: bool = field(default=True, metadata={"help": "read the backbone LM's token log-probs (a·ℓ_t)"})
+    disc_likelihood: bool = field(default=True, metadata={"help": "read an LM's token log-probs ℓ_t (a·ℓ_t)"})
+    disc_likelihood_from: str = field(
+        default="reference",
+        metadata={"help": "ℓ_t from 'reference' (a frozen copy of the initial LM) or 'backbone' (the trained one)"},
+    )
+    disc_head_init: str = field(
+        default="zero", metadata={"help": "'zero' (s_t = 0 at start) or 'running_min' (a_2 = 1, w random)"}
+    )
     disc_hidden_size: int = field(default=128, metadata={"help": "disc_model=tiny: width"})
     disc_num_layers: int = field(default=4, metadata={"help": "disc_model=tiny: layers"})
     disc_num_heads: int = field(default=4, metadata={"help": "disc_model=tiny: attention heads"})
@@ -66,6 +84,10 @@ class DiscriminatorArgs:
     def __post_init__(self) -> None:
         if self.disc_loss not in LOSSES:
             raise ValueError(f"disc_loss must be one of {LOSSES}, got {self.disc_loss!r}")
+        if self.disc_likelihood_from not in LIKELIHOOD_FROM:
+            raise ValueError(f"disc_likelihood_from must be one of {LIKELIHOOD_FROM}, got {self.disc_likelihood_from!r}")
+        if self.disc_head_init not in HEAD_INITS:
+            raise ValueError(f"disc_head_init must be one of {HEAD_INITS}, got {self.disc_head_init!r}")
         if not 0.0 <= self.disc_smoothing < 1.0:
             raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
         if self.disc_temperature <= 0:
@@ -75,18 +97,28 @@ class DiscriminatorArgs:
 class Discriminator(nn.Module):
     """Per-position scores `s` (B, T) of traces; see the module docstring for the equation."""
 
-    def __init__(self, classifier: PreTrainedModel, lm_head: nn.Module | None = None, temperature: float = 1.0):
+    def __init__(self, classifier: PreTrainedModel, lm_head: nn.Module | None = None, temperature: float = 1.0,
+                 *, reference: PreTrainedModel | None = None):
         super().__init__()
+        if lm_head is not None and reference is not None:
+            raise ValueError("ℓ_t comes from the backbone's LM head or from a reference LM, not both")
         self.classifier = classifier  # *ForTokenClassification, num_labels = 1
         self.lm_head = lm_head
         if lm_head is not None:
             lm_head.requires_grad_(False)  # reads log-probs in the original LM's output space
+        # a plain attribute, not a sub-module: frozen, never in the optimiser, DDP or the classifier's state dict
+        self.__dict__["reference"] = reference.requires_grad_(False).eval() if reference is not None else None
+        if self.uses_likelihood:
             self.likelihood = nn.Parameter(torch.tensor([0.0, 1.0]))  # (a_1, a_2)
         self.temperature = temperature
 
     @property
     def uses_likelihood(self) -> bool:
-        return self.lm_head is not None
+        return self.lm_head is not None or self.reference is not None
+
+    @property
+    def likelihood_from(self) -> str | None:
+        return "reference" if self.reference is not None else "backbone" if self.lm_head is not None else None
 
     @property
     def config(self):
@@ -96,23 +128,45 @@ class Discriminator(nn.Module):
         params = list(self.classifier.score.parameters())
         return params + ([self.likelihood] if self.uses_likelihood else [])
 
+    def zero_head(self) -> "Discriminator":
+        """w = 0, b = 0, a = 0: s_t = 0 everywhere (and f_t = ℓ_t, the likelihood baseline) until D trains."""
+        with torch.no_grad():
+            for p in self.head_parameters():
+                p.zero_()
+        return self
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) / .float() reach the reference LM too
+        if self.reference is not None:
+            self.reference._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Scores s (B, T) in float32. `response_mask` (B, T) is needed by the likelihood-aware variant; with it,
         rows that share a prompt run the prompt through the backbone once (`rairl.prompt_sharing`)."""
+        return self.terms(input_ids, attention_mask, response_mask)[0]
+
+    def terms(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(s, ℓ): scores s (B, T) and the token log-likelihoods ℓ (B, T) they read (None without likelihood)."""
         base = getattr(self.classifier, self.classifier.base_model_prefix)
         h = None if response_mask is None else shared_prompt_hidden(base, input_ids, attention_mask, response_mask)
         if h is None:  # no prompt shared between rows: one plain pass
             h = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         s = self.classifier.score(self.classifier.dropout(h)).squeeze(-1).float()  # (B, T)
-        if self.uses_likelihood:
-            if response_mask is None:
-                raise ValueError("a likelihood-aware discriminator needs response_mask")
+        if not self.uses_likelihood:
+            return s, None
+        if response_mask is None:
+            raise ValueError("a likelihood-aware discriminator needs response_mask")
+        if self.reference is not None:
+            with torch.no_grad():
+                ell = lm_logprobs(self.reference, input_ids, attention_mask, response_mask)  # (B, T)
+        else:
             ell = token_logprobs(self.lm_head, h, input_ids, response_mask)  # (B, T), 0 outside the response
-            running_min = torch.cummin(ell, dim=1).values
-            s = s + self.likelihood[0] * ell + self.likelihood[1] * running_min
-        return s
+        running_min = torch.cummin(ell, dim=1).values
+        return s + self.likelihood[0] * ell + self.likelihood[1] * running_min, ell
 
     def rewards(self, scores: torch.Tensor) -> torch.Tensor:
         """v_t = log D_t - log(1 - D_t) = s_t, over the temperature."""
@@ -120,8 +174,13 @@ class Discriminator(nn.Module):
 
     # ---------------------------------------------------------------- construction and checkpoints
     @classmethod
-    def from_causal_lm(cls, model: PreTrainedModel, likelihood: bool, temperature: float = 1.0) -> "Discriminator":
-        """A discriminator whose backbone starts from `model`'s weights (its decoder and, if asked, its LM head)."""
+    def from_causal_lm(cls, model: PreTrainedModel, likelihood: bool, temperature: float = 1.0, *,
+                       likelihood_from: str = "backbone", head_init: str = "running_min") -> "Discriminator":
+        """A discriminator whose backbone starts from `model`'s weights (its decoder and, if asked, its LM head, or
+        a frozen copy of the whole LM as the reference that ℓ_t is read from)."""
+        if likelihood_from not in LIKELIHOOD_FROM or head_init not in HEAD_INITS:
+            raise ValueError(f"likelihood_from must be one of {LIKELIHOOD_FROM} and head_init one of {HEAD_INITS}; "
+                             f"got {likelihood_from!r}, {head_init!r}")
         peft = hasattr(model, "get_base_model")
         if peft:  # LoRA: start from the frozen base weights (the adapters are zero at initialisation)
             model = model.get_base_model()
@@ -137,50 +196,78 @@ class Discriminator(nn.Module):
         if missing or unexpected:
             raise ValueError(f"backbone weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
         classifier.to(model.dtype)
-        lm_head = None
-        if likelihood:
+        lm_head = reference = None
+        if likelihood and likelihood_from == "reference":
+            reference = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))
+            full = model.state_dict()
+            if peft:
+                full = {k.replace(".base_layer", ""): v for k, v in full.items() if "lora_" not in k}
+            reference.load_state_dict(full)
+            reference.to(model.dtype)
+        elif likelihood:
             source = model.get_output_embeddings()
             source = getattr(source, "base_layer", source)
             lm_head = nn.Linear(source.in_features, source.out_features, bias=source.bias is not None)
             lm_head.load_state_dict(source.state_dict())
             lm_head.to(model.dtype)
-        return cls(classifier, lm_head, temperature)
+        disc = cls(classifier, lm_head, temperature, reference=reference)
+        return disc.zero_head() if head_init == "zero" else disc
 
     @classmethod
     def from_checkpoint(cls, path: str, likelihood: bool, temperature: float = 1.0, **kwargs) -> "Discriminator":
-        """Start from a causal LM checkpoint (a path or Hugging Face id; safetensors only)."""
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **kwargs)
-        return cls.from_causal_lm(model, likelihood, temperature)
+        """Start from a causal LM checkpoint (a path or Hugging Face id; safetensors only). `kwargs`: those of
+        `from_causal_lm` (likelihood_from, head_init)."""
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        return cls.from_causal_lm(model, likelihood, temperature, **kwargs)
 
     def save_pretrained(self, path: str | Path, tokenizer=None) -> None:
         path = Path(path)
         self.classifier.save_pretrained(path)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
-        meta = {"likelihood": self.uses_likelihood, "temperature": self.temperature}
+        meta = {"likelihood": self.uses_likelihood, "likelihood_from": self.likelihood_from,
+                "temperature": self.temperature}
         (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if self.uses_likelihood:
-            tensors = {f"lm_head.{k}": v.contiguous() for k, v in self.lm_head.state_dict().items()}
-            tensors["likelihood"] = self.likelihood.detach().contiguous()
+            tensors = {"likelihood": self.likelihood.detach().contiguous()}
+            if self.lm_head is not None:
+                tensors.update({f"lm_head.{k}": v.contiguous() for k, v in self.lm_head.state_dict().items()})
             save_file(tensors, str(path / LIKELIHOOD_FILE))
+        if self.reference is not None:
+            self.reference.save_pretrained(path / REFERENCE_DIR)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "Discriminator":
+        check_model_folder(path, "discriminator")
         path = Path(path)
         meta_path = path / META_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"likelihood": False, "temperature": 1.0}
         classifier = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True, **kwargs)
-        lm_head = None
+        lm_head = reference = None
         if meta["likelihood"]:
             tensors = load_file(str(path / LIKELIHOOD_FILE))
-            weight = tensors["lm_head.weight"]
-            lm_head = nn.Linear(weight.shape[1], weight.shape[0], bias="lm_head.bias" in tensors)
-            lm_head.load_state_dict({k.removeprefix("lm_head."): v for k, v in tensors.items() if k.startswith("lm_head.")})
-            lm_head.to(classifier.dtype)
-        disc = cls(classifier, lm_head, meta["temperature"])
-        if lm_head is not None:
+            if meta.get("likelihood_from", "backbone") == "reference":
+                reference = AutoModelForCausalLM.from_pretrained(path / REFERENCE_DIR, use_safetensors=True, **kwargs)
+            else:
+                weight = tensors["lm_head.weight"]
+                lm_head = nn.Linear(weight.shape[1], weight.shape[0], bias="lm_head.bias" in tensors)
+                lm_head.load_state_dict({k.removeprefix("lm_head."): v for k, v in tensors.items()
+                                         if k.startswith("lm_head.")})
+                lm_head.to(classifier.dtype)
+        disc = cls(classifier, lm_head, meta["temperature"], reference=reference)
+        if disc.uses_likelihood:
             disc.likelihood.data.copy_(tensors["likelihood"])
         return disc
+
+
+def lm_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                response_mask: torch.Tensor) -> torch.Tensor:
+    """ℓ_t of a causal LM on response tokens, 0 elsewhere (B, T) float32; rows sharing a prompt run it once."""
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    h = shared_prompt_hidden(decoder, input_ids, attention_mask, response_mask)
+    if h is None:
+        h = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    return token_logprobs(head, h, input_ids, response_mask)
 
 
 def token_logprobs(lm_head: nn.Module, h: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:

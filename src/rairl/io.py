@@ -25,8 +25,9 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
-    with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            text = decode_line(raw, path, number)
             if not text.strip():
                 continue
             try:
@@ -36,6 +37,24 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise DataError(path, number, None, f"expected a JSON object, got {type(row).__name__}")
             yield number, row
+
+
+def decode_line(raw: bytes, path: str | os.PathLike, line: int) -> str:
+    """One line of a UTF-8 file (a byte-order mark on the first line is dropped); anything else is a `DataError`."""
+    try:
+        return raw.decode("utf-8-sig" if line == 1 else "utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(path, line, None, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the "
+                                          "line); save the file as UTF-8") from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 text file; a missing file or bytes that are not UTF-8 raise `DataError` with the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    with path.open("rb") as f:
+        return "".join(decode_line(raw, path, number) for number, raw in enumerate(f, start=1))
 
 
 def require(row: dict[str, Any], field: str, path: str | os.PathLike, line: int, kind: type | tuple = str) -> Any:

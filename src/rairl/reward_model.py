@@ -37,8 +37,12 @@ from rairl.rewards.granularity import GRANULARITIES, granularity_mask
 from rairl.tasks.base import line_spans
 from rairl.traces import Span, TraceBatch, encode_ids, encode_texts, project_values, token_offsets
 
-SETTINGS_FILE = "rairl_reward.json"  # granularity, interval, clip: how token rewards are read from the scores
-SETTINGS = ("granularity", "interval", "clip_beta", "max_length")
+SETTINGS_FILE = "rairl_reward.json"  # granularity, interval, clip, score form: how token values are read from scores
+SETTINGS = ("granularity", "interval", "clip_beta", "max_length", "score_form")
+# What the scoring API (rerank, localise, score) reads; training always uses the reward r_t.
+#   logit: r_t, the backfilled, clipped AIRL reward v_t = s_t (it holds AIRL's -log π entropy term)
+#   f:     backfill(v)_t + ℓ_t, the reward with the policy's log-likelihood added back (f = s + log π), unclipped
+SCORE_FORMS = ("logit", "f")
 
 
 
@@ -55,14 +59,16 @@ def forward_minibatches(
 ) -> torch.Tensor:
     """`fn` (a (b, t) -> (b, t) scorer) over the given mini-batches of `batch`'s rows, without gradient.
 
-    Returns (B, T) float32 on CPU in input order, 0 on padding columns.
+    Returns (B, T) float32 on CPU in input order, 0 on padding columns ((B, T, ...) when `fn` gives (b, t, ...)).
     """
-    out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
+    out = None
     with torch.no_grad():
         for idx in minibatches:
             s = fn(batch.select(idx).to(device)).float().cpu()
+            if out is None:
+                out = torch.zeros(batch.input_ids.shape + s.shape[2:], dtype=torch.float32)
             out[idx, : s.shape[1]] = s
-    return out
+    return torch.zeros(batch.input_ids.shape) if out is None else out
 
 
 def forward_sorted(
@@ -236,15 +242,21 @@ class RewardModel(TraceScorer):
         clip_beta: float | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
+        score_form: str = "logit",
     ):
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {granularity!r}")
+        if score_form not in SCORE_FORMS:
+            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {score_form!r}")
+        if score_form == "f" and not discriminator.uses_likelihood:
+            raise ValueError("score_form 'f' (s_t + ℓ_t) needs a likelihood-aware discriminator; use score_form 'logit'")
         self.discriminator = discriminator
         self.tokenizer = tokenizer
         self.step_spans = step_spans
         self.granularity, self.interval, self.clip_beta = granularity, interval, clip_beta
         self.batch_size = batch_size
         self.max_length = max_length
+        self.score_form = score_form
 
     # ---------------------------------------------------------------- checkpoints
     @classmethod
@@ -282,12 +294,24 @@ class RewardModel(TraceScorer):
 
     def scores(self, batch: TraceBatch) -> torch.Tensor:
         """Discriminator scores s (B, T) on CPU, computed in length-sorted mini-batches."""
+        return self._forward(batch, lambda b: self.discriminator(b.input_ids, b.attention_mask, b.response_mask))
+
+    def score_terms(self, batch: TraceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, ℓ), each (B, T) on CPU, from one forward pass (a likelihood-aware discriminator only)."""
+
+        def both(b: TraceBatch) -> torch.Tensor:
+            s, ell = self.discriminator.terms(b.input_ids, b.attention_mask, b.response_mask)
+            return torch.stack([s, ell], dim=-1)  # (b, t, 2)
+
+        out = self._forward(batch, both)
+        return out[..., 0], out[..., 1]
+
+    def _forward(self, batch: TraceBatch, fn: Callable[[TraceBatch], torch.Tensor]) -> torch.Tensor:
         disc = self.discriminator
         was_training = disc.training
         disc.eval()
         try:
-            return forward_sorted(lambda b: disc(b.input_ids, b.attention_mask, b.response_mask), batch,
-                                  self.batch_size, self.device)
+            return forward_sorted(fn, batch, self.batch_size, self.device)
         finally:
             disc.train(was_training)
 
@@ -302,4 +326,9 @@ class RewardModel(TraceScorer):
         return clip(rewards, self.clip_beta) if self.clip_beta else rewards
 
     def token_values(self, batch: TraceBatch) -> torch.Tensor:
-        return self.token_rewards(batch)
+        """What the scoring API reads (`score_form`): r_t, or f_t = backfill(v)_t + ℓ_t (unclipped)."""
+        if self.score_form == "logit":
+            return self.token_rewards(batch)
+        s, ell = self.score_terms(batch)
+        values = backfill(self.discriminator.rewards(s), self.label_mask(batch), batch.response_mask)
+        return torch.where(batch.response_mask, values + ell, torch.zeros_like(values))

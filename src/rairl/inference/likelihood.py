@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rairl.discriminator import token_logprobs
-from rairl.prompt_sharing import shared_prompt_hidden
+from rairl.discriminator import lm_logprobs
 from rairl.reward_model import TraceScorer, forward_sorted
 from rairl.tasks.base import line_spans
 from rairl.traces import Span, TraceBatch
@@ -51,9 +50,9 @@ class LikelihoodScorer(TraceScorer):
         from transformers import AutoModelForCausalLM
 
         from rairl.models import load_tokenizer
+        from rairl.models.factory import check_model_folder
 
-        if Path(path).exists() and not Path(path).is_dir():
-            raise FileNotFoundError(f"policy {path}: expected a model directory, found a file")
+        check_model_folder(path, "policy")
         model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True).to(device)
         return cls(model, load_tokenizer(str(path)), **kwargs)
 
@@ -63,13 +62,8 @@ class LikelihoodScorer(TraceScorer):
 
     def token_values(self, batch: TraceBatch) -> torch.Tensor:
         """ℓ_t (B, T) on response tokens (0 on the first token of a row without prompt, and outside responses)."""
-        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
-
         def logprobs(b: TraceBatch) -> torch.Tensor:
-            h = shared_prompt_hidden(decoder, b.input_ids, b.attention_mask, b.response_mask)  # each prompt once
-            if h is None:
-                h = decoder(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state  # (b, t, H)
-            return token_logprobs(head, h, b.input_ids, b.response_mask)  # (b, t)
+            return lm_logprobs(self.model, b.input_ids, b.attention_mask, b.response_mask)  # (b, t)
 
         was_training = self.model.training
         self.model.eval()  # no dropout while scoring; the caller's mode comes back after

@@ -4,7 +4,8 @@ Input JSONL: one trace per line, `prompt` (or `question`, turned into the task's
 field (a `rairl sample` file's id, answer, correct, ...) is copied to the output. Each output line adds
 
     tokens         the response's pieces under the reward model's tokenizer (EOS last)
-    token_rewards  r_t per piece (backfilled with the reward model's granularity, clipped when it clips)
+    token_rewards  r_t per piece (backfilled with the reward model's granularity, clipped when it clips), or
+                   f_t = r_t + ℓ_t unclipped with `--score_form f`
     step_scores    one value per step (`step_reduce`: r at the step's last token, or the step's minimum)
     trace_scores   {aggregation: value}
 
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from rairl.io import DataError, read_jsonl, require, write_jsonl
-from rairl.reward_model import RewardModel
+from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.aggregation import AGGREGATIONS, STEP_REDUCTIONS, NonFiniteScore, TraceScores, check_names
 from rairl.rewards.granularity import GRANULARITIES
 from rairl.tasks import Example, Task, TaskArgs, get_task
@@ -49,6 +50,10 @@ class RewardArgs:
     reward_clip: float | None = field(
         default=None, metadata={"help": "β: clip r_t to [-β, β] (default: as saved, else no clipping)"}
     )
+    score_form: str | None = field(
+        default=None,
+        metadata={"help": "'logit' (r_t = s_t, AIRL's reward) or 'f' (s_t + ℓ_t, its quality part); default: as saved"},
+    )
     aggregates: str = field(
         default=",".join(AGGREGATIONS), metadata={"help": "comma-separated aggregations of " + ", ".join(AGGREGATIONS)}
     )
@@ -66,6 +71,8 @@ class RewardArgs:
             raise ValueError(f"step_reduce must be one of {sorted(STEP_REDUCTIONS)}, got {self.step_reduce!r}")
         if not 0.0 <= self.gamma <= 1.0 or self.batch_size < 1:
             raise ValueError(f"need 0 <= gamma <= 1 and batch_size >= 1, got {self.gamma}, {self.batch_size}")
+        if self.score_form is not None and self.score_form not in SCORE_FORMS:
+            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {self.score_form!r}")
         if self.reward_clip is not None and self.reward_clip <= 0:
             raise ValueError(f"reward_clip must be > 0 (leave it unset for no clipping), got {self.reward_clip}")
         parse_aggregates(self.aggregates)
@@ -84,7 +91,7 @@ def load_reward_model(args: RewardArgs, task: Task) -> RewardModel:
     the discriminator has (longer prompts are cut from the left, never the response)."""
     model = RewardModel.from_pretrained(
         args.reward_model, step_spans=task.step_spans, granularity=args.granularity, interval=args.interval,
-        clip_beta=args.reward_clip, batch_size=args.batch_size,
+        clip_beta=args.reward_clip, batch_size=args.batch_size, score_form=args.score_form,
     )
     if model.max_length is None:
         model.max_length = getattr(model.discriminator.config, "max_position_embeddings", None)

@@ -6,12 +6,16 @@ Weights load from safetensors only, and remote code runs only when the user asks
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
+from rairl.io import DataError, read_text
 from rairl.models.tokenizer import build_char_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -67,7 +71,48 @@ def build_tiny(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object]
     return model, tokenizer
 
 
+def check_model_folder(path: str | os.PathLike, what: str = "model") -> None:
+    """Refuse, in one line naming the path, what `from_pretrained` would fail on deep inside: a local path that does
+    not exist, a file where a folder belongs, a folder without a config.json, or a config.json that is not JSON.
+    A name that is not a local path is left to the Hugging Face hub (an `owner/name` id)."""
+    text = str(path)
+    p = Path(text).expanduser()
+    expected = "expected a saved model folder (config.json and *.safetensors) or a Hugging Face id"
+    if not p.exists():
+        if text.startswith(("/", ".", "~")) or text.count("/") != 1 or p.suffix:
+            raise FileNotFoundError(f"{what} {text}: no such folder; {expected}")
+        return
+    if not p.is_dir():
+        raise FileNotFoundError(f"{what} {text}: is a file; {expected}")
+    config = p / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{what} {text}: no config.json in this folder; {expected}")
+    try:
+        json.loads(read_text(config))
+    except json.JSONDecodeError as err:
+        raise DataError(config, err.lineno, None, f"not valid JSON ({err.msg}); {expected}") from None
+    for weights in sorted(p.glob("*.safetensors")):
+        check_safetensors(weights)
+
+
+def check_safetensors(path: Path) -> None:
+    """A safetensors file whose header parses and whose tensors fit in the file (a truncated copy does not)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                raise ValueError(f"header length {n} does not fit in {size} bytes")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise DataError(path, None, None, f"not a valid safetensors file ({err})") from None
+    if 8 + n + end > size:
+        raise DataError(path, None, None, f"truncated: its tensors need {8 + n + end} bytes, the file has {size}")
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
+    check_model_folder(path, "tokenizer of")
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:  # many causal LMs ship without one; generation pads with EOS then
         tokenizer.pad_token = tokenizer.eos_token
@@ -79,6 +124,7 @@ def load_policy(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object
     if args.model == TINY:
         model, tokenizer = build_tiny(args, seed)
     else:
+        check_model_folder(args.model, "--model")
         tokenizer = load_tokenizer(args.model, args.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             args.model, dtype=_DTYPES[args.dtype], use_safetensors=True, trust_remote_code=args.trust_remote_code

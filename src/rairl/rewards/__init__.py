@@ -6,8 +6,9 @@ from rairl.rewards.advantages import (
     discounted_returns,
     final_rewards,
     group_advantages,
-    group_normalise,
-    outcome_advantages,
+    group_stats,
+    reward_to_go,
+    standardise,
 )
 from rairl.rewards.backfill import backfill, clip
 from rairl.rewards.granularity import GRANULARITIES, granularity_mask, last_response_index, step_end_tokens
@@ -24,9 +25,10 @@ __all__ = [
     "final_rewards",
     "granularity_mask",
     "group_advantages",
-    "group_normalise",
+    "group_stats",
     "last_response_index",
-    "outcome_advantages",
     "perturb",
+    "reward_to_go",
+    "standardise",
     "step_end_tokens",
 ]

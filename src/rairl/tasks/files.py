@@ -1,7 +1,7 @@
 """Tasks read from JSON Lines files: one file per split, loaded lazily, every row validated.
 
-`--data` is either one `.jsonl` file, whose stem names its only split (`train.jsonl` -> "train"), or a folder
-of `<split>.jsonl` files. A subclass turns one row into an `Example` (`parse_row`) and raises `DataError`
+`--data` is either one `.jsonl` file, which serves as the split its stem names (`test.jsonl` -> "test") and as
+"train" (so `rairl sft --data mydata.jsonl` trains on it), or a folder of `<split>.jsonl` files. A subclass turns one row into an `Example` (`parse_row`) and raises `DataError`
 (file, 1-based line, field) for anything it cannot use, so bad input never surfaces as a deep stack trace.
 """
 
@@ -29,7 +29,7 @@ def split_files(data: str | os.PathLike | None, task: str) -> dict[str, Path]:
         )
     path = Path(data)
     if path.is_file():
-        return {path.stem: path}
+        return {path.stem: path, "train": path}
     if path.is_dir():
         files = {p.stem: p for p in sorted(path.glob("*.jsonl"))}
         if not files:
@@ -56,6 +56,12 @@ class FileTask(Task):
 
     def examples(self, split: str) -> list[Example]:
         if split not in self.files:
+            if len(set(self.files.values())) == 1:
+                path = next(iter(self.files.values()))
+                raise ValueError(
+                    f"{self.name}: no split {split!r} in --data {path}: a single file serves as the split its name "
+                    f"gives ({path.stem!r}) and as 'train'; for {split!r} pass a file named {split}.jsonl or a folder "
+                    f"of <split>.jsonl files")
             close = difflib.get_close_matches(split, self.files, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{self.name}: unknown split {split!r}; splits in --data: {list(self.files)}.{hint}")

@@ -18,18 +18,18 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from trl import GRPOTrainer
 
 from rairl.discriminator import Discriminator, DiscriminatorArgs
 from rairl.io import atomic_dir, write_json
 from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
-from rairl.reward_model import RewardModel
+from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
 from rairl.rewards.granularity import GRANULARITIES
 from rairl.tasks import Example, Task, TaskArgs
 from rairl.trainers import airl_state
-from rairl.trainers.common import TrainArgs, finish, resolve_resume, set_threads
+from rairl.trainers.checkpoints import resolve_resume
+from rairl.trainers.common import TrainArgs, finish, set_threads
 from rairl.trainers.discriminator_update import (
     pack,
     ReplayBuffer,
@@ -39,7 +39,7 @@ from rairl.trainers.discriminator_update import (
     perturbed_experts,
     rows_of,
 )
-from rairl.trainers.grpo import GRPOArgs, trainer_inputs
+from rairl.trainers.grpo import GRPOArgs, GRPOTrainer, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
 from rairl.traces import encode_ids, project_values
@@ -53,6 +53,10 @@ class AIRLArgs:
     interval: int = field(default=8, metadata={"help": "granularity=interval: a label every k tokens"})
     gamma: float = field(default=1.0, metadata={"help": "discount γ of the token advantages"})
     reward_clip: float = field(default=5.0, metadata={"help": "β: token rewards are clipped to [-β, β]"})
+    score_form: str = field(
+        default="f", metadata={"help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or "
+                                       "'logit' (s_t); training always uses s_t"}
+    )
     n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step that updates it"})
     disc_update_every: int = field(
         default=1, metadata={"help": "update D on every k-th policy step only (update ratio n_disc : k)"}
@@ -67,10 +71,15 @@ class AIRLArgs:
     outcome_reward_weight: float = field(default=0.0, metadata={"help": "weight of a verifier reward (0: none)"})
     monitor_window: int = field(default=10, metadata={"help": "steps over which decoupling/saturation are judged"})
     stop_on_warning: bool = field(default=False, metadata={"help": "stop training on a decoupling/saturation warning"})
+    max_nonfinite_steps: int = field(
+        default=10, metadata={"help": "stop after this many steps in a row with non-finite rewards (each is skipped)"}
+    )
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
+        if self.score_form not in SCORE_FORMS:
+            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {self.score_form!r}")
         if self.n_disc < 1 and not self.disc_frozen:
             raise ValueError(f"n_disc must be >= 1 (or set --disc_frozen), got {self.n_disc}")
         if self.disc_update_every < 1:
@@ -199,6 +208,7 @@ class AIRLTrainer(GRPOTrainer):
         # gathered as integers: padding across processes turns a bool tensor into int64 (bool + pad value)
         all_mask = self.accelerator.gather(self.accelerator.pad_across_processes(out["completion_mask"], dim=1)).bool()
         correct = self._verifier.to(all_rewards.device)
+        all_rewards, stats["monitor/nonfinite_rewards"] = self._drop_nonfinite(all_rewards, all_mask)
         if self.airl.outcome_reward_weight:
             all_rewards = add_outcome_reward(all_rewards, all_mask, correct, self.airl.outcome_reward_weight)
         advantages = group_advantages(all_rewards, all_mask, self.num_generations, self.airl.gamma,
@@ -210,6 +220,22 @@ class AIRLTrainer(GRPOTrainer):
         if self.airl.expert_passthrough:
             out = append_experts(self, out, examples, all_rewards, all_mask)
         return out
+
+    def _drop_nonfinite(self, rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Zero the rewards of every group holding a non-finite one (such a group then carries no advantage), and
+        count the rows; `max_nonfinite_steps` steps in a row with any stop the run with a message."""
+        bad_rows = ~torch.where(mask, rewards, 0.0).isfinite().all(dim=1)  # (B,)
+        if not bad_rows.any():
+            self._nonfinite_steps = 0
+            return rewards, 0.0
+        self._nonfinite_steps = getattr(self, "_nonfinite_steps", 0) + 1
+        logger.warning("step %d: %d samples with non-finite rewards; their groups get no advantage",
+                       self.state.global_step, int(bad_rows.sum()))
+        if self._nonfinite_steps >= self.airl.max_nonfinite_steps:
+            raise RuntimeError(f"non-finite rewards at {self._nonfinite_steps} steps in a row: the discriminator has "
+                               "diverged; lower --disc_lr or --disc_head_lr, or resume from an earlier checkpoint")
+        bad_groups = bad_rows.view(-1, self.num_generations).any(dim=1).repeat_interleave(self.num_generations)
+        return torch.where(bad_groups[:, None], 0.0, rewards), float(bad_rows.sum())
 
     def _completion_rewards(self, policy_batch, completion_ids: list[list[int]], width: int) -> torch.Tensor:
         """r_t on the policy's completion tokens (B, C), aligned by ids (shared tokenizer) or char offsets."""
@@ -233,34 +259,36 @@ class AIRLTrainer(GRPOTrainer):
                 self.control.should_training_stop = True
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        if self.accelerator.is_main_process:
-            airl_state.save(self, folder)
+    def _save_extra_state(self, folder: Path) -> None:
+        airl_state.save(self, folder)  # inside the staging checkpoint, before it is marked complete
+
+    def _load_extra_state(self, folder: Path) -> None:
+        airl_state.load(self, folder)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None:
-            airl_state.load(self, Path(checkpoint))
+            self._load_extra_state(Path(checkpoint))
 
 
 def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardModel:
+    init = dict(likelihood_from=config.disc_likelihood_from, head_init=config.disc_head_init)
     if config.disc_path:
         disc = Discriminator.from_pretrained(config.disc_path)
         tokenizer = load_tokenizer(config.disc_path)
     elif config.disc_model == "policy":
-        disc = Discriminator.from_causal_lm(policy, config.disc_likelihood, config.disc_temperature)
+        disc = Discriminator.from_causal_lm(policy, config.disc_likelihood, config.disc_temperature, **init)
     elif config.disc_model == TINY:
         small = ModelArgs(hidden_size=config.disc_hidden_size, num_layers=config.disc_num_layers,
                           num_heads=config.disc_num_heads, max_length=config.max_length)
         backbone, tokenizer = build_tiny(small, seed=config.seed + 1)
-        disc = Discriminator.from_causal_lm(backbone, config.disc_likelihood, config.disc_temperature)
+        disc = Discriminator.from_causal_lm(backbone, config.disc_likelihood, config.disc_temperature, **init)
     else:
-        disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature)
+        disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature, **init)
         tokenizer = load_tokenizer(config.disc_model)
     return RewardModel(disc, tokenizer, step_spans=task.step_spans, granularity=config.granularity,
-                       interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size)
+                       interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size,
+                       score_form=config.score_form if disc.uses_likelihood else "logit")
 
 
 def build_trainer(config: Config) -> AIRLTrainer:
@@ -297,7 +325,7 @@ def train_and_save(trainer: AIRLTrainer, config: Config, resume_from: str | None
     start = time.perf_counter()
     if resume_from is None:
         trainer.warmup_discriminator(config.disc_warmup_steps)
-    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.train_to_end(resume_from)
     wall = time.perf_counter() - start
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
 

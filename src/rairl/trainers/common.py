@@ -19,16 +19,15 @@ from typing import Any
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from rairl.io import atomic_dir
 from rairl.tasks import Task
+from rairl.trainers.monitor import SpikeCallback
 
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
 _LR_SCHEDULERS = ("linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup")
-_RESUME_LAST = ("auto", "last")
 _PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -122,28 +121,6 @@ def set_threads(threads: int) -> int:
     return n
 
 
-def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> str | None:
-    """The checkpoint folder to resume from, or None to start fresh (see `TrainArgs.resume`)."""
-    if not resume:
-        return None
-    if resume in _RESUME_LAST:
-        found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if found is None and resume == "last":
-            raise FileNotFoundError(
-                f"--resume last: no checkpoint-STEP folder in {output_dir}; "
-                "use --resume auto to start fresh when there is none"
-            )
-        if found is None:
-            logger.info("--resume auto: no checkpoint in %s, starting fresh", output_dir)
-        return found
-    if not Path(resume, "trainer_state.json").is_file():
-        raise FileNotFoundError(
-            f"--resume {resume}: not a Trainer checkpoint (no trainer_state.json there); "
-            f"pass a checkpoint-STEP folder, 'last' or 'auto'"
-        )
-    return resume
-
-
 def demonstrations(task: Task, split: str = "train") -> Dataset:
     """`Dataset` of `{"prompt": x, "completion": τ_E}` from the expert traces of `task`'s `split`.
 
@@ -162,6 +139,12 @@ def demonstrations(task: Task, split: str = "train") -> Dataset:
         )
     logger.info("%s/%s: %d demonstrations", task.name, split, len(rows))
     return Dataset.from_list(rows)
+
+
+def log_callbacks() -> list[TrainerCallback]:
+    """What every trainer logs through: loss/grad-norm spike warnings (they add `monitor/spikes` to the log dict,
+    so they run first), then the JSONL log."""
+    return [SpikeCallback(), JsonlLogCallback()]
 
 
 class JsonlLogCallback(TrainerCallback):

@@ -108,6 +108,7 @@ def discriminator_step(
     args: DiscriminatorArgs,
 ) -> dict[str, float]:
     """One gradient step on `data`; returns loss and per-kind accuracy (D > 1/2 at the last labelled position).
+    A non-finite loss or gradient leaves the discriminator as it was (`disc/skipped_nonfinite` = 1).
 
     `disc` may be the accelerator-wrapped (DDP) module, whose backward reduces gradients across processes;
     `module` is the same discriminator unwrapped.
@@ -124,10 +125,16 @@ def discriminator_step(
         loss = wgan_loss(scores, label_mask, is_expert) + args.disc_gp_weight * gradient_penalty(module, batch, label_mask)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(module.parameters(), args.disc_max_grad_norm)
-    optimizer.step()
+    # A non-finite loss (or gradient) skips the step. Decided on the gradient norm, which DDP has already averaged,
+    # so every process skips alike (a process that skipped the backward alone would hang the others).
+    norm = torch.nn.utils.clip_grad_norm_(module.parameters(), args.disc_max_grad_norm)
+    finite = bool(torch.isfinite(norm))
+    if finite:
+        optimizer.step()
+    else:
+        optimizer.zero_grad(set_to_none=True)
     correct = accuracy(scores.detach(), label_mask, is_expert).float().cpu()
-    stats = {"disc/loss": loss.item()}
+    stats = {"disc/loss": loss.item(), "disc/skipped_nonfinite": float(not finite)}
     for kind in ("expert", "policy", "perturbed", "replay"):
         sel = torch.tensor([k == kind for k in data.kinds])
         if sel.any():

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from trl import GRPOConfig, GRPOTrainer
+import trl
+from trl import GRPOConfig
 
 from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, Task, TaskArgs, get_task
-from rairl.trainers.common import JsonlLogCallback, TrainArgs, finish, resolve_resume, set_threads
+from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
+from rairl.trainers.common import TrainArgs, finish, log_callbacks, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs):
         ModelArgs.__post_init__(self)
         TrainArgs.__post_init__(self)
         GRPOArgs.__post_init__(self)
+
+
+class GRPOTrainer(AtomicCheckpoints, trl.GRPOTrainer):
+    """TRL's `GRPOTrainer` with crash-safe checkpoints (`rairl.trainers.checkpoints`)."""
 
 
 def prompt_dataset(task: Task, split: str) -> tuple[Dataset, dict[str, Example]]:
@@ -106,7 +112,7 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
     model, tokenizer = load_policy(config, seed=config.seed)
     kwargs = dict(model=policy_source(model, tokenizer, config), reward_funcs=[correctness_reward(task, examples)],
                   args=grpo_config(config), train_dataset=dataset, processing_class=tokenizer,
-                  callbacks=[JsonlLogCallback()])
+                  callbacks=log_callbacks())
     return task, examples, kwargs
 
 
@@ -115,7 +121,7 @@ def run(config: Config) -> dict[str, Any]:
     resume_from = resolve_resume(config.resume, config.output_dir)
     trainer = GRPOTrainer(**trainer_inputs(config)[2])
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.train_to_end(resume_from)
     wall = time.perf_counter() - start
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
     finish(trainer, config.output_dir, lambda: write_json(Path(config.output_dir, "train_summary.json"), summary))

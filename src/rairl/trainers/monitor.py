@@ -4,15 +4,23 @@ discriminator saturates or the learned reward decouples from correctness.
 Correlation: Pearson's r between each sample's trace reward r_T and its verified correctness c ∈ {0, 1}
 (the point-biserial correlation). Decoupling: over the last `window` steps, the mean reward rose while the
 policy's accuracy fell. Saturation: the discriminator classified experts and policy samples with accuracy
-above `threshold` for `window` steps in a row (its gradients then carry little signal).
+above `threshold` for `window` steps in a row (its gradients then carry little signal). Spike: a logged loss or
+grad-norm whose magnitude exceeds `factor` (100) times the running median of its earlier values (`SpikeMonitor`,
+attached to every trainer as `SpikeCallback`): a spike of 100x is a bug until explained.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import statistics
 from collections import deque
 
 import torch
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+SPIKE_KEYS = ("loss", "grad_norm")
 
 
 def reward_correctness_stats(rewards: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
@@ -73,3 +81,44 @@ class HealthMonitor:
                 f"for {self.saturated_steps} steps"
             )
         return warnings
+
+
+class SpikeMonitor:
+    """Warns when |value| > `factor` × the running median of the last `window` |values| of the same key (at least
+    `min_history` earlier values; a median below `floor` counts as `floor`, so a run near zero is not flagged)."""
+
+    def __init__(self, factor: float = 100.0, window: int = 50, min_history: int = 3, floor: float = 1e-3):
+        self.factor, self.min_history, self.floor = factor, min_history, floor
+        self.window = window
+        self.history: dict[str, deque[float]] = {}
+        self.count = 0
+
+    def update(self, values: dict[str, float]) -> list[str]:
+        warnings = []
+        for key, value in values.items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            past = self.history.setdefault(key, deque(maxlen=self.window))
+            if len(past) >= self.min_history:
+                median = max(statistics.median(past), self.floor)
+                if abs(value) > self.factor * median:
+                    self.count += 1
+                    warnings.append(f"spike: {key} = {value:.4g} is {abs(value) / median:.0f}x its running median "
+                                    f"{median:.4g}")
+            past.append(abs(value))
+        return warnings
+
+
+class SpikeCallback(TrainerCallback):
+    """Feeds each logged loss and grad-norm to a `SpikeMonitor`; a spike is logged as a warning and counted in the
+    log as `monitor/spikes` (the running total)."""
+
+    def __init__(self, factor: float = 100.0):
+        self.monitor = SpikeMonitor(factor=factor)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        for warning in self.monitor.update({k: logs[k] for k in SPIKE_KEYS if k in logs}):
+            logger.warning("step %d: %s", state.global_step, warning)
+        logs["monitor/spikes"] = self.monitor.count

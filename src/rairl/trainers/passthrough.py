@@ -1,7 +1,8 @@
 """Expert passthrough (DESIGN §1.5): the expert trace of each prompt joins its group as one more training
-sample. Its advantage uses the group's statistics over the policy's G samples,
-ã_t = (r_t − μ_g) / (σ_g + 1e-4), then the same discounted sum (or ã_T for outcome granularity). With a verifier's
-outcome reward, the expert's r_T gets the same bonus as a policy sample (weight · its verified correctness).
+sample. Its advantage standardises its own reward-to-go R_t by the statistics of the policy's G samples,
+A_t = (R_t − μ_g) / σ_g (`rairl.rewards.advantages`; 0 when the group's samples cannot be told apart). With a
+verifier's outcome reward, the expert's r_T gets the same bonus as a policy sample (weight · its verified
+correctness).
 """
 
 from __future__ import annotations
@@ -9,14 +10,8 @@ from __future__ import annotations
 import torch
 from trl.trainer.utils import pad
 
-from rairl.rewards.advantages import STD_EPS, add_outcome_reward, discounted_returns, final_rewards, outcome_advantages
+from rairl.rewards.advantages import add_outcome_reward, group_stats, reward_to_go, standardise
 from rairl.tasks import Example
-
-
-def group_stats(all_rewards: torch.Tensor, all_mask: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """μ_g, σ_g per group of consecutive rows. -> (B/G,), (B/G,)"""
-    final = final_rewards(all_rewards, all_mask).view(-1, group_size)
-    return final.mean(1), final.std(1)
 
 
 def append_experts(trainer, out: dict, examples: list[Example], all_rewards: torch.Tensor, all_mask: torch.Tensor) -> dict:
@@ -35,7 +30,9 @@ def append_experts(trainer, out: dict, examples: list[Example], all_rewards: tor
     G, n = trainer.num_generations, len(examples)
     first = trainer.accelerator.process_index * n
     rows = [i for i in range(n) if (first + i) % G == 0]
-    mu, sigma = group_stats(all_rewards.cpu(), all_mask.cpu(), G)  # on CPU, beside the experts' rewards
+    outcome, gamma = trainer.airl.granularity == "outcome", trainer.airl.gamma
+    # on CPU, beside the experts' rewards
+    stats = group_stats(reward_to_go(all_rewards.cpu(), all_mask.cpu(), gamma, outcome=outcome), all_mask.cpu(), G)
     groups = torch.tensor([(first + i) // G for i in rows])
     tok, device = trainer.processing_class, out["completion_ids"].device
     experts = [examples[i].expert for i in rows]
@@ -47,11 +44,7 @@ def append_experts(trainer, out: dict, examples: list[Example], all_rewards: tor
     if trainer.airl.outcome_reward_weight:  # the policy's r_T carry the verifier's bonus in μ_g, σ_g: so does the expert
         verified = torch.tensor([float(trainer.task.verify(examples[i].expert, examples[i])) for i in rows])
         rewards = add_outcome_reward(rewards, mask, verified, trainer.airl.outcome_reward_weight)
-    normalised = torch.where(mask, (rewards - mu[groups, None]) / (sigma[groups, None] + STD_EPS), 0.0)
-    if trainer.airl.granularity == "outcome":
-        advantages = outcome_advantages(normalised, mask)
-    else:
-        advantages = discounted_returns(normalised, mask, trainer.airl.gamma)
+    advantages = standardise(reward_to_go(rewards, mask, gamma, outcome=outcome), mask, stats, groups)
 
     def cat_right(old: torch.Tensor, new: list[torch.Tensor], value) -> torch.Tensor:
         rows_ = [r for r in old] + [x.to(old.dtype).to(device) for x in new]

@@ -24,14 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl import SFTConfig, SFTTrainer
+import trl
+from trl import SFTConfig
 
 from rairl.config import config_dict
 from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.models.factory import TINY
 from rairl.tasks import TaskArgs, get_task
-from rairl.trainers.common import JsonlLogCallback, TrainArgs, demonstrations, finish, resolve_resume, set_threads
+from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
+from rairl.trainers.common import TrainArgs, demonstrations, finish, log_callbacks, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ def count_truncated(dataset, tokenizer, max_length: int) -> int:
     return sum(n > max_length for n in lengths)
 
 
+class SFTTrainer(AtomicCheckpoints, trl.SFTTrainer):
+    """TRL's `SFTTrainer` with crash-safe checkpoints (`rairl.trainers.checkpoints`)."""
+
+
 def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer:
     """TRL `SFTTrainer` with completion-only loss on `{"prompt", "completion"}` rows, no packing."""
     max_length = sequence_length(config)
@@ -97,7 +103,7 @@ def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer
         completion_only_loss=True,  # prompt tokens get label -100; TRL appends EOS to each completion
     )
     return SFTTrainer(
-        model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=[JsonlLogCallback()]
+        model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=log_callbacks()
     )
 
 
@@ -115,7 +121,7 @@ def run(config: Config) -> dict[str, Any]:
         f", resuming from {resume_from}" if resume_from else "",
     )
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.train_to_end(resume_from)
     wall_time_s = time.perf_counter() - start
     logger.info("sft: trained to step %d in %.1f s", trainer.state.global_step, wall_time_s)
 

@@ -1,0 +1,61 @@
+"""Bad input ends in one line naming the file (and line, and field where there is one), never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from rairl.cli import main
+from rairl.models import ModelArgs, build_tiny
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.count("\n") == 0, err
+    assert err.startswith("error: ")
+    return err
+
+
+def test_a_model_path_that_does_not_exist(capsys):
+    err = one_line_error(capsys, ["eval", "--model", "/nonexistent/model"])
+    assert err == ("error: --model /nonexistent/model: no such folder; expected a saved model folder (config.json and "
+                   "*.safetensors) or a Hugging Face id")
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=64), seed=0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_broken_model_folder(capsys, saved_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved_model, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    err = one_line_error(capsys, ["eval", "--model", str(broken)])
+    assert f"{weights}: truncated: its tensors need" in err
+    (broken / "config.json").write_text("{not json")
+    err = one_line_error(capsys, ["eval", "--model", str(broken)])
+    assert f"{broken / 'config.json'}, line 1: not valid JSON" in err
+    (broken / "config.json").unlink()
+    assert "no config.json in this folder" in one_line_error(capsys, ["eval", "--model", str(broken)])
+
+
+def test_input_that_is_not_utf8_names_the_file_and_line(capsys, tmp_path):
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n\xff\xfe{"prompt": 1}\n')
+    err = one_line_error(capsys, ["score", "--reward_model", str(tmp_path), "--input", str(path)])
+    assert err == f"error: {path}, line 2: not UTF-8 text (byte 0xff at byte 1 of the line); save the file as UTF-8"
+
+
+def test_a_config_file_that_is_not_utf8(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"seed: 1\nlr: \xff\n")
+    with pytest.raises(SystemExit, match=r"c.yaml, line 2: not UTF-8 text"):
+        main(["sft", "--config", str(path)])

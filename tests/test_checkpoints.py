@@ -1,0 +1,71 @@
+"""rairl.trainers.checkpoints: checkpoints written whole then renamed, resume from the newest complete one, a
+finished run not trained again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rairl.cli import main
+from rairl.trainers.checkpoints import (
+    COMPLETE_FILE,
+    checkpoint_problem,
+    mark_complete,
+    resolve_resume,
+)
+from test_sft import SMALL_RUN
+
+
+def fake_checkpoint(folder, step: int, complete: bool = True):
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    if complete:
+        mark_complete(folder)
+    return folder
+
+
+def test_resolve_resume_takes_the_newest_complete_checkpoint(tmp_path, caplog):
+    assert resolve_resume(None, tmp_path) is None
+    assert resolve_resume("auto", tmp_path / "missing") is None
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint-STEP folder"):
+        resolve_resume("last", tmp_path)
+    fake_checkpoint(tmp_path / "checkpoint-2", 2)
+    fake_checkpoint(tmp_path / "checkpoint-10", 10)
+    fake_checkpoint(tmp_path / "checkpoint-16", 16, complete=False)  # a save that was killed
+    truncated = fake_checkpoint(tmp_path / "checkpoint-12", 12)
+    (truncated / "model.safetensors").write_bytes(b"x" * 3)
+    (tmp_path / ".staging-checkpoint-18").mkdir()
+    with caplog.at_level("WARNING"):
+        assert resolve_resume("last", tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not name
+    assert f"checkpoint-16: no {COMPLETE_FILE}" in caplog.text
+    assert "checkpoint-12: model.safetensors has 3 bytes, 10 were written" in caplog.text
+    assert not (tmp_path / ".staging-checkpoint-18").exists()  # what a killed save left is cleared
+    assert resolve_resume(str(tmp_path / "checkpoint-2"), tmp_path) == str(tmp_path / "checkpoint-2")
+    with pytest.raises(FileNotFoundError, match="not a Trainer checkpoint"):
+        resolve_resume(str(tmp_path), tmp_path)
+
+
+def test_checkpoint_problem_names_the_missing_file(tmp_path):
+    folder = fake_checkpoint(tmp_path / "checkpoint-1", 1)
+    assert checkpoint_problem(folder) is None
+    (folder / "model.safetensors").unlink()
+    assert checkpoint_problem(folder) == "model.safetensors is missing"
+    (folder / COMPLETE_FILE).write_text("[]")
+    assert checkpoint_problem(folder) == f"{COMPLETE_FILE} is not a file list"
+
+
+def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_again(tmp_path, caplog):
+    out = tmp_path / "sft"
+    common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *SMALL_RUN]
+    assert main(["sft", "--train_steps", "4", *common]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [
+        "checkpoint-2", "checkpoint-4"]  # no staging folder left
+    assert all(checkpoint_problem(out / name) is None for name in ("checkpoint-2", "checkpoint-4"))
+    log_lines = (out / "log.jsonl").read_text().count("\n")
+    with caplog.at_level("INFO"):
+        assert main(["sft", "--train_steps", "4", "--resume", "last", *common]) == 0
+    assert "the run is finished, nothing left to train" in caplog.text
+    assert json.loads((out / "rairl_run.json").read_text())["steps"] == 4
+    assert (out / "log.jsonl").read_text().count("\n") == log_lines  # no step was trained or logged
