@@ -5,7 +5,8 @@ starts from).
     .venv/bin/python benchmarks/method_check.py                      # trains the demo's base first (~4 min)
     .venv/bin/python benchmarks/method_check.py --base runs/demo/base --seeds 0,1,2
 
-For each seed and training variant (`VARIANTS`: where ℓ_t is read from and how the head starts), one R-AIRL dense
+For each seed and training variant (`VARIANTS`: where ℓ_t is read from, how the head starts, and the loss: BCE, or
+the non-negative PU risk that treats the policy's samples as unlabeled, prior 0.3 ≈ the base's pass@1), one R-AIRL dense
 run from the base at the demo's budget (30 policy steps of 4 prompts × 8 samples, lr 5e-5, 20 warm-up D steps).
 Each trained discriminator is read in both score forms (`logit`: r_t = s_t, AIRL's training reward; `f`:
 s_t + ℓ_t, the reward with the −log π term added back) and used to
@@ -33,45 +34,56 @@ from rairl.discriminator import Discriminator
 from rairl.evaluation.metrics import paired_diff
 from rairl.io import write_json
 
-# name: (disc_likelihood_from, disc_head_init). The first is the R-AIRL core as it stood before this check.
+# name: the `rairl airl` flags that make it. The first is the R-AIRL core as it stood before this check.
+
+
 VARIANTS = {
-    "backbone_runmin": ("backbone", "running_min"),
-    "reference_runmin": ("reference", "running_min"),
-    "reference_zero": ("reference", "zero"),
+    "backbone_runmin": ["--disc_likelihood_from", "backbone", "--disc_head_init", "running_min"],
+    "reference_runmin": ["--disc_likelihood_from", "reference", "--disc_head_init", "running_min"],
+    "reference_zero": ["--disc_likelihood_from", "reference", "--disc_head_init", "zero"],
+    "reference_zero_nnpu": ["--disc_likelihood_from", "reference", "--disc_head_init", "zero", "--disc_loss", "nnpu",
+                            "--disc_pu_prior", "0.3"],
 }
 FORMS = {"logit": "last", "f": "min"}  # score form: the step reduction localisation reads it with
+# The demo's budget; --smoke shrinks it to prove the script runs (its figures then mean nothing).
+SIZE = {"n_eval": 128, "train_steps": 30, "batch": 32, "warmup": 20, "n": 8}
+SMOKE = {"n_eval": 8, "train_steps": 1, "batch": 8, "warmup": 0, "n": 2}
+
 
 def run_once(folder: Path, marker: str, argv: list[str]) -> None:
     if not (folder / marker).is_file():
         assert rairl(argv) == 0, argv
 
-def train(variant: str, seed: int, base: str, out: Path) -> None:
-    source, init = VARIANTS[variant]
-    run_once(out, "train_summary.json", [
-        "airl", "--model", base, "--granularity", "dense", "--train_steps", "30", "--learning_rate", "5e-5",
-        "--per_device_batch_size", "32", "--num_generations", "8", "--disc_warmup_steps", "20",
-        "--warmup_ratio", "0", "--lr_scheduler", "constant", "--logging_steps", "1", "--save_steps", "100000",
-        "--report_to", "none", "--seed", str(seed), "--n_eval", "128", "--output_dir", str(out),
-        "--disc_likelihood_from", source, "--disc_head_init", init])
 
-def use(run_dir: Path, base: str, samples: Path, seed: int) -> dict[str, Any]:
+def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -> None:
+    run_once(out, "train_summary.json", [
+        "airl", "--model", base, "--granularity", "dense", "--train_steps", str(size["train_steps"]),
+        "--learning_rate", "5e-5", "--per_device_batch_size", str(size["batch"]), "--num_generations", "8",
+        "--disc_warmup_steps", str(size["warmup"]), "--warmup_ratio", "0", "--lr_scheduler", "constant",
+        "--logging_steps", "1", "--save_steps", "100000", "--report_to", "none", "--seed", str(seed),
+        "--n_eval", str(size["n_eval"]), "--output_dir", str(out), *VARIANTS[variant]])
+
+
+def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]) -> dict[str, Any]:
     """Rerank and localise with the run's discriminator in every score form; the reports by name."""
     reports: dict[str, Any] = {"localize": {}}
-    common = ["--task", "arith", "--n_eval", "128", "--reward_model", str(run_dir / "discriminator"), "--policy", base,
+    n = str(size["n_eval"])
+    common = ["--task", "arith", "--n_eval", n, "--reward_model", str(run_dir / "discriminator"), "--policy", base,
               "--seed", str(seed)]
     for form, reduce in FORMS.items():
         run_once(run_dir / f"rerank_{form}_val", "metrics.json", [
             "rerank", *common, "--samples", str(samples), "--score_form", form,
             "--output_dir", str(run_dir / f"rerank_{form}_val")])
-        for source, extra in (("injected", ["--split", "validation", "--limit", "128"]),
+        for source, extra in (("injected", ["--split", "validation", "--limit", n]),
                               ("natural", ["--samples", str(samples)])):
             name = f"{form}_{source}"
             run_once(run_dir / f"localize_{name}", "metrics.json", [
                 "localize", *common, "--source", source, *extra, "--score_form", form, "--step_reduce", reduce,
-                "--calibrate", "--val_source", "injected", "--val_split", "train", "--val_limit", "128",
+                "--calibrate", "--val_source", "injected", "--val_split", "train", "--val_limit", n,
                 "--output_dir", str(run_dir / f"localize_{name}")])
             reports["localize"][name] = json.loads((run_dir / f"localize_{name}" / "metrics.json").read_text())
     return reports
+
 
 def health(run_dir: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -80,6 +92,7 @@ def health(run_dir: Path) -> dict[str, Any]:
     disc = Discriminator.from_pretrained(run_dir / "discriminator")
     return {"grad_norm_max_over_median": round(max(norms) / statistics.median(norms), 2),
             "loss_abs_max": round(max(losses), 3), "likelihood_weights": [round(x, 3) for x in disc.likelihood.tolist()]}
+
 
 def exactness(per_seed: list[dict], name: str) -> tuple[list[float], list[float]]:
     """Per-trace exactness (predicted == label) of the reward and of the likelihood, pooled over seeds."""
@@ -91,31 +104,39 @@ def exactness(per_seed: list[dict], name: str) -> tuple[list[float], list[float]
             likelihood.append(float(p["likelihood_predicted"] == p["label"]))
     return reward, likelihood
 
-def summarise(per_seed: list[dict], form: str) -> dict[str, Any]:
-    rerank = pool_rerank(per_seed, f"{form}_val", 8)
+
+def summarise(per_seed: list[dict], form: str, n: int) -> dict[str, Any]:
+    rerank = pool_rerank(per_seed, f"{form}_val", n)
     localize = pool_localize(per_seed, [f"{form}_injected", f"{form}_natural"])
     for name in localize:
         localize[name]["exact_vs_likelihood"] = paired_diff(*exactness(per_seed, name))
     return {"rerank": rerank, "localize": localize}
 
+
+def num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'variant/form':<24} {'rerank gain (best agg)':<34} {'vs likelihood':<34} "
-             f"{'inj acc_err':<8} {'inj F1':<7} {'nat F1':<7} {'inj exact vs ll':<32} grad max/med"]
+    lines = [f"{'variant/form':<24} {'rerank gain (best agg)':<40} {'vs likelihood':<32} "
+             f"{'inj acc_err':<11} {'inj F1':<7} {'nat F1':<7} {'inj exact vs ll':<32} grad max/med"]
     for variant, forms in results["variants"].items():
+        worst = max(h["grad_norm_max_over_median"] for h in results["health"][variant])
         for form, r in forms.items():
             rr, loc = r["rerank"], r["localize"]
             inj, nat = loc[f"{form}_injected"], loc[f"{form}_natural"]
-            worst = max(h["grad_norm_max_over_median"] for h in results["health"][variant])
+            gain = rr["best_reward"] + " " + format_summary(rr["gain"][rr["best_reward"]], True)
             lines.append(
-                f"{variant + '/' + form:<24} {rr['best_reward'] + ' ' + format_summary(rr['gain'][rr['best_reward']], True):<34} "
-                f"{format_summary(rr['best_vs_likelihood'], True):<34} {inj['acc_error']['mean']:<8.3f} "
-                f"{inj['f1']['mean']:<7.3f} {nat['f1']['mean']:<7.3f} "
+                f"{variant + '/' + form:<24} {gain:<40} {format_summary(rr['best_vs_likelihood'], True):<32} "
+                f"{num(inj['acc_error']['mean']):<11} {num(inj['f1']['mean']):<7} {num(nat['f1']['mean']):<7} "
                 f"{format_summary(inj['exact_vs_likelihood'], True):<32} {worst:.1f}")
     some = next(iter(next(iter(results["variants"].values())).values()))
-    ll = some["rerank"]
-    lines.append(f"likelihood (base policy): rerank gain {format_summary(ll['gain'][ll['likelihood_name']], True)}; "
-                 f"injected acc_err {some['localize'][next(iter(some['localize']))]['likelihood']['acc_error']['mean']:.3f}")
+    rr, injected = some["rerank"], next(iter(some["localize"].values()))["likelihood"]
+    lines.append(f"likelihood (base policy, {rr['likelihood_name']}): rerank gain "
+                 f"{format_summary(rr['gain'][rr['likelihood_name']], True)}; injected acc_err "
+                 f"{num(injected['acc_error']['mean'])}, F1 {num(injected['f1']['mean'])}")
     return "\n".join(lines)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,7 +144,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--output", default="runs/method_check")
+    parser.add_argument("--smoke", action="store_true", help="a tiny budget that only proves the script runs")
     args = parser.parse_args()
+    size = SMOKE if args.smoke else SIZE
     out = Path(args.output)
     base = args.base
     if base is None:
@@ -135,22 +158,24 @@ def main() -> None:
     for seed in seeds:
         samples = out / f"samples_seed{seed}.jsonl"
         if not samples.is_file():
-            assert rairl(["sample", "--model", base, "--task", "arith", "--n_eval", "128", "--split", "validation",
-                          "--n", "8", "--seed", str(seed), "--output", str(samples)]) == 0
+            assert rairl(["sample", "--model", base, "--task", "arith", "--n_eval", str(size["n_eval"]), "--split",
+                          "validation", "--n", str(size["n"]), "--seed", str(seed), "--output", str(samples)]) == 0
     for variant in args.variants.split(","):
         per_seed = []
         for seed in seeds:
             run_dir = out / variant / f"seed{seed}"
-            train(variant, seed, base, run_dir)
-            per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, out / f"samples_seed{seed}.jsonl", seed)})
+            train(variant, seed, base, run_dir, size)
+            samples = out / f"samples_seed{seed}.jsonl"
+            per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, samples, seed, size)})
         results["health"][variant] = [health(Path(r["dir"])) for r in per_seed]
-        results["variants"][variant] = {form: summarise(per_seed, form) for form in FORMS}
+        results["variants"][variant] = {form: summarise(per_seed, form, size["n"]) for form in FORMS}
         for form in FORMS:
             rr = results["variants"][variant][form]["rerank"]
             rr["likelihood_name"] = max((k for k in rr["gain"] if k.startswith("likelihood_")),
                                         key=lambda k: rr[k]["mean"])
         write_json(out / "results.json", results)
     print(table(results))
+
 
 if __name__ == "__main__":
     main()

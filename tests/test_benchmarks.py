@@ -65,6 +65,12 @@ def test_step_time_smoke(tmp_path):
     assert set(data["ratio_vs_grpo"]) == {"airl_disc_same", "airl_disc_half", "airl_disc_same_every2"}
 
 
+def test_serve_throughput_smoke(tmp_path):
+    data = smoke("serve_throughput.py", tmp_path)
+    assert set(data["served"]) == {"1", "4"} and data["in_process_traces_per_s"]["median"] > 0
+    assert all(f["p99_ms"]["median"] >= f["p50_ms"]["median"] > 0 for f in data["served"].values())
+
+
 def test_scoring_speed_smoke(tmp_path):
     data = smoke("scoring_speed.py", tmp_path)
     assert set(data["traces_per_s"]) == {"api", "token_rewards", "bare_sorted", "unsorted", "bare_unsorted"}

@@ -69,3 +69,18 @@ def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_a
     assert "the run is finished, nothing left to train" in caplog.text
     assert json.loads((out / "rairl_run.json").read_text())["steps"] == 4
     assert (out / "log.jsonl").read_text().count("\n") == log_lines  # no step was trained or logged
+
+
+@pytest.mark.slow
+def test_sft_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_path):
+    """benchmarks/fault_injection.py with two kill points of `rairl sft` (the full sweep: 10 each of sft and airl)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_injection.py"
+    spec = importlib.util.spec_from_file_location("fault_injection", script)
+    fault = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fault)
+    results = fault.main(["--commands", "sft", "--kills", "2", "--seed", "5", "--root", str(tmp_path / "runs"),
+                          "--output", str(tmp_path / "fault.json")])["sft"]
+    assert results["kill_points"] == 2 and results["resumed_ok"] == 2, results["points"]

@@ -247,3 +247,22 @@ def test_head_init_and_source_are_checked(policy):
         Discriminator.from_causal_lm(policy[0], True, likelihood_from="policy")
     with pytest.raises(ValueError, match="disc_head_init must be one of"):
         DiscriminatorArgs(disc_head_init="random")
+
+
+def test_nnpu_loss_by_hand():
+    from rairl.discriminator import nnpu_loss
+
+    # one labelled position per row; rows: expert (s=2), policy (s=0), policy (s=1), perturbed (s=-1); ε = 0
+    scores = torch.tensor([[2.0], [0.0], [1.0], [-1.0]])
+    mask = torch.ones(4, 1, dtype=torch.bool)
+    is_expert = torch.tensor([True, False, False, False])
+    unlabeled = torch.tensor([False, True, True, False])
+    sp = torch.nn.functional.softplus
+    l_pos, l_neg = sp(-scores).squeeze(1), sp(scores).squeeze(1)  # BCE with targets 1 and 0
+    pi = 0.3
+    risk = pi * l_pos[0] + torch.clamp((l_neg[1] + l_neg[2]) / 2 - pi * l_neg[0], min=0)
+    expected = (risk + l_neg[3]) / 2
+    torch.testing.assert_close(nnpu_loss(scores, mask, is_expert, unlabeled, pi, 0.0), expected)
+    # the max(0, ·) keeps the unlabeled risk from going negative when the experts look very negative
+    clamped = nnpu_loss(torch.tensor([[-5.0], [-6.0]]), mask[:2], is_expert[:2], unlabeled[:2], 0.9, 0.0)
+    torch.testing.assert_close(clamped, 0.9 * sp(torch.tensor(5.0)))

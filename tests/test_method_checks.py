@@ -49,3 +49,17 @@ def test_airl_before_after_pairs_each_run_with_the_base(tiny_policy, tmp_path):
     assert entry["test"]["diff"]["n"] == n and entry["test"]["after"]["n"] == n
     assert set(entry["corr"]) <= {"final", "last10_mean"}
     assert (tmp_path / "dense_s0" / "train_summary.json").is_file()
+
+
+def test_method_check_tables_every_variant_and_form(tiny_policy, tmp_path):
+    run("method_check.py", "--smoke", "--base", str(tiny_policy), "--seeds", "0", "--variants", "reference_zero",
+        "--output", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    forms = results["variants"]["reference_zero"]
+    assert set(forms) == {"logit", "f"}
+    for form, r in forms.items():
+        assert "best_vs_likelihood" in r["rerank"] and r["rerank"]["pass@1"]["n"] == 8
+        assert {f"{form}_injected", f"{form}_natural"} == set(r["localize"])
+        assert r["localize"][f"{form}_injected"]["exact_vs_likelihood"]["n"] > 0
+    (health,) = results["health"]["reference_zero"]
+    assert len(health["likelihood_weights"]) == 2

@@ -34,6 +34,16 @@ def test_overridden_and_called_hooks_keep_their_signatures():
     assert parameters(GRPOTrainer._compute_loss) == ["self", "model", "inputs"]
 
 
+def test_what_atomic_checkpoints_rely_on_in_the_trainer():
+    """`AtomicCheckpoints` stages a save by overriding `_get_output_dir`, which `_save_checkpoint` must use for the
+    folder it writes and rotates in, and loads a finished run's weights with `_load_from_checkpoint`."""
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer._save_checkpoint)
+    assert "run_dir = self._get_output_dir(trial=trial)" in source and "output_dir=run_dir" in source
+    assert parameters(Trainer._load_from_checkpoint)[:2] == ["self", "resume_from_checkpoint"]
+
+
 def test_compute_loss_unsqueezes_only_one_dimensional_advantages():
     source = inspect.getsource(GRPOTrainer._compute_loss)
     assert "if advantages.dim() == 1:" in source and "advantages = advantages.unsqueeze(1)" in source

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "localize": ("rairl.inference.localize", "first-error-step localisation"),
     "eval": ("rairl.evaluation.evaluate", "greedy accuracy and pass@k with confidence intervals"),
     "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
+    "convert": ("rairl.commands.convert", "a GGUF model (or smollm2-135m) as a safetensors folder"),
+    "serve": ("rairl.commands.serve", "the learned reward as an HTTP server (OpenRLHF /get_reward, /score)"),
 }
 
 

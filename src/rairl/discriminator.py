@@ -18,7 +18,7 @@ the training reward v_t = s_t; a score that ranks traces by quality reads f_t = 
 (`rairl.reward_model`, `score_form="f"`), which at initialisation with `head_init="zero"` is exactly the
 likelihood baseline \ell_t.
 
-Loss: binary cross-entropy with label smoothing \epsilon (targets 1-\epsilon/2 for experts, \epsilon/2 for negatives)
+Loss: binary cross-entropy (or its non-negative positive-unlabeled form, `nnpu_loss`) with label smoothing \epsilon (targets 1-\epsilon/2 for experts, \epsilon/2 for negatives)
 on the positions the granularity mask m_t selects; each sequence's loss is the mean over its labelled positions,
 and the two classes weigh 1/2 each whatever the batch holds. Optional WGAN critic loss with a gradient penalty on
 the input embeddings (never a WGAN without Lipschitz control).
@@ -41,13 +41,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
 
+from rairl.io import DataError, read_json, require
 from rairl.models.factory import check_model_folder
+from rairl.models.gguf import resolve_model
 from rairl.prompt_sharing import shared_prompt_hidden
 
 META_FILE = "rairl_discriminator.json"
 LIKELIHOOD_FILE = "likelihood_head.safetensors"
 REFERENCE_DIR = "reference"  # the frozen LM that ℓ_t is read from, when likelihood_from = "reference"
-LOSSES = ("bce", "wgan_gp")
+LOSSES = ("bce", "wgan_gp", "nnpu")
 LIKELIHOOD_FROM = ("backbone", "reference")
 HEAD_INITS = ("running_min", "zero")
 
@@ -71,7 +73,10 @@ class DiscriminatorArgs:
     disc_num_heads: int = field(default=4, metadata={"help": "disc_model=tiny: attention heads"})
     disc_lr: float = field(default=1e-4, metadata={"help": "discriminator backbone learning rate"})
     disc_head_lr: float = field(default=1e-2, metadata={"help": "learning rate of the head (w, a, b): fresh weights"})
-    disc_loss: str = field(default="bce", metadata={"help": "bce | wgan_gp"})
+    disc_loss: str = field(default="bce", metadata={"help": "bce | wgan_gp | nnpu (policy samples as unlabeled)"})
+    disc_pu_prior: float = field(
+        default=0.3, metadata={"help": "nnpu: share π of the policy's samples taken to be expert-like (≈ its pass@1)"}
+    )
     disc_smoothing: float = field(default=0.1, metadata={"help": "label smoothing ε: targets 1-ε/2 and ε/2"})
     disc_gp_weight: float = field(default=10.0, metadata={"help": "wgan_gp: weight of the gradient penalty"})
     disc_temperature: float = field(default=1.0, metadata={"help": "reward = s_t / temperature"})
@@ -88,6 +93,8 @@ class DiscriminatorArgs:
             raise ValueError(f"disc_likelihood_from must be one of {LIKELIHOOD_FROM}, got {self.disc_likelihood_from!r}")
         if self.disc_head_init not in HEAD_INITS:
             raise ValueError(f"disc_head_init must be one of {HEAD_INITS}, got {self.disc_head_init!r}")
+        if not 0.0 < self.disc_pu_prior < 1.0:
+            raise ValueError(f"disc_pu_prior must be in (0, 1), got {self.disc_pu_prior}")
         if not 0.0 <= self.disc_smoothing < 1.0:
             raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
         if self.disc_temperature <= 0:
@@ -217,7 +224,7 @@ class Discriminator(nn.Module):
     def from_checkpoint(cls, path: str, likelihood: bool, temperature: float = 1.0, **kwargs) -> "Discriminator":
         """Start from a causal LM checkpoint (a path or Hugging Face id; safetensors only). `kwargs`: those of
         `from_causal_lm` (likelihood_from, head_init)."""
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(path), use_safetensors=True)
         return cls.from_causal_lm(model, likelihood, temperature, **kwargs)
 
     def save_pretrained(self, path: str | Path, tokenizer=None) -> None:
@@ -241,7 +248,7 @@ class Discriminator(nn.Module):
         check_model_folder(path, "discriminator")
         path = Path(path)
         meta_path = path / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"likelihood": False, "temperature": 1.0}
+        meta = read_meta(meta_path) if meta_path.is_file() else {"likelihood": False, "temperature": 1.0}
         classifier = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True, **kwargs)
         lm_head = reference = None
         if meta["likelihood"]:
@@ -258,6 +265,20 @@ class Discriminator(nn.Module):
         if disc.uses_likelihood:
             disc.likelihood.data.copy_(tensors["likelihood"])
         return disc
+
+
+def read_meta(path: Path) -> dict:
+    """The discriminator's `rairl_discriminator.json`, each field checked (a `DataError` names the one that is off)."""
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(path, None, None, f"expected a JSON object, got {type(meta).__name__}")
+    require(meta, "likelihood", path, None, bool)
+    temperature = require(meta, "temperature", path, None, (int, float))
+    if isinstance(temperature, bool) or not temperature > 0:
+        raise DataError(path, None, "temperature", f"must be a number > 0, got {temperature!r}")
+    if meta.get("likelihood_from", "backbone") not in LIKELIHOOD_FROM + (None,):
+        raise DataError(path, None, "likelihood_from", f"must be one of {LIKELIHOOD_FROM}, got {meta['likelihood_from']!r}")
+    return meta
 
 
 def lm_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -312,6 +333,25 @@ def bce_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Te
     target = torch.where(is_expert, 1.0 - smoothing / 2, smoothing / 2).to(scores.dtype)[:, None].expand_as(scores)
     bce = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
     return class_balanced(per_sequence_mean(bce, label_mask), is_expert)
+
+
+def nnpu_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor, unlabeled: torch.Tensor,
+              prior: float, smoothing: float) -> torch.Tensor:
+    r"""Non-negative positive-unlabeled risk (Kiryo et al., 2017), as PURL applies it to GAIL's discriminator: the
+    policy's samples are *unlabeled* (a share π of them is as good as an expert's), not negatives.
+
+        R = π E_P[l^+] + max(0, E_U[l^-] − π E_P[l^-])      (P experts, U policy samples and replay)
+        loss = mean(R, E_N[l^-])                            (N: labelled negatives, the perturbed experts)
+
+    with l^± the per-sequence BCE against targets 1−ε/2 and ε/2. unlabeled: (B,) bool, False on experts."""
+    pos = torch.full_like(scores, 1.0 - smoothing / 2)
+    l_pos = per_sequence_mean(F.binary_cross_entropy_with_logits(scores, pos, reduction="none"), label_mask)
+    l_neg = per_sequence_mean(F.binary_cross_entropy_with_logits(scores, 1.0 - pos, reduction="none"), label_mask)
+    risk = prior * l_pos[is_expert].mean()
+    if unlabeled.any():
+        risk = risk + torch.clamp(l_neg[unlabeled].mean() - prior * l_neg[is_expert].mean(), min=0.0)
+    negatives = ~is_expert & ~unlabeled
+    return torch.stack([risk, l_neg[negatives].mean()]).mean() if negatives.any() else risk
 
 
 def wgan_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:

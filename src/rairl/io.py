@@ -57,7 +57,15 @@ def read_text(path: str | os.PathLike) -> str:
         return "".join(decode_line(raw, path, number) for number, raw in enumerate(f, start=1))
 
 
-def require(row: dict[str, Any], field: str, path: str | os.PathLike, line: int, kind: type | tuple = str) -> Any:
+def read_json(path: str | os.PathLike) -> Any:
+    """A whole JSON file; bytes that are not UTF-8 or text that is not JSON raise `DataError` with the line."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataError(path, err.lineno, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
+
+
+def require(row: dict[str, Any], field: str, path: str | os.PathLike, line: int | None, kind: type | tuple = str) -> Any:
     """Return `row[field]`, or raise a `DataError` naming the file, line and field when missing or mistyped."""
     if field not in row:
         raise DataError(path, line, field, f"missing (present fields: {sorted(row)})")

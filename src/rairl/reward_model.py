@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from rairl.discriminator import Discriminator
+from rairl.io import DataError, read_json
 from rairl.prompt_sharing import grouped_order
 from rairl.rewards.aggregation import (
     AGGREGATIONS,
@@ -269,9 +270,16 @@ class RewardModel(TraceScorer):
         if not path.is_dir():
             raise FileNotFoundError(f"reward model {path}: no such directory (expected a saved discriminator)")
         settings_path = path / SETTINGS_FILE
-        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        settings = read_json(settings_path) if settings_path.is_file() else {}
+        if not isinstance(settings, dict) or (unknown := sorted(set(settings) - set(SETTINGS))):
+            what = f"unknown settings {unknown}" if isinstance(settings, dict) else "expected a JSON object"
+            raise DataError(settings_path, None, None, f"{what}; known: {list(SETTINGS)}")
         settings.update({k: v for k, v in kwargs.items() if v is not None})
-        return cls(Discriminator.from_pretrained(path), load_tokenizer(str(path)), **settings)
+        disc, tokenizer = Discriminator.from_pretrained(path), load_tokenizer(str(path))
+        try:
+            return cls(disc, tokenizer, **settings)
+        except ValueError as err:
+            raise DataError(settings_path, None, None, str(err)) from None
 
     def save_pretrained(self, path: str | Path) -> None:
         """The discriminator, its tokenizer and the token-reward settings; `from_pretrained(path)` restores all."""

@@ -51,7 +51,9 @@ class LikelihoodScorer(TraceScorer):
 
         from rairl.models import load_tokenizer
         from rairl.models.factory import check_model_folder
+        from rairl.models.gguf import resolve_model
 
+        path = resolve_model(str(path))
         check_model_folder(path, "policy")
         model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True).to(device)
         return cls(model, load_tokenizer(str(path)), **kwargs)

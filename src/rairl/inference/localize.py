@@ -2,8 +2,8 @@ r"""`rairl localize`: predict the first wrong step of a trace from step scores (
 
     ŷ = min{k : score_k < τ}   (-1 when no step falls below τ)
 
-Learned reward: score_k = the step's reward (`step_reduce` "last": r at its last token; "min": its worst token),
-τ = 0 by default (D = 1/2: the discriminator finds the prefix more likely policy than expert). Base-policy
+Learned reward: score_k = the step's value (`step_reduce` "last": at its last token; "min": its worst token; the
+default follows the reward's score form: "min" for f = s + ℓ, "last" for the logit s), τ = 0 by default (D = 1/2: the discriminator finds the prefix more likely policy than expert). Base-policy
 likelihood baseline (`--policy`): score_k = min of ℓ_t = log π(y_t | x, y_<t) over the step's tokens, τ = log 0.1
 by default (a token the policy gives less than 10%). `--calibrate` sets each τ to the value maximising F1 on a
 validation benchmark built the same way from another split / file / seed (`--val_*`), never on the test traces.
@@ -27,7 +27,7 @@ from rairl.evaluation.metrics import summarize
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
 from rairl.inference.benchmarks import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
-from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, step_reduce_of
 from rairl.io import write_json, write_jsonl
 from rairl.rewards.aggregation import NonFiniteScore
 from rairl.rewards.perturb import PERTURBATIONS
@@ -166,7 +166,7 @@ def run(config: Config) -> dict[str, Any]:
             config.val_split, config.val_file, config.val_samples, config.val_limit, config.seed + 1, **common))
 
     reward_model = load_reward_model(config, task)
-    scorers = {"reward": (reward_model, config.step_reduce, config.tau)}
+    scorers = {"reward": (reward_model, step_reduce_of(config, reward_model), config.tau)}
     if config.policy:
         scorers["likelihood"] = (policy(), "min", config.logprob_threshold)
     else:

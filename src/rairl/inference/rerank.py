@@ -38,7 +38,7 @@ from rairl.evaluation.metrics import (
     success_at_1_of_n,
     summarize,
 )
-from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows, step_reduce_of
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
 from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.answers import parse_number
@@ -175,7 +175,8 @@ def run(config: Config) -> dict[str, Any]:
 
     reward_model = load_reward_model(config, task)
     rm = score_rows(reward_model, prompts, responses, lines, config.samples,
-                    aggregates=config.aggregate_names, gamma=config.gamma, step_reduce=config.step_reduce)
+                    aggregates=config.aggregate_names, gamma=config.gamma,
+                    step_reduce=step_reduce_of(config, reward_model))
     scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
     if config.policy:
         from rairl.inference.likelihood import LikelihoodScorer

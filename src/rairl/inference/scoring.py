@@ -58,7 +58,11 @@ class RewardArgs:
         default=",".join(AGGREGATIONS), metadata={"help": "comma-separated aggregations of " + ", ".join(AGGREGATIONS)}
     )
     gamma: float = field(default=0.9, metadata={"help": "aggregation 'discounted': Σ γ^(n-t) r_t"})
-    step_reduce: str = field(default="last", metadata={"help": "step score: 'last' (r at its last token) or 'min'"})
+    step_reduce: str | None = field(
+        default=None,
+        metadata={"help": "step score: 'last' (the value at its last token) or 'min' (its worst token); default: "
+                          "'min' for score form f (ℓ_t of a step's last token says little), 'last' for logit"},
+    )
     batch_size: int = field(default=32, metadata={"help": "traces per forward pass"})
     device: str = field(default="auto", metadata={"help": "'auto' (cuda when there is one), 'cpu', 'cuda', ..."})
 
@@ -67,7 +71,7 @@ class RewardArgs:
             raise ValueError("--reward_model is required: a saved discriminator folder, e.g. runs/airl/discriminator")
         if self.granularity is not None and self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
-        if self.step_reduce not in STEP_REDUCTIONS:
+        if self.step_reduce is not None and self.step_reduce not in STEP_REDUCTIONS:
             raise ValueError(f"step_reduce must be one of {sorted(STEP_REDUCTIONS)}, got {self.step_reduce!r}")
         if not 0.0 <= self.gamma <= 1.0 or self.batch_size < 1:
             raise ValueError(f"need 0 <= gamma <= 1 and batch_size >= 1, got {self.gamma}, {self.batch_size}")
@@ -80,6 +84,11 @@ class RewardArgs:
     @property
     def aggregate_names(self) -> list[str]:
         return parse_aggregates(self.aggregates)
+
+
+def step_reduce_of(args: RewardArgs, model: RewardModel) -> str:
+    """The step reduction asked for, else the one that suits the model's score form."""
+    return args.step_reduce or ("min" if model.score_form == "f" else "last")
 
 
 def resolve_device(device: str) -> str:
@@ -155,7 +164,8 @@ def run(config: Config) -> list[dict[str, Any]]:
     lines, rows, prompts = zip(*traces)
     responses = [row["response"] for row in rows]
     scores = score_rows(model, list(prompts), responses, list(lines), config.input,
-                        step_reduce=config.step_reduce, aggregates=config.aggregate_names, gamma=config.gamma)
+                        step_reduce=step_reduce_of(config, model), aggregates=config.aggregate_names,
+                        gamma=config.gamma)
     eos = model.tokenizer.eos_token or ""
     out = [scored_row({**row, "prompt": prompt}, scores, b, eos) for b, (row, prompt) in enumerate(zip(rows, prompts))]
     write_jsonl(Path(config.output), out)

@@ -1,5 +1,6 @@
 """Load a policy: `tiny` builds a Llama-architecture model from a config with the character tokenizer;
-anything else is a Hugging Face model id or local path, loaded through the same `from_pretrained` calls.
+anything else is a Hugging Face model id or local path, loaded through the same `from_pretrained` calls (a GGUF
+file or a bundled short name such as `smollm2-135m` is first converted to such a folder: `rairl.models.gguf`).
 
 Weights load from safetensors only, and remote code runs only when the user asks (`trust_remote_code`).
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from rairl.io import DataError, read_text
+from rairl.io import DataError, read_json
+from rairl.models.gguf import resolve_model
 from rairl.models.tokenizer import build_char_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -84,13 +86,10 @@ def check_model_folder(path: str | os.PathLike, what: str = "model") -> None:
         return
     if not p.is_dir():
         raise FileNotFoundError(f"{what} {text}: is a file; {expected}")
-    config = p / "config.json"
-    if not config.is_file():
+    if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{what} {text}: no config.json in this folder; {expected}")
-    try:
-        json.loads(read_text(config))
-    except json.JSONDecodeError as err:
-        raise DataError(config, err.lineno, None, f"not valid JSON ({err.msg}); {expected}") from None
+    for config in sorted(p.glob("*.json")):  # config, generation config, tokenizer files, rairl's settings
+        read_json(config)
     for weights in sorted(p.glob("*.safetensors")):
         check_safetensors(weights)
 
@@ -109,11 +108,19 @@ def check_safetensors(path: Path) -> None:
         raise DataError(path, None, None, f"not a valid safetensors file ({err})") from None
     if 8 + n + end > size:
         raise DataError(path, None, None, f"truncated: its tensors need {8 + n + end} bytes, the file has {size}")
+    if 8 + n + end < size:
+        raise DataError(path, None, None, f"corrupt: its tensors end at byte {8 + n + end}, the file has {size}")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
+    path = resolve_model(path)
     check_model_folder(path, "tokenizer of")
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as err:  # noqa: BLE001 - transformers and tokenizers raise many kinds; one line for the user
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"tokenizer of {path}: cannot be loaded ({first}); expected tokenizer.json and "
+                         "tokenizer_config.json as `save_pretrained` writes them") from err
     if tokenizer.pad_token is None:  # many causal LMs ship without one; generation pads with EOS then
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -124,10 +131,11 @@ def load_policy(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object
     if args.model == TINY:
         model, tokenizer = build_tiny(args, seed)
     else:
-        check_model_folder(args.model, "--model")
-        tokenizer = load_tokenizer(args.model, args.trust_remote_code)
+        path = resolve_model(args.model)
+        check_model_folder(path, "--model")
+        tokenizer = load_tokenizer(path, args.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            args.model, dtype=_DTYPES[args.dtype], use_safetensors=True, trust_remote_code=args.trust_remote_code
+            path, dtype=_DTYPES[args.dtype], use_safetensors=True, trust_remote_code=args.trust_remote_code
         )
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -15,7 +15,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from rairl.discriminator import Discriminator, DiscriminatorArgs, accuracy, bce_loss, gradient_penalty, wgan_loss
+from rairl.discriminator import (
+    Discriminator,
+    DiscriminatorArgs,
+    accuracy,
+    bce_loss,
+    gradient_penalty,
+    nnpu_loss,
+    wgan_loss,
+)
 from rairl.reward_model import RewardModel
 from rairl.rewards.perturb import perturb
 from rairl.traces import TraceBatch, build_batch
@@ -121,6 +129,9 @@ def discriminator_step(
     scores = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
     if args.disc_loss == "bce":
         loss = bce_loss(scores, label_mask, is_expert, args.disc_smoothing)
+    elif args.disc_loss == "nnpu":
+        unlabeled = torch.tensor([k in ("policy", "replay") for k in data.kinds], device=device)
+        loss = nnpu_loss(scores, label_mask, is_expert, unlabeled, args.disc_pu_prior, args.disc_smoothing)
     else:
         loss = wgan_loss(scores, label_mask, is_expert) + args.disc_gp_weight * gradient_penalty(module, batch, label_mask)
     optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,263 @@
+"""The learned reward over HTTP: an app that OpenRLHF, verl and TRL (through `rairl.remote`) can call.
+
+Endpoints (JSON):
+    POST /get_reward   OpenRLHF's shape: {"query": [prompt + response], "prompts": [prompt], "labels": [...]}
+                       -> {"rewards": [trace score], "scores": [same], "extra_logs": {...}}; the response is what
+                       follows its prompt in the query; the trace aggregation is chosen at start-up
+    POST /score        {"prompts": [...], "responses": [...]} -> for each trace: token rewards with character
+                       offsets, step scores, every aggregation
+    GET  /health       {"status": "ok"} (no key needed)
+    GET  /info         model, granularity, score form, aggregation, limits
+
+Concurrent requests are batched: one worker thread owns the model and scores whatever has queued, up to a token
+budget or until the oldest request has waited `max_wait_ms`, in one `RewardModel.score` call (length-sorted,
+prompts shared). A request never waits behind more than the batch in progress and its own.
+
+Security: a bearer API key (compared in constant time) guards every endpoint but /health when one is set; limits
+on request bytes, traces per request and tokens per trace are refused with a JSON 4xx naming the limit. Nothing
+in a request is loaded or executed: it is text to score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from rairl.reward_model import RewardModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = 8 * 2**20
+    max_traces: int = 512
+    max_tokens_per_trace: int = 4096
+    batch_tokens: int = 32768  # dynamic batching: most tokens scored in one call
+    max_wait_ms: float = 5.0  # dynamic batching: how long the first request of a batch waits for company
+
+
+class RewardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: list[StrictStr]
+    prompts: list[StrictStr]
+    labels: list[Any] | None = None
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[StrictStr]
+    responses: list[StrictStr]
+
+
+@dataclass
+class _Job:
+    prompts: list[str]
+    responses: list[str]
+    tokens: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """One worker thread that owns the reward model and scores queued jobs together."""
+
+    def __init__(self, model: RewardModel, limits: Limits):
+        self.model, self.limits = model, limits
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._work, name="rairl-scorer", daemon=True)
+        self.batches = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join(timeout=30)
+
+    async def score(self, prompts: list[str], responses: list[str], tokens: int):
+        loop = asyncio.get_running_loop()
+        job = _Job(prompts, responses, tokens, loop, loop.create_future())
+        self.jobs.put(job)
+        return await job.future
+
+    def _work(self) -> None:
+        carry: _Job | None = None  # a job that did not fit the last batch's token budget opens the next one
+        while True:
+            first = carry if carry is not None else self.jobs.get()
+            carry, stop = None, first is None
+            if stop:
+                return
+            batch, tokens = [first], first.tokens
+            deadline = time.monotonic() + self.limits.max_wait_ms / 1000
+            while tokens < self.limits.batch_tokens:
+                try:
+                    nxt = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                if tokens + nxt.tokens > self.limits.batch_tokens:
+                    carry = nxt
+                    break
+                batch.append(nxt)
+                tokens += nxt.tokens
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, batch: list[_Job]) -> None:
+        prompts = [p for job in batch for p in job.prompts]
+        responses = [r for job in batch for r in job.responses]
+        try:
+            scores = self.model.score(prompts, responses) if prompts else None
+            error = None
+        except Exception as err:  # noqa: BLE001 - reported to every waiting request, the worker lives on
+            logger.exception("scoring failed")
+            scores, error = None, err
+        self.batches += 1
+        at = 0
+        for job in batch:
+            n = len(job.prompts)
+            result = error if error is not None else (scores, at, n)
+            job.loop.call_soon_threadsafe(_settle, job.future, result)
+            at += n
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if future.done():
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than `limit` bytes is refused with 413 before it is all read."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _too_large(self.limit)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"request body over the limit of {limit} bytes (max_request_bytes)"}, 413)
+
+
+def split_queries(queries: Sequence[str], prompts: Sequence[str]) -> list[str]:
+    """The response of each OpenRLHF query: the text after its prompt (the query must start with it)."""
+    if len(queries) != len(prompts):
+        raise HTTPException(422, f"query has {len(queries)} items and prompts {len(prompts)}: they must match")
+    bad = [i for i, (q, p) in enumerate(zip(queries, prompts)) if not q.startswith(p)]
+    if bad:
+        raise HTTPException(422, f"query[{bad[0]}] does not start with prompts[{bad[0]}]")
+    return [q[len(p):] for q, p in zip(queries, prompts)]
+
+
+def build_app(model: RewardModel, *, aggregate: str = "mean", api_key: str | None = None,
+              limits: Limits = Limits(), model_name: str = "") -> FastAPI:
+    """The FastAPI app serving `model` (see the module docstring); the scoring worker runs for the app's life."""
+    batcher = Batcher(model, limits)
+
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        batcher.stop()
+        logger.info("reward server stopped after %d batches", batcher.batches)
+
+    app = FastAPI(title="rairl reward server", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=limits.max_request_bytes)
+    app.state.batcher = batcher
+
+    def authorised(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(token.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send Authorization: Bearer KEY)")
+
+    def token_count(prompts: list[str], responses: list[str]) -> int:
+        if len(prompts) > limits.max_traces:
+            raise HTTPException(413, f"{len(prompts)} traces, over the limit of {limits.max_traces} (max_traces)")
+        total = 0
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            n = len(model.tokenizer(p + r, add_special_tokens=False)["input_ids"]) + 1
+            if n > limits.max_tokens_per_trace:
+                raise HTTPException(413, f"trace {i} has {n} tokens, over the limit of "
+                                         f"{limits.max_tokens_per_trace} (max_tokens_per_trace)")
+            total += n
+        return total
+
+    async def scored(prompts: list[str], responses: list[str]):
+        return await batcher.score(prompts, responses, token_count(prompts, responses))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/info", dependencies=[Depends(authorised)])
+    async def info() -> dict[str, Any]:
+        return {"model": model_name, "granularity": model.granularity, "score_form": model.score_form,
+                "aggregation": aggregate, "limits": asdict(limits)}
+
+    @app.post("/get_reward", dependencies=[Depends(authorised)])
+    async def get_reward(body: RewardRequest) -> dict[str, Any]:
+        responses = split_queries(body.query, body.prompts)
+        scores, at, n = await scored(body.prompts, responses)
+        rewards = scores.traces[aggregate][at:at + n] if n else []
+        return {"rewards": rewards, "scores": rewards, "extra_logs": {f"learned_reward_{aggregate}": rewards}}
+
+    @app.post("/score", dependencies=[Depends(authorised)])
+    async def score(body: ScoreRequest) -> dict[str, Any]:
+        if len(body.prompts) != len(body.responses):
+            raise HTTPException(422, f"{len(body.prompts)} prompts for {len(body.responses)} responses: they must match")
+        scores, at, n = await scored(body.prompts, body.responses)
+        out = []
+        for b in range(at, at + n):
+            out.append({
+                "tokens": [{"start": s, "end": e, "reward": float(v)}
+                           for (s, e), v in zip(scores.token_spans[b], scores.tokens[b].tolist())],
+                "steps": [{"start": s, "end": e, "score": v} for (s, e), v in zip(scores.step_spans[b], scores.steps[b])],
+                "traces": {name: values[b] for name, values in scores.traces.items()},
+            })
+        return {"results": out}
+
+    return app
