@@ -2,12 +2,13 @@
 uninterrupted run of the same seed (issue: crash-safe runs).
 
     .venv/bin/python benchmarks/fault_injection.py --kills 10                 # both commands, 10 kill points each
-    .venv/bin/python benchmarks/fault_injection.py --commands sft --kills 2   # what the slow test runs
+    .venv/bin/python benchmarks/fault_injection.py --commands sft --kills 1   # what the slow test runs
 
-For each command: one uninterrupted reference run; then, per kill point, a fresh run killed (`kill -9`) after a
-uniformly random time within the reference's wall time, then `--resume auto` until it finishes (a resume may be
-killed again only by another crash; here it runs through). Checkpoints are written every 2 steps, so many kills
-land inside a checkpoint write (counted: a staging folder was left behind). Checked per kill point: the resumed
+For each command: one uninterrupted reference run; then, per kill point, a fresh run killed (`kill -9`), then
+`--resume auto` until it finishes. Odd kill points: after a uniformly random time within the reference's wall
+time. Even ones (the first included): inside the k-th checkpoint write (k random; checkpoints every 2 steps), the harness holding each
+checkpoint's completion marker back for a second so that the kill lands after the files and before the marker
+(counted as `inside_save`: a staging folder was left behind). Checked per kill point: the resumed
 run ends at the reference's step count, and its final policy (and discriminator, for airl) weights equal the
 reference's within `--atol` (the largest difference is reported: on CPU, with the RNG states restored, SFT resumes
 bit for bit; R-AIRL samples, so a difference there would be reported, not hidden). Writes `--output` JSON.
@@ -39,10 +40,28 @@ COMMANDS = {
 }
 
 
-def rairl(args: list[str], out: Path, timeout: float | None = None, kill_after: float | None = None) -> dict[str, Any]:
-    """Run `rairl ARGS --output_dir OUT` in a subprocess; SIGKILL it after `kill_after` seconds if given."""
+# Runs `rairl` with each checkpoint's completion marker held back for a moment (the files are written, the marker is
+# not): a window in which the harness kills the process inside a checkpoint write. Only the harness does this.
+SLOW_SAVE = """
+import sys, time
+import rairl.trainers.checkpoints as checkpoints
+mark = checkpoints.mark_complete
+def slow_mark(folder):
+    time.sleep(1.0)
+    mark(folder)
+checkpoints.mark_complete = slow_mark
+from rairl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def rairl(args: list[str], out: Path, timeout: float | None = None, kill_after: float | None = None,
+          kill_in_save: int | None = None) -> dict[str, Any]:
+    """Run `rairl ARGS --output_dir OUT` in a subprocess; SIGKILL it after `kill_after` seconds, or inside its
+    `kill_in_save`-th checkpoint write (once that save's staging folder holds the trainer state)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "rairl.cli", *args, "--output_dir", str(out)]
+    entry = ["-c", SLOW_SAVE] if kill_in_save else ["-m", "rairl.cli"]
+    cmd = [sys.executable, *entry, *args, "--output_dir", str(out)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     try:
@@ -51,6 +70,15 @@ def rairl(args: list[str], out: Path, timeout: float | None = None, kill_after: 
                 proc.wait(timeout=kill_after)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
+        if kill_in_save:
+            seen: set[str] = set()
+            while proc.poll() is None:
+                staging = [p for p in out.glob(".staging-checkpoint-*") if any(p.glob("*/trainer_state.json"))]
+                seen.update(p.name for p in staging)
+                if len(seen) >= kill_in_save and staging:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(0.05)
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
@@ -81,14 +109,18 @@ def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float)
     ref = rairl(args, ref_dir, timeout=900)
     assert ref["rc"] == 0, ref["stderr_tail"]
     reference = weights(ref_dir, command)
+    saves = steps(ref_dir, command) // 2  # checkpoints every 2 steps
     points = []
     for i in range(kills):
         out = root / f"{command}_kill{i}"
-        at = rng.uniform(0.05, 1.0) * ref["wall_s"]
-        killed = rairl(args, out, timeout=900, kill_after=at)
+        if i % 2 == 0:  # every other kill point lands inside a checkpoint write, the others at a random moment
+            where = {"kill_in_save": rng.randint(1, saves)}
+        else:
+            where = {"kill_after": round(rng.uniform(0.05, 1.0) * ref["wall_s"], 2)}
+        killed = rairl(args, out, timeout=900, **where)
         inside_save = any(out.glob(".staging-*")) if out.is_dir() else False
         resumed = rairl([*args, "--resume", "auto"], out, timeout=900)
-        point = {"kill_at_s": round(at, 2), "killed": killed["rc"] == -signal.SIGKILL, "inside_save": inside_save,
+        point = {**where, "killed": killed["rc"] == -signal.SIGKILL, "inside_save": inside_save,
                  "resume_rc": resumed["rc"]}
         if resumed["rc"] == 0:
             point.update(steps=steps(out, command), max_abs_diff=max_diff(weights(out, command), reference))

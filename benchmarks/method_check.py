@@ -169,10 +169,6 @@ def main() -> None:
             per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, samples, seed, size)})
         results["health"][variant] = [health(Path(r["dir"])) for r in per_seed]
         results["variants"][variant] = {form: summarise(per_seed, form, size["n"]) for form in FORMS}
-        for form in FORMS:
-            rr = results["variants"][variant][form]["rerank"]
-            rr["likelihood_name"] = max((k for k in rr["gain"] if k.startswith("likelihood_")),
-                                        key=lambda k: rr[k]["mean"])
         write_json(out / "results.json", results)
     print(table(results))
 

@@ -272,6 +272,10 @@ def test_resume_restores_discriminator_optimizer_and_replay(tmp_path, monkeypatc
     assert not differs(saved, loaded["disc"])
     assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 4
     assert (tmp_path / "checkpoint-4" / STATE_DIR).is_dir()
+    lines = (tmp_path / "log.jsonl").read_text().count("\n")
+    run_cli(tmp_path, *common, "--train_steps", "4", "--resume", "last")  # finished: nothing is trained again
+    assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 4
+    assert (tmp_path / "log.jsonl").read_text().count("\n") == lines
 
 
 def test_resume_from_a_checkpoint_without_airl_state_is_an_error(tmp_path):
@@ -319,7 +323,7 @@ def test_nonfinite_rewards_zero_their_group_and_stop_after_a_run_of_them(tmp_pat
     padded[5, 1], padded[6, 1], padding[6, 1] = 0.0, float("inf"), False
     assert trainer._drop_nonfinite(padded, padding)[1] == 0.0  # outside the response: ignored (and the run resets)
     trainer._drop_nonfinite(rewards, mask)
-    with pytest.raises(RuntimeError, match="non-finite rewards at 2 steps in a row"):
+    with pytest.raises(FloatingPointError, match="non-finite rewards at 2 steps in a row"):
         trainer._drop_nonfinite(rewards, mask)
 
 

@@ -73,7 +73,8 @@ def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_a
 
 @pytest.mark.slow
 def test_sft_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_path):
-    """benchmarks/fault_injection.py with two kill points of `rairl sft` (the full sweep: 10 each of sft and airl)."""
+    """benchmarks/fault_injection.py with one kill point of `rairl sft`, inside a checkpoint write (the full sweep:
+    10 each of sft and airl, half of them at random moments)."""
     import importlib.util
     from pathlib import Path
 
@@ -81,6 +82,7 @@ def test_sft_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_pa
     spec = importlib.util.spec_from_file_location("fault_injection", script)
     fault = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fault)
-    results = fault.main(["--commands", "sft", "--kills", "2", "--seed", "5", "--root", str(tmp_path / "runs"),
+    results = fault.main(["--commands", "sft", "--kills", "1", "--seed", "5", "--root", str(tmp_path / "runs"),
                           "--output", str(tmp_path / "fault.json")])["sft"]
-    assert results["kill_points"] == 2 and results["resumed_ok"] == 2, results["points"]
+    assert results["killed"] == results["inside_save"] == results["resumed_ok"] == 1, results["points"]
+    assert results["max_abs_diff"] == 0.0

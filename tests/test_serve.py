@@ -131,6 +131,19 @@ def test_concurrent_clients_get_the_in_process_scores(server, disc_dir):
         RemoteReward(url, api_key="wrong", retries=0).score(PROMPTS, RESPONSES)
 
 
+def test_async_client_and_retries(server, disc_dir):
+    import asyncio
+
+    url, _ = server
+    local = RewardModel.from_pretrained(disc_dir).score(PROMPTS, RESPONSES)
+    views = asyncio.run(RemoteReward(url, api_key=KEY).ascore(PROMPTS, RESPONSES))
+    assert [v["traces"]["mean"] for v in views] == pytest.approx(local.traces["mean"], abs=1e-5)
+    start = time.perf_counter()
+    with pytest.raises(RemoteError, match="after 3 attempts"):  # nothing listens there: two retries, then give up
+        RemoteReward(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.05, timeout=2).score(["a"], ["b"])
+    assert time.perf_counter() - start < 10
+
+
 def test_a_non_loopback_bind_needs_a_key(monkeypatch, disc_dir):
     monkeypatch.delenv("RAIRL_API_KEY", raising=False)
     with pytest.raises(ValueError, match="reachable from other machines: set an API key"):

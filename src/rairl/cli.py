@@ -67,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_config(module.Config, rest, prog=f"rairl {name}")
         logging.getLogger("rairl").info("rairl %s config: %s", name, json.dumps(config_dict(config), sort_keys=True))
         module.run(config)
-    except (ValueError, OSError, SafetensorError) as err:
-        # User errors (bad data, bad options, missing or broken files) end with their message, not a stack trace;
-        # RAIRL_DEBUG=1 shows it.
+    except (ValueError, OSError, SafetensorError, FloatingPointError) as err:
+        # User errors (bad data, bad options, missing or broken files) and a run stopped for diverging end with
+        # their message, not a stack trace; RAIRL_DEBUG=1 shows it.
         if os.environ.get("RAIRL_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

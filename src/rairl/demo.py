@@ -23,7 +23,15 @@ from typing import Any
 
 import torch
 
-from rairl.demo_results import claims, compare_to_sft, format_claims, pool_eval, pool_localize, pool_rerank
+from rairl.demo_results import (
+    RERANK_PICKS,
+    claims,
+    compare_to_sft,
+    format_claims,
+    pool_eval,
+    pool_localize,
+    pool_rerank,
+)
 from rairl.inference import localize, rerank
 from rairl.inference.sampling import load_for_inference, sample_rows
 from rairl.io import write_json, write_jsonl
@@ -197,11 +205,11 @@ def run(config: Config) -> dict[str, Any]:
         "config": dataclasses.asdict(config),
         "training": pool_eval(per_seed, METHODS, config.n_samples),
         "comparisons": compare_to_sft(per_seed, ("airl_dense", "airl_outcome", "grpo_verifier"), config.n_samples),
-        "rerank": pool_rerank(per_seed, "sft_test", config.n_samples),
+        "rerank": pool_rerank(per_seed, "sft_test", config.n_samples, RERANK_PICKS),
         "localize": pool_localize(per_seed, ("injected", "natural")),
         "transfer": {
-            "rerank_airl_policy": pool_rerank(per_seed, "airl_dense_test", config.n_samples),
-            "rerank_ood": pool_rerank(per_seed, "sft_ood", config.n_samples),
+            "rerank_airl_policy": pool_rerank(per_seed, "airl_dense_test", config.n_samples, RERANK_PICKS),
+            "rerank_ood": pool_rerank(per_seed, "sft_ood", config.n_samples, RERANK_PICKS),
             "localize_ood": pool_localize(per_seed, ("injected_ood", "natural_ood")),
         },
     }

@@ -20,6 +20,9 @@ from rairl.inference.rerank import normalise_answer, selection_values
 # The paper's headline figures (R-AIRL, arXiv 2510.01857) that the demo's claims are checked against.
 PAPER_RERANK_GAIN = 0.174  # best success@1|N − pass@1
 PAPER_LOCALIZE_ACC = 0.861  # exact first-error accuracy on injected errors
+# The aggregations the demo's rerank claims read, chosen on validation data (benchmarks/method_check.py), never on
+# the test figures they are reported on.
+RERANK_PICKS = ("reward_min", "likelihood_mean")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -83,8 +86,13 @@ def rerank_values(per_seed: list[dict], name: str) -> tuple[dict[str, list[float
     return values, pass1
 
 
-def pool_rerank(per_seed: list[dict], name: str, n: int) -> dict[str, Any]:
-    """`{"n", "pass@1", "random", "majority", "likelihood_mean", ..., "reward_AGG", "oracle", "gain": {...}}`."""
+def pool_rerank(per_seed: list[dict], name: str, n: int, picks: tuple[str, str] | None = None) -> dict[str, Any]:
+    """`{"n", "pass@1", "random", "majority", "likelihood_mean", ..., "reward_AGG", "oracle", "gain": {...}}`, and
+    the learned reward's pick against majority vote and the likelihood baseline (paired).
+
+    `picks` = (reward aggregation, likelihood aggregation), e.g. `("reward_mean", "likelihood_mean")`: fixed
+    beforehand, on validation data (`RERANK_PICKS`). Without it the best of each on *these* figures is taken, which
+    is a choice only validation figures may make (`benchmarks/method_check.py`)."""
     values, pass1 = rerank_values(per_seed, name)
     rename = {"oracle@N": "oracle"}
     out: dict[str, Any] = {"n": n, "pass@1": summarize(pass1)}
@@ -93,17 +101,18 @@ def pool_rerank(per_seed: list[dict], name: str, n: int) -> dict[str, Any]:
         key = rename.get(method, method.replace("/", "_"))
         out[key] = summarize(v)
         gains[key] = paired_diff(v, pass1)
-    likelihood = [k for k in out if k.startswith("likelihood_")]
-    if likelihood:  # the stronger likelihood aggregation is the baseline to beat
-        out["likelihood"] = max((out[k] for k in likelihood), key=lambda s: s["mean"])
     out["gain"] = gains
-    best = max((k for k in out if k.startswith("reward_")), key=lambda k: out[k]["mean"])
-    out["best_reward"] = best
     raw = {rename.get(m, m.replace("/", "_")): v for m, v in values.items()}
-    out["best_vs_majority"] = paired_diff(raw[best], raw["majority"])
+    likelihood = [k for k in out if k.startswith("likelihood_")]
+    best = lambda keys: max(keys, key=lambda k: out[k]["mean"])  # noqa: E731
+    reward = picks[0] if picks else best([k for k in out if k.startswith("reward_")])
+    out["best_reward"] = reward
+    out["best_vs_majority"] = paired_diff(raw[reward], raw["majority"])
     if likelihood:
-        best_ll = max(likelihood, key=lambda k: out[k]["mean"])
-        out["best_vs_likelihood"] = paired_diff(raw[best], raw[best_ll])
+        baseline = picks[1] if picks else best(likelihood)
+        out["likelihood"] = out[baseline]
+        out["likelihood_name"] = baseline
+        out["best_vs_likelihood"] = paired_diff(raw[reward], raw[baseline])
     return out
 
 

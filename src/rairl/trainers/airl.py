@@ -131,6 +131,7 @@ class AIRLTrainer(GRPOTrainer):
             # Prepared by the trainer's accelerator: under DDP its gradients are averaged across processes.
             self.disc = self.accelerator.prepare_model(module)
         self._verifier: torch.Tensor | None = None
+        self._nonfinite_steps = 0  # steps in a row with non-finite rewards
 
     # ------------------------------------------------------------------ discriminator
     def _policy_batch(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]):
@@ -228,11 +229,11 @@ class AIRLTrainer(GRPOTrainer):
         if not bad_rows.any():
             self._nonfinite_steps = 0
             return rewards, 0.0
-        self._nonfinite_steps = getattr(self, "_nonfinite_steps", 0) + 1
+        self._nonfinite_steps += 1
         logger.warning("step %d: %d samples with non-finite rewards; their groups get no advantage",
                        self.state.global_step, int(bad_rows.sum()))
         if self._nonfinite_steps >= self.airl.max_nonfinite_steps:
-            raise RuntimeError(f"non-finite rewards at {self._nonfinite_steps} steps in a row: the discriminator has "
+            raise FloatingPointError(f"non-finite rewards at {self._nonfinite_steps} steps in a row: the discriminator has "
                                "diverged; lower --disc_lr or --disc_head_lr, or resume from an earlier checkpoint")
         bad_groups = bad_rows.view(-1, self.num_generations).any(dim=1).repeat_interleave(self.num_generations)
         return torch.where(bad_groups[:, None], 0.0, rewards), float(bad_rows.sum())
