@@ -291,6 +291,12 @@ class RewardModel(TraceScorer):
     def device(self) -> torch.device:
         return next(self.discriminator.parameters()).device
 
+    @property
+    def default_step_reduce(self) -> str:
+        """The step reduction that suits the score form: a step's worst token for f (the ℓ_t of a step's last
+        token, usually a newline, says little), its last token for the logit (whose running minimum remembers)."""
+        return "min" if self.score_form == "f" else "last"
+
     def to(self, device: torch.device | str) -> "RewardModel":
         self.discriminator.to(device)
         return self

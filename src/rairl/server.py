@@ -217,14 +217,15 @@ def build_app(model: RewardModel, *, aggregate: str = "mean", api_key: str | Non
     def token_count(prompts: list[str], responses: list[str]) -> int:
         if len(prompts) > limits.max_traces:
             raise HTTPException(413, f"{len(prompts)} traces, over the limit of {limits.max_traces} (max_traces)")
-        total = 0
-        for i, (p, r) in enumerate(zip(prompts, responses)):
-            n = len(model.tokenizer(p + r, add_special_tokens=False)["input_ids"]) + 1
+        if not prompts:
+            return 0
+        ids = model.tokenizer([p + r for p, r in zip(prompts, responses)], add_special_tokens=False)["input_ids"]
+        lengths = [len(x) + 1 for x in ids]  # + EOS
+        for i, n in enumerate(lengths):
             if n > limits.max_tokens_per_trace:
                 raise HTTPException(413, f"trace {i} has {n} tokens, over the limit of "
                                          f"{limits.max_tokens_per_trace} (max_tokens_per_trace)")
-            total += n
-        return total
+        return sum(lengths)
 
     async def scored(prompts: list[str], responses: list[str]):
         return await batcher.score(prompts, responses, token_count(prompts, responses))

@@ -88,7 +88,7 @@ class RewardArgs:
 
 def step_reduce_of(args: RewardArgs, model: RewardModel) -> str:
     """The step reduction asked for, else the one that suits the model's score form."""
-    return args.step_reduce or ("min" if model.score_form == "f" else "last")
+    return args.step_reduce or model.default_step_reduce
 
 
 def resolve_device(device: str) -> str:

@@ -197,7 +197,7 @@ def heatmap_section(sources: list[tuple[Found, list[heatmap.Trace]]], model, not
         chosen = heatmap.select(traces, n)
         step_reduce = (f.data.get("config", {}).get("step_reduce") if f.kind == "rerank"
                        else f.data["reward"].get("step_reduce"))
-        step_reduce = step_reduce or ("min" if getattr(model, "score_form", "logit") == "f" else "last")
+        step_reduce = step_reduce or (model.default_step_reduce if model is not None else "last")
         if model is not None:
             heatmap.add_token_rewards(chosen, model, step_reduce)
         key = best_method(f.data.get("select", {}), "reward/")
