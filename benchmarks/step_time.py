@@ -21,7 +21,7 @@ first `--warmup` steps are dropped and the median and spread of the next `--step
 wrapping the trainer's own methods (their sum plus `policy_update` is the step):
 
     generation      `_generate`: prompt tokenisation, `model.generate`, decoding
-    encode          R-AIRL `_policy_batch`: the samples as discriminator batches (ids kept, step ends found)
+    encode          R-AIRL `policy_batch`: the samples as discriminator batches (ids kept, step ends found)
     disc_update     R-AIRL `update_discriminator`: experts + perturbed experts + samples, forward/backward/step
     scoring         R-AIRL `_completion_rewards`: discriminator forward (no grad) and token rewards r_t
     reward_funcs    `_calculate_rewards`: the rule reward (both trainers run it; R-AIRL logs it as a verifier)
@@ -49,7 +49,7 @@ from transformers.trainer_callback import ProgressCallback
 import common
 
 # part name -> trainer method it times; `policy_update` is the step minus these
-AIRL_PARTS = {"generation": "_generate", "encode": "_policy_batch", "disc_update": "update_discriminator",
+AIRL_PARTS = {"generation": "_generate", "encode": "policy_batch", "disc_update": "update_discriminator",
               "scoring": "_completion_rewards", "reward_funcs": "_calculate_rewards"}
 GRPO_PARTS = {"generation": "_generate", "reward_funcs": "_calculate_rewards"}
 PART_ORDER = ("generation", "encode", "disc_update", "scoring", "reward_funcs", "policy_update")
@@ -59,6 +59,7 @@ PART_ORDER = ("generation", "encode", "disc_update", "scoring", "reward_funcs", 
 class Setup:
     """One measured configuration (the same for every variant)."""
 
+    model: str = "tiny"  # or a pretrained model (`smollm2-135m`, a folder): then the width options do not apply
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -150,8 +151,13 @@ def force_length(trainer, length: int) -> dict[str, Any]:
 
 
 def save_policy(setup: Setup, folder: Path) -> Path:
-    """The tiny policy every variant starts from, saved once (each trainer loads the same weights)."""
+    """The tiny policy every variant starts from, saved once (each trainer loads the same weights); a pretrained
+    `--model` is used from its folder."""
     from rairl.models import ModelArgs, build_tiny
+    from rairl.models.gguf import resolve_model
+
+    if setup.model != "tiny":
+        return Path(resolve_model(setup.model))
 
     model, tokenizer = build_tiny(ModelArgs(hidden_size=setup.hidden_size, num_layers=setup.num_layers,
                                             num_heads=setup.num_heads, max_length=setup.max_length), seed=setup.seed)
@@ -262,6 +268,8 @@ def setup_from(args) -> Setup:
 
 def add_setup_args(p) -> None:
     d = Setup()
+    p.add_argument("--model", default=d.model, help="tiny (built from the width options) or a pretrained model, "
+                   "e.g. smollm2-135m (results then go to step_time_MODEL.json)")
     p.add_argument("--hidden_size", type=int, default=d.hidden_size, help="policy width")
     p.add_argument("--num_layers", type=int, default=d.num_layers, help="policy layers")
     p.add_argument("--num_heads", type=int, default=d.num_heads, help="policy attention heads")
@@ -286,9 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         payload["ratio_vs_grpo"] = {k: common.ratio(r["step_s"], results["grpo"]["step_s"])
                                     for k, r in results.items() if k != "grpo"}
         payload["target_ratio"] = 1.3
-    path = common.save("step_time", payload, args)
+    path = common.save("step_time" if setup.model == "tiny" else f"step_time_{Path(setup.model).name}", payload, args)
+    shape = f"{setup.hidden_size}x{setup.num_layers}" if setup.model == "tiny" else setup.model
     print(f"step time (s), {setup.batch_size} sequences of exactly {setup.completion_length} tokens "
-          f"(G={setup.num_generations}), policy {setup.hidden_size}x{setup.num_layers}, "
+          f"(G={setup.num_generations}), policy {shape}, "
           f"median of {setup.steps} steps after {setup.warmup} warm-up")
     print(report(results))
     print(f"saved {path}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -345,3 +346,24 @@ def test_a_nonfinite_discriminator_loss_skips_the_update(tmp_path):
     stats = discriminator_step(rm.discriminator, rm.discriminator, trainer.disc_optimizer, rm,
                                Negatives(batch, ["expert", "policy"]), trainer.disc_args)
     assert stats["disc/skipped_nonfinite"] == 0.0 and differs(before, rm.discriminator.state_dict())
+
+
+def test_a_lora_discriminator_trains_and_resumes_its_adapters_exactly(tmp_path, monkeypatch):
+    common = ["--save_steps", "2", "--disc_lora_r", "4", "--disc_likelihood_from", "reference"]
+    run_cli(tmp_path, *common, "--train_steps", "2")
+    state = tmp_path / "checkpoint-2" / STATE_DIR
+    saved = load_file(str(state / airl_state.TRAINABLE_FILE))
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in saved.items())  # the adapters moved off zero
+    loaded = {}
+    load = airl_state.load
+
+    def spy(trainer, folder):
+        load(trainer, folder)
+        disc = trainer.reward_model.discriminator
+        loaded.update({k: p.detach().clone() for k, p in disc.named_parameters() if p.requires_grad})
+
+    monkeypatch.setattr(airl_state, "load", spy)
+    run_cli(tmp_path, *common, "--train_steps", "3", "--resume", "last")
+    assert loaded.keys() == saved.keys() and not differs(saved, loaded)
+    final = Discriminator.from_pretrained(tmp_path / "discriminator")  # merged: loads without peft
+    assert not final.has_lora and final.uses_likelihood

@@ -266,3 +266,31 @@ def test_nnpu_loss_by_hand():
     # the max(0, ·) keeps the unlabeled risk from going negative when the experts look very negative
     clamped = nnpu_loss(torch.tensor([[-5.0], [-6.0]]), mask[:2], is_expert[:2], unlabeled[:2], 0.9, 0.0)
     torch.testing.assert_close(clamped, 0.9 * sp(torch.tensor(5.0)))
+
+
+def test_a_lora_discriminator_trains_adapters_and_head_and_saves_merged_weights_that_load_alone(policy, tmp_path):
+    disc = Discriminator.from_causal_lm(policy[0], True, likelihood_from="reference", head_init="zero")
+    frozen = {k: v.clone() for k, v in disc.classifier.model.state_dict().items()}
+    disc.add_lora(4, 8)
+    trainable = {k for k, p in disc.named_parameters() if p.requires_grad}
+    assert disc.has_lora and "likelihood" in trainable and "classifier.score.weight" in trainable
+    assert all("lora_" in k for k in trainable if k != "likelihood" and not k.startswith("classifier.score."))
+    batch = traces(len(policy[1]))
+    opt = torch.optim.SGD([p for p in disc.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):  # lora_B starts at zero: two steps move the adapters' product B·A off zero
+        opt.zero_grad()
+        disc(batch.input_ids, batch.attention_mask, batch.response_mask).mean().neg().backward()
+        opt.step()
+    base = disc.classifier.model.get_base_model().state_dict()
+    assert all(torch.equal(base[k], v) for k, v in frozen.items() if k in base)  # the backbone did not move
+    disc.eval().save_pretrained(tmp_path, policy[1])
+    alone = AutoModelForTokenClassification.from_pretrained(tmp_path).eval()  # merged: no peft needed
+    reloaded = Discriminator.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        s = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
+        assert torch.allclose(reloaded(batch.input_ids, batch.attention_mask, batch.response_mask), s, atol=1e-5)
+        h = disc.classifier.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        wh_b = disc.classifier.score(h).squeeze(-1)
+        logits = alone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.squeeze(-1)
+    assert torch.allclose(logits, wh_b, atol=1e-5) and not torch.allclose(wh_b, torch.zeros_like(wh_b))
+    assert not reloaded.has_lora

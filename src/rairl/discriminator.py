@@ -25,7 +25,8 @@ the input embeddings (never a WGAN without Lipschitz control).
 
 Saved layout: the directory loads on its own with `AutoModelForTokenClassification.from_pretrained` (it computes
 w·h_t + b); a likelihood-aware discriminator also writes `likelihood_head.safetensors` (the LM head and a_1, a_2),
-restored by `Discriminator.from_pretrained`.
+restored by `Discriminator.from_pretrained`. With LoRA adapters on the backbone (`add_lora`, peft), the folder holds
+the *merged* weights (base + B·A), so it still loads alone; the adapters themselves live in training checkpoints.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class DiscriminatorArgs:
         default=32, metadata={"help": "policy samples per discriminator update, drawn from the step's (0: all)"}
     )
     disc_max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the discriminator"})
+    disc_lora_r: int = field(default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"})
+    disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
 
     def __post_init__(self) -> None:
         if self.disc_loss not in LOSSES:
@@ -99,6 +102,8 @@ class DiscriminatorArgs:
             raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
         if self.disc_temperature <= 0:
             raise ValueError(f"disc_temperature must be > 0, got {self.disc_temperature}")
+        if self.disc_lora_r < 0:
+            raise ValueError(f"disc_lora_r must be >= 0, got {self.disc_lora_r}")
 
 
 class Discriminator(nn.Module):
@@ -141,6 +146,29 @@ class Discriminator(nn.Module):
             for p in self.head_parameters():
                 p.zero_()
         return self
+
+    def add_lora(self, r: int, alpha: int) -> "Discriminator":
+        """LoRA adapters (peft) on every linear layer of the backbone, which freezes; the head (w, b, a) trains."""
+        from peft import LoraConfig, get_peft_model
+
+        prefix = self.classifier.base_model_prefix
+        backbone = get_peft_model(getattr(self.classifier, prefix), LoraConfig(r=r, lora_alpha=alpha,
+                                                                              target_modules="all-linear"))
+        setattr(self.classifier, prefix, backbone)
+        return self
+
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(getattr(self.classifier, self.classifier.base_model_prefix), "merge_and_unload")
+
+    def merged_classifier(self) -> PreTrainedModel:
+        """The classifier with its LoRA adapters merged into the weights (a copy); itself when it has none."""
+        if not self.has_lora:
+            return self.classifier
+        merged = copy.deepcopy(self.classifier)
+        prefix = merged.base_model_prefix
+        setattr(merged, prefix, getattr(merged, prefix).merge_and_unload())
+        return merged
 
     def _apply(self, fn, *args, **kwargs):  # .to(device) / .float() reach the reference LM too
         if self.reference is not None:
@@ -229,7 +257,7 @@ class Discriminator(nn.Module):
 
     def save_pretrained(self, path: str | Path, tokenizer=None) -> None:
         path = Path(path)
-        self.classifier.save_pretrained(path)
+        self.merged_classifier().save_pretrained(path)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
         meta = {"likelihood": self.uses_likelihood, "likelihood_from": self.likelihood_from,

@@ -2,7 +2,7 @@
 
     from rairl.remote import RemoteReward
     reward = RemoteReward("http://127.0.0.1:8000", api_key=os.environ.get("RAIRL_API_KEY"))
-    trainer = trl.GRPOTrainer(..., reward_funcs=[reward])          # (prompts, completions) -> list[float]
+    trainer = trl.GRPOTrainer(..., reward_funcs=[reward])          # (prompts, completions) -> list[float]; text or chat
     views = reward.score(prompts, responses)                        # token, step and trace scores
     views = await reward.ascore(prompts, responses)                 # the same, without blocking an event loop
 
@@ -17,6 +17,8 @@ import time
 from typing import Any
 
 import httpx
+
+from rairl.chat import plain_text
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -35,8 +37,7 @@ class RemoteReward:
 
     # ------------------------------------------------------------------ TRL reward function
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float]:
-        if not all(isinstance(x, str) for x in [*prompts, *completions]):
-            raise ValueError("the remote reward scores plain-text prompts and completions, not chat messages")
+        prompts, completions = [plain_text(p) for p in prompts], [plain_text(c) for c in completions]
         body = {"query": [p + c for p, c in zip(prompts, completions)], "prompts": list(prompts)}
         return self._post("/get_reward", body)["rewards"]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from rairl.chat import has_template, plain_text
 from rairl.discriminator import Discriminator
 from rairl.io import DataError, read_json
 from rairl.prompt_sharing import grouped_order
@@ -127,6 +128,7 @@ class TraceScorer(ABC):
         response_ids: Sequence[Sequence[int]],
         *,
         tokenizer=None,
+        prompts: Sequence[str] | None = None,
         step_reduce: str = "last",
         aggregates: Sequence[str] | None = None,
         gamma: float = 0.9,
@@ -138,13 +140,20 @@ class TraceScorer(ABC):
         as they are (no re-tokenisation); otherwise the decoded texts are scored as `score` does (reward-model
         tokens, EOS appended: step and trace scores come from there) and each policy token takes the value of the
         reward-model token holding its last character (`traces.project_values`; a policy EOS takes the RM's EOS).
+        The reward model then renders the plain `prompts` with its own chat template; they are needed when the ids'
+        tokenizer has a template (its rendered prompt cannot be told apart from the task's text), and otherwise
+        default to the decoded prompt ids.
         """
         if tokenizer is None or tokenizer is self.tokenizer or tokenizer.get_vocab() == self.tokenizer.get_vocab():
             batch, texts = encode_ids(self.tokenizer, prompt_ids, response_ids, self.step_spans, self.max_length)
             offsets = [token_offsets(self.tokenizer, ids)[1] for ids in response_ids]
             spans = [self.step_spans(t) for t in texts]
             return self._views(batch, texts, offsets, spans, step_reduce, aggregates, gamma)
-        prompts = tokenizer.batch_decode([list(p) for p in prompt_ids], skip_special_tokens=True)
+        if prompts is None:
+            if has_template(tokenizer):
+                raise ValueError("score_ids: the ids' tokenizer has a chat template and the reward model's vocabulary "
+                                 "differs; pass the plain prompts (prompts=[...]) to be rendered with its own")
+            prompts = tokenizer.batch_decode([list(p) for p in prompt_ids], skip_special_tokens=True)
         texts = tokenizer.batch_decode([list(r) for r in response_ids], skip_special_tokens=True)
         scored, batch = self._score_texts(prompts, texts, None, step_reduce, aggregates, gamma)
         rm_ids = [batch.input_ids[b, batch.response_mask[b]].tolist() for b in range(len(batch))]
@@ -177,14 +186,14 @@ class TraceScorer(ABC):
 
     def as_reward_func(self, aggregate: str = "mean", gamma: float = 0.9) -> Callable[..., list[float]]:
         """A reward function for `trl.GRPOTrainer(reward_funcs=[...])`, `(prompts, completions, **kwargs) ->
-        list[float]`: the trace score of each plain-text prompt + completion (`learned_reward_<aggregate>` in logs)."""
+        list[float]`: the trace score of each prompt + completion (`learned_reward_<aggregate>` in logs). Prompts
+        are plain task prompts or TRL conversations (a user turn; the completion an assistant turn): the reward
+        model renders the text with its own chat template."""
         check_names([aggregate])
 
         def reward(prompts: list, completions: list, **kwargs) -> list[float]:
-            if not all(isinstance(x, str) for x in [*prompts, *completions]):
-                raise ValueError("the learned reward scores plain-text prompts and completions, not chat messages; "
-                                 "train on a prompt-only dataset of strings")
-            return self.score_trace(prompts, completions, aggregate=aggregate, gamma=gamma)
+            texts = [plain_text(c) for c in completions]
+            return self.score_trace([plain_text(p) for p in prompts], texts, aggregate=aggregate, gamma=gamma)
 
         reward.__name__ = f"learned_reward_{aggregate}"
         return reward

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rairl.chat import render_prompts
 from rairl.rewards.granularity import step_end_tokens
 
 logger = logging.getLogger(__name__)
@@ -129,12 +130,13 @@ def encode_texts(
     max_length: int | None = None,
     add_eos: bool = True,
 ) -> TraceBatch:
-    """Tokenise prompt and response separately (so the boundary is exact) and pack them.
+    """Tokenise prompt and response separately (so the boundary is exact) and pack them. Prompts are plain task
+    prompts, rendered with the tokenizer's chat template when it has one (`rairl.chat.render_prompt`).
 
     `add_eos` appends EOS to each response, as a finished policy sample carries it: the last response token,
     where outcome rewards sit, is then the same for expert traces and policy samples.
     """
-    p_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    p_ids = tokenizer(render_prompts(tokenizer, prompts), add_special_tokens=False)["input_ids"]
     enc = tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)
     r_ids, ends = [], []
     for ids, offsets, spans in zip(enc["input_ids"], enc["offset_mapping"], step_spans, strict=True):

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+from rairl.chat import render_prompts
 from rairl.io import write_jsonl
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, Task, TaskArgs, get_task
@@ -76,6 +77,7 @@ def generate(
 ) -> list[list[str]]:
     """`n` responses to each prompt, `result[i][j]` = sample j of `prompts[i]` (input order).
 
+    `prompts` are plain task prompts, rendered with the tokenizer's chat template when it has one.
     Responses are decoded without the prompt and without special tokens, cut at the first EOS.
     `batch_size` counts generated sequences per `model.generate` call (prompts per call = batch_size // n,
     at least 1). `ids` name the prompts in error messages (default: their indices).
@@ -93,7 +95,8 @@ def generate(
     if not prompts:
         return []
 
-    lengths = [len(x) for x in tokenizer(list(prompts))["input_ids"]]
+    prompts = render_prompts(tokenizer, prompts)  # the chat template, if any; tokenised as the scorers do
+    lengths = [len(x) for x in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     _check_lengths(lengths, model, max_new_tokens, ids)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # longest first: memory errors show at once
     per_call = max(1, batch_size // n)
@@ -117,7 +120,8 @@ def generate(
         with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress) as bar:
             for start in range(0, len(order), per_call):
                 chunk = order[start : start + per_call]
-                batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
+                batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
+                                  add_special_tokens=False).to(device)
                 out = model.generate(
                     input_ids=batch["input_ids"],
                     attention_mask=batch["attention_mask"],

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
+from rairl.chat import check_template
 from rairl.io import DataError, read_json
 from rairl.models.gguf import resolve_model
 from rairl.models.tokenizer import build_char_tokenizer
@@ -121,6 +122,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"tokenizer of {path}: cannot be loaded ({first}); expected tokenizer.json and "
                          "tokenizer_config.json as `save_pretrained` writes them") from err
+    check_template(tokenizer, path)
     if tokenizer.pad_token is None:  # many causal LMs ship without one; generation pads with EOS then
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

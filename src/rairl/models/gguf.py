@@ -29,6 +29,9 @@ BUNDLED = {
 }
 
 
+CONVERSION_VERSION = 2  # part of the cache key: a fixed conversion replaces folders cached by an older one
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("RAIRL_CACHE", Path.home() / ".cache" / "rairl"))
 
@@ -58,7 +61,8 @@ def resolve_model(model: str) -> str:
     else:
         return model
     stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{CONVERSION_VERSION}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:12]
     folder = cache_root() / f"{gguf.stem}-{key}"
     if not (folder / "config.json").is_file():
         logger.info("converting %s into %s (once; later runs load the folder)", gguf, folder)
@@ -80,7 +84,12 @@ def convert_gguf(gguf: str | os.PathLike, output_dir: str | os.PathLike) -> Path
         raise FileNotFoundError(f"{gguf}: reading GGUF files needs the gguf package: pip install gguf") from None
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # the GGUF loader marks the config as quantized; saved so, a reloaded model would count as quantized and
+    # Trainer would refuse to fine-tune it ("purely quantized models"): the weights are plain float32 now
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())  # the GGUF-loaded model refuses save_pretrained; a plain one does not
     plain.generation_config = loaded.generation_config
     with atomic_dir(output_dir) as tmp:

@@ -2,7 +2,8 @@
 
 Expert response = the reference solution with its calculator annotations `<<48/2=24>>` removed and its last
 line rewritten as `#### N`; gold answer `N` = the text after `####` with thousands commas removed. Answers are
-compared by `answers.math_equal` (numbers as numbers, anything else through math-verify).
+compared by `answers.math_equal` (numbers as numbers, anything else through math-verify). A response without a
+`####` line (a chat model answering in its own words) gives its last number, as GSM8K's "flexible extract" does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rairl.tasks.base import ANSWER_MARK, Example
 from rairl.tasks.files import FileTask, with_answer_line
 
 _ANNOTATION_RE = re.compile(r"<<[^<>]*>>")
+_NUMBER_RE = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
 def strip_annotations(text: str) -> str:
@@ -45,6 +47,14 @@ class GSM8KTask(FileTask):
             answer=gold,
             expert=with_answer_line(strip_annotations(reasoning), gold),
         )
+
+    def extract_answer(self, response: str) -> str | None:
+        """The text after the last `####`; without one, the response's last number (commas and `$` removed)."""
+        marked = super().extract_answer(response)
+        if marked is not None or ANSWER_MARK in response:
+            return marked
+        numbers = _NUMBER_RE.findall(response)
+        return numbers[-1].replace(",", "").replace("$", "").rstrip(".") if numbers else None
 
     def is_correct(self, predicted: str | None, example: Example) -> bool:
         return math_equal(predicted, example.answer)

@@ -134,14 +134,14 @@ class AIRLTrainer(GRPOTrainer):
         self._nonfinite_steps = 0  # steps in a row with non-finite rewards
 
     # ------------------------------------------------------------------ discriminator
-    def _policy_batch(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]):
-        """The samples in the discriminator's token space, and their decoded texts."""
+    def policy_batch(self, examples: list[Example], prompt_ids: list[list[int]], completion_ids: list[list[int]]):
+        """The samples in the discriminator's token space, and their decoded texts. With the policy's tokenizer the
+        ids are kept; otherwise the texts are re-tokenised after the examples' plain prompts (rendered with the
+        discriminator's own chat template, not the policy's)."""
         if self.shared_tokenizer:
             return encode_ids(self.reward_model.tokenizer, prompt_ids, completion_ids, self.task.step_spans)
-        tok = self.processing_class
-        prompts = tok.batch_decode(prompt_ids, skip_special_tokens=True)
-        texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
-        return self.reward_model.encode(prompts, texts), texts
+        texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        return self.reward_model.encode([self.task.prompt(ex) for ex in examples], texts), texts
 
     def update_discriminator(self, examples: list[Example], policy_batch) -> dict[str, float]:
         """`n_disc` updates: experts (positives) vs the step's samples, perturbed experts and replay."""
@@ -183,8 +183,9 @@ class AIRLTrainer(GRPOTrainer):
                 loader = iter(self.get_train_dataloader())
                 inputs = next(loader)
             prompt_ids, completion_ids = self._generate([x["prompt"] for x in inputs])[:2]
-            batch, _ = self._policy_batch(prompt_ids, completion_ids)
-            stats = self.update_discriminator([self.examples[x["example_id"]] for x in inputs], batch)
+            examples = [self.examples[x["example_id"]] for x in inputs]
+            batch, _ = self.policy_batch(examples, prompt_ids, completion_ids)
+            stats = self.update_discriminator(examples, batch)
         logger.info("after warm-up: %s", {k: round(v, 3) for k, v in stats.items()})
 
     # ------------------------------------------------------------------ the overridden hook
@@ -200,7 +201,7 @@ class AIRLTrainer(GRPOTrainer):
         prompt_ids = [r[m.bool()].tolist() for r, m in zip(out["prompt_ids"], out["prompt_mask"])]
         completion_ids = [r[m.bool()].tolist() for r, m in zip(out["completion_ids"], out["completion_mask"])]
         examples = [self.examples[x["example_id"]] for x in inputs]
-        policy_batch, _ = self._policy_batch(prompt_ids, completion_ids)
+        policy_batch, _ = self.policy_batch(examples, prompt_ids, completion_ids)
         update = self.disc_optimizer is not None and self.state.global_step % self.airl.disc_update_every == 0
         stats = self.update_discriminator(examples, policy_batch) if update else {}
 
@@ -287,6 +288,8 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
     else:
         disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature, **init)
         tokenizer = load_tokenizer(config.disc_model)
+    if config.disc_lora_r:
+        disc.add_lora(config.disc_lora_r, config.disc_lora_alpha)
     return RewardModel(disc, tokenizer, step_spans=task.step_spans, granularity=config.granularity,
                        interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size,
                        score_form=config.score_form if disc.uses_likelihood else "logit")

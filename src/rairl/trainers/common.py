@@ -20,6 +20,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, TrainerCallback
 
+from rairl.chat import render_prompt
 from rairl.io import atomic_dir
 from rairl.tasks import Task
 from rairl.trainers.monitor import SpikeCallback
@@ -121,13 +122,16 @@ def set_threads(threads: int) -> int:
     return n
 
 
-def demonstrations(task: Task, split: str = "train") -> Dataset:
-    """`Dataset` of `{"prompt": x, "completion": τ_E}` from the expert traces of `task`'s `split`.
+def demonstrations(task: Task, split: str = "train", tokenizer=None) -> Dataset:
+    """`Dataset` of `{"prompt": x, "completion": τ_E}` from the expert traces of `task`'s `split`; with a
+    `tokenizer`, x is rendered with its chat template (`rairl.chat.render_prompt`), so TRL's SFT trains on exactly
+    the tokens that scoring and sampling condition on.
 
     Examples without an expert trace are skipped (and counted in the log); none left is an error.
     """
     examples = task.examples(split)
-    rows = [{"prompt": task.prompt(ex), "completion": ex.expert} for ex in examples if ex.expert]
+    render = (lambda x: render_prompt(tokenizer, x)) if tokenizer is not None else (lambda x: x)
+    rows = [{"prompt": render(task.prompt(ex)), "completion": ex.expert} for ex in examples if ex.expert]
     skipped = len(examples) - len(rows)
     if skipped:
         logger.warning("%s/%s: skipped %d of %d examples without an expert trace", task.name, split, skipped,

@@ -18,6 +18,7 @@ from datasets import Dataset
 import trl
 from trl import GRPOConfig
 
+from rairl.chat import plain_text, trainer_prompt
 from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, Task, TaskArgs, get_task
@@ -58,10 +59,11 @@ class GRPOTrainer(AtomicCheckpoints, trl.GRPOTrainer):
     """TRL's `GRPOTrainer` with crash-safe checkpoints (`rairl.trainers.checkpoints`)."""
 
 
-def prompt_dataset(task: Task, split: str) -> tuple[Dataset, dict[str, Example]]:
-    """Prompts with their example id (reward functions look the example up by id), and the id → example map."""
+def prompt_dataset(task: Task, split: str, tokenizer=None) -> tuple[Dataset, dict[str, Example]]:
+    """Prompts with their example id (reward functions look the example up by id), and the id → example map.
+    With a `tokenizer` that has a chat template, prompts are user turns in TRL's conversational format."""
     examples = task.examples(split)
-    rows = [{"prompt": task.prompt(ex), "example_id": ex.id} for ex in examples]
+    rows = [{"prompt": trainer_prompt(tokenizer, task.prompt(ex)), "example_id": ex.id} for ex in examples]
     return Dataset.from_list(rows), {ex.id: ex for ex in examples}
 
 
@@ -69,7 +71,7 @@ def correctness_reward(task: Task, examples: dict[str, Example]) -> Callable[...
     """A TRL reward function: 1.0 if the completion's final answer verifies, else 0.0."""
 
     def correctness(prompts, completions, example_id, **kwargs) -> list[float]:
-        return [float(task.verify(c, examples[i])) for c, i in zip(completions, example_id, strict=True)]
+        return [float(task.verify(plain_text(c), examples[i])) for c, i in zip(completions, example_id, strict=True)]
 
     return correctness
 
@@ -108,8 +110,8 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
     """The task, its training examples by id, and the keyword arguments a `GRPOTrainer` (or subclass) takes:
     policy, verifier reward, TRL config, prompt dataset, tokenizer and the JSONL log callback."""
     task = get_task(config)
-    dataset, examples = prompt_dataset(task, config.train_split)
     model, tokenizer = load_policy(config, seed=config.seed)
+    dataset, examples = prompt_dataset(task, config.train_split, tokenizer)
     kwargs = dict(model=policy_source(model, tokenizer, config), reward_funcs=[correctness_reward(task, examples)],
                   args=grpo_config(config), train_dataset=dataset, processing_class=tokenizer,
                   callbacks=log_callbacks())

@@ -38,7 +38,7 @@ def append_experts(trainer, out: dict, examples: list[Example], all_rewards: tor
     experts = [examples[i].expert for i in rows]
     ids = [tok(e, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for e in experts]
     prompt_ids = [out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist() for i in rows]
-    batch, _ = trainer._policy_batch(prompt_ids, ids)
+    batch, _ = trainer.policy_batch([examples[i] for i in rows], prompt_ids, ids)
     rewards = trainer._completion_rewards(batch, ids, max(len(x) for x in ids)).cpu()  # (E, C_e)
     mask = pad([torch.ones(len(x), dtype=torch.bool) for x in ids], padding_value=False, padding_side="right")
     if trainer.airl.outcome_reward_weight:  # the policy's r_T carry the verifier's bonus in μ_g, σ_g: so does the expert

@@ -112,8 +112,8 @@ def run(config: Config) -> dict[str, Any]:
     threads = set_threads(config.threads)
     resume_from = resolve_resume(config.resume, config.output_dir)
     task = get_task(config)
-    train_dataset = demonstrations(task, config.train_split)
     model, tokenizer = load_policy(config, seed=config.seed)
+    train_dataset = demonstrations(task, config.train_split, tokenizer)
     trainer = build_trainer(config, model, tokenizer, train_dataset)
     logger.info(
         "sft: %d steps of %d sequences on %d threads%s",
