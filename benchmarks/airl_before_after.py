@@ -44,13 +44,34 @@ def ensure_eval(model: Path, out: Path) -> Path:
 def train(method: str, seed: int, args, out: Path) -> None:
     if (out / "train_summary.json").is_file():
         return
-    common = ["--model", args.base, "--train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
-              "--per_device_batch_size", str(args.batch), "--num_generations", "8", "--logging_steps", "1",
-              "--save_steps", "100000", "--report_to", "none", "--seed", str(seed), "--output_dir", str(out)]
+    common = [
+        "--model",
+        args.base,
+        "--train_steps",
+        str(args.train_steps),
+        "--learning_rate",
+        str(args.learning_rate),
+        "--per_device_batch_size",
+        str(args.batch),
+        "--num_generations",
+        "8",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "100000",
+        "--report_to",
+        "none",
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(out),
+    ]
     if method == "grpo":
         assert rairl(["grpo", *common]) == 0
     else:
-        assert rairl(["airl", *common, "--granularity", method, "--disc_warmup_steps", str(args.disc_warmup_steps)]) == 0
+        assert (
+            rairl(["airl", *common, "--granularity", method, "--disc_warmup_steps", str(args.disc_warmup_steps)]) == 0
+        )
 
 
 def correlations(run: Path) -> dict[str, float]:
@@ -72,9 +93,14 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.output_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
-    before = {split: greedy_correct(ensure_eval(Path(args.base), out / "base_eval"), split) for split in ("test", "ood")}
-    results: dict[str, Any] = {"args": vars(args), "before": {s: summarize(list(map(float, v.values())))
-                                                              for s, v in before.items()}, "methods": {}}
+    before = {
+        split: greedy_correct(ensure_eval(Path(args.base), out / "base_eval"), split) for split in ("test", "ood")
+    }
+    results: dict[str, Any] = {
+        "args": vars(args),
+        "before": {s: summarize(list(map(float, v.values()))) for s, v in before.items()},
+        "methods": {},
+    }
     table = [("base", "", *(f"{results['before'][s]['mean']:.3f}" for s in ("test", "ood")), "", "", "")]
     for method in args.methods.split(","):
         if method not in METHODS:
@@ -92,17 +118,42 @@ def main() -> None:
                 pooled[split][0].extend(a)
                 pooled[split][1].extend(b)
             per_seed.append(entry)
-            table.append((method, seed, *(f"{entry[s]['after']['mean']:.3f}" for s in before),
-                          format_summary(entry["test"]["diff"], signed=True), entry["corr"].get("final", ""), entry["corr"].get("last10_mean", "")))
+            table.append(
+                (
+                    method,
+                    seed,
+                    *(f"{entry[s]['after']['mean']:.3f}" for s in before),
+                    format_summary(entry["test"]["diff"], signed=True),
+                    entry["corr"].get("final", ""),
+                    entry["corr"].get("last10_mean", ""),
+                )
+            )
         results["methods"][method] = {
             "per_seed": per_seed,
             "pooled": {s: {"after": summarize(a), "diff": paired_diff(a, b)} for s, (a, b) in pooled.items()},
         }
         p = results["methods"][method]["pooled"]
-        table.append((method, "pooled", f"{p['test']['after']['mean']:.3f}", f"{p['ood']['after']['mean']:.3f}",
-                      format_summary(p["test"]["diff"], signed=True), "", ""))
+        table.append(
+            (
+                method,
+                "pooled",
+                f"{p['test']['after']['mean']:.3f}",
+                f"{p['ood']['after']['mean']:.3f}",
+                format_summary(p["test"]["diff"], signed=True),
+                "",
+                "",
+            )
+        )
     write_json(out / "results.json", results)
-    header = ("method", "seed", "test greedy", "ood greedy", "test after - before [95% CI]", "corr final", "corr last10")
+    header = (
+        "method",
+        "seed",
+        "test greedy",
+        "ood greedy",
+        "test after - before [95% CI]",
+        "corr final",
+        "corr last10",
+    )
     for row in [header, *table]:
         print(" | ".join(str(c) for c in row))
 

@@ -27,13 +27,23 @@ SMOKE_RESULTS = RESULTS / "smoke"  # smoke runs never overwrite the real figures
 def parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark takes: --smoke, --out, --threads, --seed."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true",
-                   help="a tiny setting (hidden 32, 1 layer, 1-2 repeats) that only proves the script runs")
-    p.add_argument("--out", default=None,
-                   help=f"folder for the JSON (default {RESULTS.relative_to(ROOT)}, with --smoke "
-                        f"{SMOKE_RESULTS.relative_to(ROOT)})")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads; 0 = $OMP_NUM_THREADS if set, else every usable core")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny setting (hidden 32, 1 layer, 1-2 repeats) that only proves the script runs",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"folder for the JSON (default {RESULTS.relative_to(ROOT)}, with --smoke "
+        f"{SMOKE_RESULTS.relative_to(ROOT)})",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads; 0 = $OMP_NUM_THREADS if set, else every usable core",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -49,8 +59,16 @@ def summarize(values: Sequence[float], digits: int = 4) -> dict[str, Any]:
     xs = sorted(float(v) for v in values)
     q1, q3 = (statistics.quantiles(xs, n=4, method="inclusive")[i] for i in (0, 2)) if len(xs) > 1 else (xs[0], xs[0])
     r = lambda v: round(v, digits)  # noqa: E731
-    return {"n": len(xs), "median": r(statistics.median(xs)), "mean": r(statistics.fmean(xs)), "min": r(xs[0]),
-            "max": r(xs[-1]), "q1": r(q1), "q3": r(q3), "values": [r(float(v)) for v in values]}
+    return {
+        "n": len(xs),
+        "median": r(statistics.median(xs)),
+        "mean": r(statistics.fmean(xs)),
+        "min": r(xs[0]),
+        "max": r(xs[-1]),
+        "q1": r(q1),
+        "q3": r(q3),
+        "values": [r(float(v)) for v in values],
+    }
 
 
 def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -123,8 +141,9 @@ def save(name: str, payload: dict[str, Any], args: argparse.Namespace) -> Path:
     path = out_dir(args) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join([Path(sys.executable).name, *map(str, sys.argv)])
-    write_json(path, {"benchmark": name, "command": command, "smoke": args.smoke, "environment": environment(),
-                      **payload})
+    write_json(
+        path, {"benchmark": name, "command": command, "smoke": args.smoke, "environment": environment(), **payload}
+    )
     return path
 
 

@@ -43,7 +43,7 @@ def train_and_eval(name, disc, tokenizer, task, negatives, args, dargs, seed) ->
     optimizer = make_optimizer(disc, dargs)
     train = task.examples("train")
     start = time.perf_counter()
-    for step in range(args.steps):
+    for _step in range(args.steps):
         exs = rng.sample(train, args.batch // 2)
         prompts = [task.prompt(e) for e in exs]
         experts = [e.expert for e in exs]
@@ -66,7 +66,9 @@ def train_and_eval(name, disc, tokenizer, task, negatives, args, dargs, seed) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", required=True, help="the weak policy: its samples are the negatives")
-    parser.add_argument("--init", default=None, help="the SFT checkpoint the '-sft' variants start from (default: --policy)")
+    parser.add_argument(
+        "--init", default=None, help="the SFT checkpoint the '-sft' variants start from (default: --policy)"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--granularity", default="outcome")
@@ -79,8 +81,9 @@ def main() -> None:
     torch.set_num_threads(2)
     task = ArithTask()
     policy, tokenizer = load_policy(ModelArgs(model=args.policy))
-    rows = sample_rows(policy, tokenizer, task, task.examples("train")[: args.n_negatives], n=1, max_new_tokens=64,
-                       batch_size=64)
+    rows = sample_rows(
+        policy, tokenizer, task, task.examples("train")[: args.n_negatives], n=1, max_new_tokens=64, batch_size=64
+    )
     negatives = [(r["prompt"], r["response"]) for r in rows]
     print(f"weak policy: {sum(r['correct'] for r in rows) / len(rows):.3f} accurate on its {len(rows)} negatives")
     dargs = DiscriminatorArgs()
@@ -91,8 +94,10 @@ def main() -> None:
             backbone = load_policy(ModelArgs(model=args.init or args.policy))[0]
         else:
             c = policy.config
-            backbone = build_tiny(ModelArgs(hidden_size=c.hidden_size, num_layers=c.num_hidden_layers,
-                                            num_heads=c.num_attention_heads), seed=args.seed + 7)[0]
+            backbone = build_tiny(
+                ModelArgs(hidden_size=c.hidden_size, num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads),
+                seed=args.seed + 7,
+            )[0]
         disc = Discriminator.from_causal_lm(backbone, likelihood=kind == "likelihood")
         result = train_and_eval(variant, disc, tokenizer, task, negatives, args, dargs, args.seed)
         print(json.dumps(result))

@@ -5,13 +5,13 @@ uninterrupted run of the same seed (issue: crash-safe runs).
     .venv/bin/python benchmarks/fault_injection.py --commands sft --kills 1   # what the slow test runs
 
 For each command: one uninterrupted reference run; then, per kill point, a fresh run killed (`kill -9`), then
-`--resume auto` until it finishes. Odd kill points: after a uniformly random time within the reference's wall
-time. Even ones (the first included): inside the k-th checkpoint write (k random; checkpoints every 2 steps), the harness holding each
-checkpoint's completion marker back for a second so that the kill lands after the files and before the marker
-(counted as `inside_save`: a staging folder was left behind). Checked per kill point: the resumed
-run ends at the reference's step count, and its final policy (and discriminator, for airl) weights equal the
-reference's within `--atol` (the largest difference is reported: on CPU, with the RNG states restored, SFT resumes
-bit for bit; R-AIRL samples, so a difference there would be reported, not hidden). Writes `--output` JSON.
+`--resume auto` until it finishes. Odd kill points: after a uniformly random time within the reference's wall time.
+Even ones (the first included): inside the k-th checkpoint write (k random; checkpoints every 2 steps), the harness
+holding each checkpoint's completion marker back for a second so that the kill lands after the files and before the
+marker (counted as `inside_save`: a staging folder was left behind). Checked per kill point: the resumed run ends at
+the reference's step count, and its final policy (and discriminator, for airl) weights equal the reference's within
+`--atol` (the largest difference is reported: on CPU, with the RNG states restored, SFT resumes bit for bit; R-AIRL
+samples, so a difference there would be reported, not hidden). Writes `--output` JSON.
 """
 
 from __future__ import annotations
@@ -30,13 +30,48 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256", "--threads", "1",
-        "--report_to", "none", "--logging_steps", "1", "--save_steps", "2", "--seed", "3"]
+TINY = [
+    "--hidden_size",
+    "32",
+    "--num_layers",
+    "1",
+    "--num_heads",
+    "2",
+    "--max_length",
+    "256",
+    "--threads",
+    "1",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--save_steps",
+    "2",
+    "--seed",
+    "3",
+]
 COMMANDS = {
     "sft": ["sft", *TINY, "--n_train", "64", "--per_device_batch_size", "8", "--train_steps", "12"],
-    "airl": ["airl", *TINY, "--n_train", "50", "--per_device_batch_size", "8", "--num_generations", "4",
-             "--max_completion_length", "24", "--warmup_ratio", "0", "--disc_warmup_steps", "1", "--train_steps", "8",
-             "--replay_size", "16"],
+    "airl": [
+        "airl",
+        *TINY,
+        "--n_train",
+        "50",
+        "--per_device_batch_size",
+        "8",
+        "--num_generations",
+        "4",
+        "--max_completion_length",
+        "24",
+        "--warmup_ratio",
+        "0",
+        "--disc_warmup_steps",
+        "1",
+        "--train_steps",
+        "8",
+        "--replay_size",
+        "16",
+    ],
 }
 
 
@@ -55,8 +90,13 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def rairl(args: list[str], out: Path, timeout: float | None = None, kill_after: float | None = None,
-          kill_in_save: int | None = None) -> dict[str, Any]:
+def rairl(
+    args: list[str],
+    out: Path,
+    timeout: float | None = None,
+    kill_after: float | None = None,
+    kill_in_save: int | None = None,
+) -> dict[str, Any]:
     """Run `rairl ARGS --output_dir OUT` in a subprocess; SIGKILL it after `kill_after` seconds, or inside its
     `kill_in_save`-th checkpoint write (once that save's staging folder holds the trainer state)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -120,8 +160,12 @@ def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float)
         killed = rairl(args, out, timeout=900, **where)
         inside_save = any(out.glob(".staging-*")) if out.is_dir() else False
         resumed = rairl([*args, "--resume", "auto"], out, timeout=900)
-        point = {**where, "killed": killed["rc"] == -signal.SIGKILL, "inside_save": inside_save,
-                 "resume_rc": resumed["rc"]}
+        point = {
+            **where,
+            "killed": killed["rc"] == -signal.SIGKILL,
+            "inside_save": inside_save,
+            "resume_rc": resumed["rc"],
+        }
         if resumed["rc"] == 0:
             point.update(steps=steps(out, command), max_abs_diff=max_diff(weights(out, command), reference))
             point["ok"] = point["steps"] == steps(ref_dir, command) and point["max_abs_diff"] <= atol
@@ -129,11 +173,17 @@ def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float)
             point.update(ok=False, stderr_tail=resumed["stderr_tail"])
         points.append(point)
         print(command, i, point, flush=True)
-    return {"reference_wall_s": round(ref["wall_s"], 1), "reference_steps": steps(ref_dir, command),
-            "kill_points": len(points), "killed": sum(p["killed"] for p in points),
-            "inside_save": sum(p["inside_save"] for p in points), "resumed_ok": sum(p["ok"] for p in points),
-            "max_abs_diff": max((p.get("max_abs_diff", float("nan")) for p in points), default=None),
-            "atol": atol, "points": points}
+    return {
+        "reference_wall_s": round(ref["wall_s"], 1),
+        "reference_steps": steps(ref_dir, command),
+        "kill_points": len(points),
+        "killed": sum(p["killed"] for p in points),
+        "inside_save": sum(p["inside_save"] for p in points),
+        "resumed_ok": sum(p["ok"] for p in points),
+        "max_abs_diff": max((p.get("max_abs_diff", float("nan")) for p in points), default=None),
+        "atol": atol,
+        "points": points,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -151,8 +201,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     for c, r in results.items():
-        print(f"{c}: {r['resumed_ok']}/{r['kill_points']} kill points resumed to the reference "
-              f"({r['inside_save']} inside a checkpoint write), max |Δw| {r['max_abs_diff']}")
+        print(
+            f"{c}: {r['resumed_ok']}/{r['kill_points']} kill points resumed to the reference "
+            f"({r['inside_save']} inside a checkpoint write), max |Δw| {r['max_abs_diff']}"
+        )
     return results
 
 

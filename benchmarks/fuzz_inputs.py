@@ -42,18 +42,36 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEED_ROWS: dict[str, list[dict[str, Any]]] = {
     "gsm8k": [{"question": "Tom has 3 apples and buys 2. How many?", "answer": "3+2=<<3+2=5>>5\n#### 5"}],
     "countdown": [{"nums": [3, 5, 7], "target": 22, "completion": "3*5=15\n15+7=22\n#### 22"}],
-    "mmlu_pro": [{"question": "2+2?", "options": ["3", "4", "5"], "answer": "B", "answer_index": 1,
-                  "cot_content": "A: 2+2=4. The answer is (B)."}],
-    "medreason": [{"question": "Which vitamin? A. C B. D", "answer": "B", "options": "A. C\nB. D",
-                   "reasoning": "Sunlight makes vitamin D."}],
+    "mmlu_pro": [
+        {
+            "question": "2+2?",
+            "options": ["3", "4", "5"],
+            "answer": "B",
+            "answer_index": 1,
+            "cot_content": "A: 2+2=4. The answer is (B).",
+        }
+    ],
+    "medreason": [
+        {
+            "question": "Which vitamin? A. C B. D",
+            "answer": "B",
+            "options": "A. C\nB. D",
+            "reasoning": "Sunlight makes vitamin D.",
+        }
+    ],
     "jsonl": [{"question": "1+1?", "answer": "2", "trace": "1+1=2"}],
     "processbench": [{"id": "x", "problem": "1+1?", "steps": ["1+1=2", "so 2"], "label": -1}],
-    "samples": [{"id": "q1", "sample": 0, "prompt": "Q: 1+1?\n", "response": "1+1=2\n#### 2", "answer": "2",
-                 "correct": True}],
+    "samples": [
+        {"id": "q1", "sample": 0, "prompt": "Q: 1+1?\n", "response": "1+1=2\n#### 2", "answer": "2", "correct": True}
+    ],
     "score": [{"prompt": "Q: 1+1?\n", "response": "1+1=2\n#### 2"}],
 }
-SHARED_FILES = {"gsm8k": "gsm8k/train.jsonl", "countdown": "countdown/train.jsonl", "mmlu_pro": "mmlu_pro/validation.jsonl",
-                "processbench": "processbench/gsm8k.jsonl"}
+SHARED_FILES = {
+    "gsm8k": "gsm8k/train.jsonl",
+    "countdown": "countdown/train.jsonl",
+    "mmlu_pro": "mmlu_pro/validation.jsonl",
+    "processbench": "processbench/gsm8k.jsonl",
+}
 
 
 def seed_rows(fmt: str, k: int = 5) -> list[dict[str, Any]]:
@@ -126,7 +144,9 @@ def mutated_jsonl(fmt: str, rng: random.Random) -> bytes:
 # ---------------------------------------------------------------------------------------------------- readers
 def task_reader(task: str) -> Callable[[Path], Any]:
     def read(path: Path) -> Any:
-        fields = {"question_field": "question", "trace_field": "trace", "answer_field": "answer"} if task == "jsonl" else {}
+        fields = (
+            {"question_field": "question", "trace_field": "trace", "answer_field": "answer"} if task == "jsonl" else {}
+        )
         return get_task(TaskArgs(task=task, data=str(path), **fields)).examples("train")
 
     return read

@@ -37,14 +37,68 @@ logger = logging.getLogger(__name__)
 TARGET_GB = 2.0
 ALL_TARGETS = ("python_imports", "demo_fast", "airl", "demo")
 DEMO_SIZE = dict(hidden_size=128, num_layers=4, num_heads=4)  # the demo's policy
-TINY_DEMO = ["--seeds", "0", "--base_steps", "2", "--policy_steps", "1", "--disc_warmup_steps", "0", "--n_eval", "4",
-             "--n_samples", "2", "--num_generations", "2", "--prompts_per_step", "2", "--hidden_size", "32",
-             "--num_layers", "1"]
-AIRL = ["--train_steps", "10", "--disc_warmup_steps", "2", "--per_device_batch_size", "64", "--num_generations", "8",
-        "--report_to", "none", "--save_steps", "1000000", "--logging_steps", "5"]
-TINY_AIRL = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--n_train", "32", "--train_steps", "2",
-             "--disc_warmup_steps", "1", "--per_device_batch_size", "4", "--num_generations", "2",
-             "--max_completion_length", "8", "--report_to", "none", "--save_steps", "1000000"]
+TINY_DEMO = [
+    "--seeds",
+    "0",
+    "--base_steps",
+    "2",
+    "--policy_steps",
+    "1",
+    "--disc_warmup_steps",
+    "0",
+    "--n_eval",
+    "4",
+    "--n_samples",
+    "2",
+    "--num_generations",
+    "2",
+    "--prompts_per_step",
+    "2",
+    "--hidden_size",
+    "32",
+    "--num_layers",
+    "1",
+]
+AIRL = [
+    "--train_steps",
+    "10",
+    "--disc_warmup_steps",
+    "2",
+    "--per_device_batch_size",
+    "64",
+    "--num_generations",
+    "8",
+    "--report_to",
+    "none",
+    "--save_steps",
+    "1000000",
+    "--logging_steps",
+    "5",
+]
+TINY_AIRL = [
+    "--hidden_size",
+    "32",
+    "--num_layers",
+    "1",
+    "--num_heads",
+    "2",
+    "--n_train",
+    "32",
+    "--train_steps",
+    "2",
+    "--disc_warmup_steps",
+    "1",
+    "--per_device_batch_size",
+    "4",
+    "--num_generations",
+    "2",
+    "--max_completion_length",
+    "8",
+    "--report_to",
+    "none",
+    "--save_steps",
+    "1000000",
+]
 
 
 def command(target: str, output_dir: Path, smoke: bool) -> list[str]:
@@ -85,8 +139,11 @@ def measure(target: str, repeats: int, smoke: bool) -> dict[str, Any]:
         walls.append(wall)
         logger.info("%s: peak %.0f MiB in %.0f s", target, peak, wall)
     shown = [c if c != sys.executable else "python" for c in command(target, Path("OUT"), smoke)]
-    return {"command": " ".join(shown), "peak_rss_mib": common.summarize(peaks, digits=1),
-            "wall_s": common.summarize(walls, digits=1)}
+    return {
+        "command": " ".join(shown),
+        "peak_rss_mib": common.summarize(peaks, digits=1),
+        "wall_s": common.summarize(walls, digits=1),
+    }
 
 
 def _params(module) -> list:
@@ -99,8 +156,12 @@ def reference_facts(smoke: bool) -> list[dict[str, Any]]:
 
     size = dict(hidden_size=32, num_layers=1, num_heads=2) if smoke else DEMO_SIZE
     # the LoRA case with a fresh half-width discriminator: the case is about the reference model, not D
-    tiny_disc = dict(disc_model="tiny", disc_hidden_size=size["hidden_size"] // 2, disc_num_layers=size["num_layers"],
-                     disc_num_heads=size["num_heads"])
+    tiny_disc = dict(
+        disc_model="tiny",
+        disc_hidden_size=size["hidden_size"] // 2,
+        disc_num_layers=size["num_layers"],
+        disc_num_heads=size["num_heads"],
+    )
     cases = {
         "kl0": dict(kl_coef=0.0),
         "kl_lora": dict(kl_coef=0.05, lora_r=8, **tiny_disc),
@@ -109,30 +170,45 @@ def reference_facts(smoke: bool) -> list[dict[str, Any]]:
     facts = []
     for name, options in cases.items():
         with tempfile.TemporaryDirectory(prefix="rairl-mem-ref-") as tmp:
-            cfg = airl.Config(**size, n_train=32, per_device_batch_size=4, num_generations=2, output_dir=tmp,
-                              report_to="none", disc_warmup_steps=0, **options)
+            cfg = airl.Config(
+                **size,
+                n_train=32,
+                per_device_batch_size=4,
+                num_generations=2,
+                output_dir=tmp,
+                report_to="none",
+                disc_warmup_steps=0,
+                **options,
+            )
             trainer = airl.build_trainer(cfg)
             policy, ref = _params(trainer.model), _params(trainer.ref_model)
             disc = _params(trainer.reward_model.discriminator)
             storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in policy + ref + disc}
-            facts.append({
-                "case": name, "options": options, "policy_class": type(trainer.model).__name__,
-                "ref_model_is_none": trainer.ref_model is None,
-                "policy_weight_copies": 1 + (trainer.ref_model is not None),
-                "params": {"policy_total": sum(p.numel() for p in policy),
-                           "policy_trainable": sum(p.numel() for p in policy if p.requires_grad),
-                           "ref_model": sum(p.numel() for p in ref),
-                           "discriminator": sum(p.numel() for p in disc)},
-                "unique_weight_mib": round(sum(storages.values()) / 2**20, 2),
-            })
+            facts.append(
+                {
+                    "case": name,
+                    "options": options,
+                    "policy_class": type(trainer.model).__name__,
+                    "ref_model_is_none": trainer.ref_model is None,
+                    "policy_weight_copies": 1 + (trainer.ref_model is not None),
+                    "params": {
+                        "policy_total": sum(p.numel() for p in policy),
+                        "policy_trainable": sum(p.numel() for p in policy if p.requires_grad),
+                        "ref_model": sum(p.numel() for p in ref),
+                        "discriminator": sum(p.numel() for p in disc),
+                    },
+                    "unique_weight_mib": round(sum(storages.values()) / 2**20, 2),
+                }
+            )
             del trainer
     return facts
 
 
 def main(argv: list[str] | None = None) -> None:
     p = common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--targets", default=None,
-                   help=f"comma-separated, of {','.join(ALL_TARGETS)} (default: all; --smoke: airl)")
+    p.add_argument(
+        "--targets", default=None, help=f"comma-separated, of {','.join(ALL_TARGETS)} (default: all; --smoke: airl)"
+    )
     p.add_argument("--repeats", type=int, default=5, help="runs per target (the full demo: --demo_repeats)")
     p.add_argument("--demo_repeats", type=int, default=1, help="runs of the full demo (each takes tens of minutes)")
     args = p.parse_args(argv)
@@ -152,8 +228,17 @@ def main(argv: list[str] | None = None) -> None:
     path = common.save("memory", payload, args)
     rows = [[t, common.fmt(r["peak_rss_mib"], "MiB", 0), common.fmt(r["wall_s"], "s", 0)] for t, r in results.items()]
     print(common.table(rows, ["target", "peak RSS median [min-max]", "wall"]))
-    rows = [[f["case"], str(f["ref_model_is_none"]), str(f["policy_weight_copies"]), f["params"]["policy_trainable"],
-             f["params"]["ref_model"], f["unique_weight_mib"]] for f in facts]
+    rows = [
+        [
+            f["case"],
+            str(f["ref_model_is_none"]),
+            str(f["policy_weight_copies"]),
+            f["params"]["policy_trainable"],
+            f["params"]["ref_model"],
+            f["unique_weight_mib"],
+        ]
+        for f in facts
+    ]
     print(common.table(rows, ["case", "ref_model None", "policy copies", "trainable", "ref params", "weights MiB"]))
     print(f"saved {path}")
 

@@ -41,8 +41,16 @@ VARIANTS = {
     "backbone_runmin": ["--disc_likelihood_from", "backbone", "--disc_head_init", "running_min"],
     "reference_runmin": ["--disc_likelihood_from", "reference", "--disc_head_init", "running_min"],
     "reference_zero": ["--disc_likelihood_from", "reference", "--disc_head_init", "zero"],
-    "reference_zero_nnpu": ["--disc_likelihood_from", "reference", "--disc_head_init", "zero", "--disc_loss", "nnpu",
-                            "--disc_pu_prior", "0.3"],
+    "reference_zero_nnpu": [
+        "--disc_likelihood_from",
+        "reference",
+        "--disc_head_init",
+        "zero",
+        "--disc_loss",
+        "nnpu",
+        "--disc_pu_prior",
+        "0.3",
+    ],
 }
 FORMS = {"logit": "last", "f": "min"}  # score form: the step reduction localisation reads it with
 # The demo's budget; --smoke shrinks it to prove the script runs (its figures then mean nothing).
@@ -56,31 +64,106 @@ def run_once(folder: Path, marker: str, argv: list[str]) -> None:
 
 
 def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -> None:
-    run_once(out, "train_summary.json", [
-        "airl", "--model", base, "--granularity", "dense", "--train_steps", str(size["train_steps"]),
-        "--learning_rate", "5e-5", "--per_device_batch_size", str(size["batch"]), "--num_generations", "8",
-        "--disc_warmup_steps", str(size["warmup"]), "--warmup_ratio", "0", "--lr_scheduler", "constant",
-        "--logging_steps", "1", "--save_steps", "100000", "--report_to", "none", "--seed", str(seed),
-        "--n_eval", str(size["n_eval"]), "--output_dir", str(out), *VARIANTS[variant]])
+    run_once(
+        out,
+        "train_summary.json",
+        [
+            "airl",
+            "--model",
+            base,
+            "--granularity",
+            "dense",
+            "--train_steps",
+            str(size["train_steps"]),
+            "--learning_rate",
+            "5e-5",
+            "--per_device_batch_size",
+            str(size["batch"]),
+            "--num_generations",
+            "8",
+            "--disc_warmup_steps",
+            str(size["warmup"]),
+            "--warmup_ratio",
+            "0",
+            "--lr_scheduler",
+            "constant",
+            "--logging_steps",
+            "1",
+            "--save_steps",
+            "100000",
+            "--report_to",
+            "none",
+            "--seed",
+            str(seed),
+            "--n_eval",
+            str(size["n_eval"]),
+            "--output_dir",
+            str(out),
+            *VARIANTS[variant],
+        ],
+    )
 
 
 def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]) -> dict[str, Any]:
     """Rerank and localise with the run's discriminator in every score form; the reports by name."""
     reports: dict[str, Any] = {"localize": {}}
     n = str(size["n_eval"])
-    common = ["--task", "arith", "--n_eval", n, "--reward_model", str(run_dir / "discriminator"), "--policy", base,
-              "--seed", str(seed)]
+    common = [
+        "--task",
+        "arith",
+        "--n_eval",
+        n,
+        "--reward_model",
+        str(run_dir / "discriminator"),
+        "--policy",
+        base,
+        "--seed",
+        str(seed),
+    ]
     for form, reduce in FORMS.items():
-        run_once(run_dir / f"rerank_{form}_val", "metrics.json", [
-            "rerank", *common, "--samples", str(samples), "--score_form", form,
-            "--output_dir", str(run_dir / f"rerank_{form}_val")])
-        for source, extra in (("injected", ["--split", "validation", "--limit", n]),
-                              ("natural", ["--samples", str(samples)])):
+        run_once(
+            run_dir / f"rerank_{form}_val",
+            "metrics.json",
+            [
+                "rerank",
+                *common,
+                "--samples",
+                str(samples),
+                "--score_form",
+                form,
+                "--output_dir",
+                str(run_dir / f"rerank_{form}_val"),
+            ],
+        )
+        for source, extra in (
+            ("injected", ["--split", "validation", "--limit", n]),
+            ("natural", ["--samples", str(samples)]),
+        ):
             name = f"{form}_{source}"
-            run_once(run_dir / f"localize_{name}", "metrics.json", [
-                "localize", *common, "--source", source, *extra, "--score_form", form, "--step_reduce", reduce,
-                "--calibrate", "--val_source", "injected", "--val_split", "train", "--val_limit", n,
-                "--output_dir", str(run_dir / f"localize_{name}")])
+            run_once(
+                run_dir / f"localize_{name}",
+                "metrics.json",
+                [
+                    "localize",
+                    *common,
+                    "--source",
+                    source,
+                    *extra,
+                    "--score_form",
+                    form,
+                    "--step_reduce",
+                    reduce,
+                    "--calibrate",
+                    "--val_source",
+                    "injected",
+                    "--val_split",
+                    "train",
+                    "--val_limit",
+                    n,
+                    "--output_dir",
+                    str(run_dir / f"localize_{name}"),
+                ],
+            )
             reports["localize"][name] = json.loads((run_dir / f"localize_{name}" / "metrics.json").read_text())
     return reports
 
@@ -90,8 +173,11 @@ def health(run_dir: Path) -> dict[str, Any]:
     norms = [r["grad_norm"] for r in rows if "grad_norm" in r]
     losses = [abs(r["loss"]) for r in rows if "loss" in r]
     disc = Discriminator.from_pretrained(run_dir / "discriminator")
-    return {"grad_norm_max_over_median": round(max(norms) / statistics.median(norms), 2),
-            "loss_abs_max": round(max(losses), 3), "likelihood_weights": [round(x, 3) for x in disc.likelihood.tolist()]}
+    return {
+        "grad_norm_max_over_median": round(max(norms) / statistics.median(norms), 2),
+        "loss_abs_max": round(max(losses), 3),
+        "likelihood_weights": [round(x, 3) for x in disc.likelihood.tolist()],
+    }
 
 
 def exactness(per_seed: list[dict], name: str) -> tuple[list[float], list[float]]:
@@ -118,8 +204,10 @@ def num(x: float | None) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'variant/form':<24} {'rerank gain (best agg)':<40} {'vs likelihood':<32} "
-             f"{'inj acc_err':<11} {'inj F1':<7} {'nat F1':<7} {'inj exact vs ll':<32} grad max/med"]
+    lines = [
+        f"{'variant/form':<24} {'rerank gain (best agg)':<40} {'vs likelihood':<32} "
+        f"{'inj acc_err':<11} {'inj F1':<7} {'nat F1':<7} {'inj exact vs ll':<32} grad max/med"
+    ]
     for variant, forms in results["variants"].items():
         worst = max(h["grad_norm_max_over_median"] for h in results["health"][variant])
         for form, r in forms.items():
@@ -129,12 +217,15 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{variant + '/' + form:<24} {gain:<40} {format_summary(rr['best_vs_likelihood'], True):<32} "
                 f"{num(inj['acc_error']['mean']):<11} {num(inj['f1']['mean']):<7} {num(nat['f1']['mean']):<7} "
-                f"{format_summary(inj['exact_vs_likelihood'], True):<32} {worst:.1f}")
+                f"{format_summary(inj['exact_vs_likelihood'], True):<32} {worst:.1f}"
+            )
     some = next(iter(next(iter(results["variants"].values())).values()))
     rr, injected = some["rerank"], next(iter(some["localize"].values()))["likelihood"]
-    lines.append(f"likelihood (base policy, {rr['likelihood_name']}): rerank gain "
-                 f"{format_summary(rr['gain'][rr['likelihood_name']], True)}; injected acc_err "
-                 f"{num(injected['acc_error']['mean'])}, F1 {num(injected['f1']['mean'])}")
+    lines.append(
+        f"likelihood (base policy, {rr['likelihood_name']}): rerank gain "
+        f"{format_summary(rr['gain'][rr['likelihood_name']], True)}; injected acc_err "
+        f"{num(injected['acc_error']['mean'])}, F1 {num(injected['f1']['mean'])}"
+    )
     return "\n".join(lines)
 
 
@@ -158,8 +249,28 @@ def main() -> None:
     for seed in seeds:
         samples = out / f"samples_seed{seed}.jsonl"
         if not samples.is_file():
-            assert rairl(["sample", "--model", base, "--task", "arith", "--n_eval", str(size["n_eval"]), "--split",
-                          "validation", "--n", str(size["n"]), "--seed", str(seed), "--output", str(samples)]) == 0
+            assert (
+                rairl(
+                    [
+                        "sample",
+                        "--model",
+                        base,
+                        "--task",
+                        "arith",
+                        "--n_eval",
+                        str(size["n_eval"]),
+                        "--split",
+                        "validation",
+                        "--n",
+                        str(size["n"]),
+                        "--seed",
+                        str(seed),
+                        "--output",
+                        str(samples),
+                    ]
+                )
+                == 0
+            )
     for variant in args.variants.split(","):
         per_seed = []
         for seed in seeds:

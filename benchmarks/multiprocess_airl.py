@@ -32,13 +32,40 @@ import time
 from pathlib import Path
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
-COMMON = TINY + ["--n_train", "40", "--num_generations", "4", "--max_completion_length", "16", "--report_to", "none",
-                 "--logging_steps", "1", "--threads", "1", "--warmup_ratio", "0", "--disc_warmup_steps", "1",
-                 "--train_steps", "2", "--save_steps", "100"]
+COMMON = TINY + [
+    "--n_train",
+    "40",
+    "--num_generations",
+    "4",
+    "--max_completion_length",
+    "16",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--threads",
+    "1",
+    "--warmup_ratio",
+    "0",
+    "--disc_warmup_steps",
+    "1",
+    "--train_steps",
+    "2",
+    "--save_steps",
+    "100",
+]
 SCENARIOS = {
     "dense": ["--per_device_batch_size", "4", "--granularity", "dense", "--replay_size", "16", "--uneven"],
-    "passthrough": ["--per_device_batch_size", "4", "--granularity", "step", "--expert_passthrough", "--uneven",
-                    "--disc_loss", "wgan_gp"],
+    "passthrough": [
+        "--per_device_batch_size",
+        "4",
+        "--granularity",
+        "step",
+        "--expert_passthrough",
+        "--uneven",
+        "--disc_loss",
+        "wgan_gp",
+    ],
 }
 
 
@@ -67,8 +94,17 @@ def worker(argv: list[str]) -> None:
     summary = airl.train_and_save(trainer, config)
     after = {"policy": digest(trainer.accelerator.unwrap_model(policy)), "discriminator": digest(disc)}
     rank = trainer.accelerator.process_index
-    rows = gather_object([{"rank": rank, "before": before, "after": after, "steps": summary["steps"],
-                           "world_size": trainer.accelerator.num_processes}])
+    rows = gather_object(
+        [
+            {
+                "rank": rank,
+                "before": before,
+                "after": after,
+                "steps": summary["steps"],
+                "world_size": trainer.accelerator.num_processes,
+            }
+        ]
+    )
     accelerator = trainer.accelerator
     if accelerator.is_main_process:
         Path(config.output_dir, "result.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -94,8 +130,20 @@ def check(rows: list[dict]) -> list[str]:
 
 def launch(name: str, output_dir: Path, timeout: int) -> tuple[list[str], float]:
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-           "--worker", *COMMON, *SCENARIOS[name], "--output_dir", str(output_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        __file__,
+        "--worker",
+        *COMMON,
+        *SCENARIOS[name],
+        "--output_dir",
+        str(output_dir),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - start

@@ -33,8 +33,18 @@ import common
 
 TRAINED = ("sft", "airl_dense", "airl_outcome", "grpo_verifier")
 PHASES = ("base", *TRAINED, "evaluate")
-SMOKE = dict(seeds="0", base_steps=2, policy_steps=1, disc_warmup_steps=0, n_eval=4, n_samples=2, num_generations=2,
-             prompts_per_step=2, hidden_size=32, num_layers=1)
+SMOKE = dict(
+    seeds="0",
+    base_steps=2,
+    policy_steps=1,
+    disc_warmup_steps=0,
+    n_eval=4,
+    n_samples=2,
+    num_generations=2,
+    prompts_per_step=2,
+    hidden_size=32,
+    num_layers=1,
+)
 TOP = 25
 
 
@@ -74,17 +84,24 @@ def cprofile_table(prof: cProfile.Profile, sort: str) -> tuple[str, list[dict[st
     rows = []
     column = 2 if sort == "tottime" else 3  # stats values: (primitive calls, calls, own time, cumulative time, callers)
     for (file, line, func), (_, nc, tt, ct, _) in sorted(stats.stats.items(), key=lambda kv: -kv[1][column])[:TOP]:
-        rows.append({"function": f"{file}:{line}({func})", "calls": nc, "tottime_s": round(tt, 4),
-                     "cumtime_s": round(ct, 4)})
+        rows.append(
+            {"function": f"{file}:{line}({func})", "calls": nc, "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)}
+        )
     return stream.getvalue(), rows
 
 
 def torch_table(prof) -> tuple[str, list[dict[str, Any]]]:
     averages = prof.key_averages()
     text = averages.table(sort_by="self_cpu_time_total", row_limit=TOP)
-    rows = [{"op": e.key, "calls": e.count, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
-             "cpu_total_ms": round(e.cpu_time_total / 1e3, 2)}
-            for e in sorted(averages, key=lambda e: -e.self_cpu_time_total)[:TOP]]
+    rows = [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
+            "cpu_total_ms": round(e.cpu_time_total / 1e3, 2),
+        }
+        for e in sorted(averages, key=lambda e: -e.self_cpu_time_total)[:TOP]
+    ]
     return text, rows
 
 
@@ -126,8 +143,11 @@ def main(argv: list[str] | None = None) -> None:
 
         walls = []
         for i in range(repeats):
-            walls.append(common.timed(lambda: run_phase(args.phase, demo_config, base, Path(tmp, f"run{i}"),
-                                                        lambda call: call())))
+            walls.append(
+                common.timed(
+                    lambda i=i: run_phase(args.phase, demo_config, base, Path(tmp, f"run{i}"), lambda call: call())
+                )
+            )
         payload["wall_s"] = common.summarize(walls, digits=2)
 
         prof = cProfile.Profile()
@@ -158,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
 
     write_text(txt, text + "\n")
     print(f"phase {args.phase}: {common.fmt(payload['wall_s'])} over {repeats} runs")
-    rows = [[r["function"][:90], r["calls"], f"{r['tottime_s']:.3f}", f"{r['cumtime_s']:.3f}"]
-            for r in payload["cprofile_top_tottime"][:15]]
+    rows = [
+        [r["function"][:90], r["calls"], f"{r['tottime_s']:.3f}", f"{r['cumtime_s']:.3f}"]
+        for r in payload["cprofile_top_tottime"][:15]
+    ]
     print(common.table(rows, ["function (by own time)", "calls", "own s", "cum s"]))
     if "torch_top_self_cpu" in payload:
         rows = [[r["op"][:60], r["calls"], f"{r['self_cpu_ms']:.1f}"] for r in payload["torch_top_self_cpu"][:10]]

@@ -44,8 +44,12 @@ def growth(points: list[dict[str, Any]], axis: str, variant: str) -> dict[str, A
     xs = [pt[axis] for pt in points]
     res = [pt["results"][variant] for pt in points]
     parts = list(res[0]["parts_s"])
-    out = {"x": xs, "step_exponent": exponent(xs, [r["step_s"]["median"] for r in res]), "part_exponents": {},
-           "share_at_largest": {}}
+    out = {
+        "x": xs,
+        "step_exponent": exponent(xs, [r["step_s"]["median"] for r in res]),
+        "part_exponents": {},
+        "share_at_largest": {},
+    }
     for part in parts:
         out["part_exponents"][part] = exponent(xs, [r["parts_s"][part]["median"] for r in res])
         out["share_at_largest"][part] = round(res[-1]["parts_s"][part]["median"] / res[-1]["step_s"]["median"], 3)
@@ -113,17 +117,25 @@ def main(argv: list[str] | None = None) -> None:
     names = [v for v in args.variants.split(",") if v]
     if args.smoke:
         sweeps = SMOKE_SWEEPS
-        base = replace(step_time.setup_from(args), completion_length=sweeps["completion_length"][0],
-                       num_generations=sweeps["num_generations"][0])
+        base = replace(
+            step_time.setup_from(args),
+            completion_length=sweeps["completion_length"][0],
+            num_generations=sweeps["num_generations"][0],
+        )
     else:
-        sweeps = {"completion_length": tuple(int(x) for x in args.lengths.split(",")),
-                  "num_generations": tuple(int(x) for x in args.groups.split(","))}
+        sweeps = {
+            "completion_length": tuple(int(x) for x in args.lengths.split(",")),
+            "num_generations": tuple(int(x) for x in args.groups.split(",")),
+        }
         base = replace(step_time.setup_from(args), completion_length=args.length, num_generations=args.group)
     points = run_sweeps(base, sweeps, names)
     variant = next((n for n in names if n != "grpo"), names[0])
     growths = {axis: {name: growth(pts, axis, name) for name in names} for axis, pts in points.items()}
-    plot_path = Path(args.plot) if args.plot else (common.out_dir(args) / "scaling.png" if args.smoke
-                                                   else common.ROOT / "benchmarks" / "scaling.png")
+    plot_path = (
+        Path(args.plot)
+        if args.plot
+        else (common.out_dir(args) / "scaling.png" if args.smoke else common.ROOT / "benchmarks" / "scaling.png")
+    )
     plot(points, variant, plot_path)
     payload = {"setup": asdict(base), "sweeps": points, "growth": growths, "plot": str(plot_path)}
     path = common.save("scaling", payload, args)
@@ -131,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for pt in pts:
             r = pt["results"][variant]
-            rows.append([pt[axis], common.fmt(r["step_s"]),
-                         *[f"{r['parts_s'][q]['median']:.3f}" for q in r["parts_s"]]])
+            rows.append(
+                [pt[axis], common.fmt(r["step_s"]), *[f"{r['parts_s'][q]['median']:.3f}" for q in r["parts_s"]]]
+            )
         print(f"\n{variant} vs {axis}")
         print(common.table(rows, [axis, "step median [min-max]", *pts[0]["results"][variant]["parts_s"]]))
         g = growths[axis][variant]

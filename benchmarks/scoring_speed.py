@@ -29,9 +29,8 @@ import logging
 import random
 from typing import Any
 
-import torch
-
 import common
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +48,10 @@ def length_mix(n: int, seed: int) -> tuple[list[tuple[str, str]], dict[str, int]
     arith = get_task(TaskArgs(task="arith", n_eval=max(n, 8)))
     experts = [(arith.prompt(ex), ex.expert) for split in ("test", "ood") for ex in arith.examples(split)]
     rng.shuffle(experts)
-    sources: dict[str, list[tuple[str, str]]] = {"arith_expert": experts,
-                                                 "arith_perturbed": [(p, perturb(r, rng).response) for p, r in experts]}
+    sources: dict[str, list[tuple[str, str]]] = {
+        "arith_expert": experts,
+        "arith_perturbed": [(p, perturb(r, rng).response) for p, r in experts],
+    }
     if (GSM8K / "train.jsonl").is_file():
         gsm8k = get_task(TaskArgs(task="gsm8k", data=str(GSM8K)))
         sources["gsm8k_train"] = [(gsm8k.prompt(ex), ex.expert) for ex in gsm8k.examples("train")]
@@ -72,9 +73,16 @@ def build_reward_model(args) -> Any:
     from rairl.reward_model import RewardModel
     from rairl.tasks.base import line_spans
 
-    backbone, tokenizer = build_tiny(ModelArgs(hidden_size=args.hidden_size, num_layers=args.num_layers,
-                                               num_heads=args.num_heads, max_length=4096, dtype=args.dtype),
-                                     seed=args.seed)
+    backbone, tokenizer = build_tiny(
+        ModelArgs(
+            hidden_size=args.hidden_size,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            max_length=4096,
+            dtype=args.dtype,
+        ),
+        seed=args.seed,
+    )
     disc = Discriminator.from_causal_lm(backbone, likelihood=True)
     return RewardModel(disc, tokenizer, step_spans=line_spans, batch_size=args.batch_size).to(args.device)
 
@@ -93,8 +101,12 @@ def unsorted_token_rewards(rm, batch) -> torch.Tensor:
     from rairl.reward_model import forward_minibatches
 
     disc = rm.discriminator
-    scores = forward_minibatches(lambda b: disc(b.input_ids, b.attention_mask, b.response_mask), batch,
-                                 chunks(batch, rm.batch_size, sort=False), rm.device)
+    scores = forward_minibatches(
+        lambda b: disc(b.input_ids, b.attention_mask, b.response_mask),
+        batch,
+        chunks(batch, rm.batch_size, sort=False),
+        rm.device,
+    )
     return rm.token_rewards(batch, scores)
 
 
@@ -111,8 +123,9 @@ def measure(rm, pairs: list[tuple[str, str]], repeats: int) -> dict[str, list[fl
     prompts, responses = [p for p, _ in pairs], [r for _, r in pairs]
     batch = rm.encode(prompts, responses)
     disc = rm.discriminator.eval()
-    prepared = {sort: [batch.select(idx).to(rm.device) for idx in chunks(batch, rm.batch_size, sort)]
-                for sort in (True, False)}
+    prepared = {
+        sort: [batch.select(idx).to(rm.device) for idx in chunks(batch, rm.batch_size, sort)] for sort in (True, False)
+    }
 
     def bare(sort: bool) -> None:
         with torch.no_grad():
@@ -158,16 +171,35 @@ def main(argv: list[str] | None = None) -> None:
     batch = rm.encode([p for p, _ in pairs], [r for _, r in pairs])
     lengths = batch.attention_mask.sum(1).float()
     payload = {
-        "setup": {k: getattr(args, k) for k in ("hidden_size", "num_layers", "num_heads", "dtype", "device",
-                                                "n_traces", "batch_size", "repeats", "seed")},
+        "setup": {
+            k: getattr(args, k)
+            for k in (
+                "hidden_size",
+                "num_layers",
+                "num_heads",
+                "dtype",
+                "device",
+                "n_traces",
+                "batch_size",
+                "repeats",
+                "seed",
+            )
+        },
         "discriminator_params": sum(q.numel() for q in rm.discriminator.parameters()),
-        "traces": {"n": n, "sources": counts, "gsm8k_included": "gsm8k_train" in counts,
-                   "tokens_min": int(lengths.min()), "tokens_median": int(lengths.median()),
-                   "tokens_max": int(lengths.max())},
+        "traces": {
+            "n": n,
+            "sources": counts,
+            "gsm8k_included": "gsm8k_train" in counts,
+            "tokens_min": int(lengths.min()),
+            "tokens_median": int(lengths.median()),
+            "tokens_max": int(lengths.max()),
+        },
         "traces_per_s": throughput,
         "seconds_per_pass": {name: common.summarize(secs) for name, secs in seconds.items()},
-        "padding": {"sorted": padding(batch, args.batch_size, True),
-                    "unsorted": padding(batch, args.batch_size, False)},
+        "padding": {
+            "sorted": padding(batch, args.batch_size, True),
+            "unsorted": padding(batch, args.batch_size, False),
+        },
         "ratios": {
             "api_vs_bare": common.ratio(throughput["api"], throughput["bare_sorted"]),
             "token_rewards_vs_bare": common.ratio(throughput["token_rewards"], throughput["bare_sorted"]),
@@ -176,13 +208,17 @@ def main(argv: list[str] | None = None) -> None:
         "target_api_vs_bare": 0.9,
     }
     path = common.save("scoring_speed", payload, args)
-    print(f"scoring {n} traces ({counts}; {payload['traces']['tokens_min']}-{payload['traces']['tokens_max']} "
-          f"tokens), batch {args.batch_size}, median of {args.repeats}")
+    print(
+        f"scoring {n} traces ({counts}; {payload['traces']['tokens_min']}-{payload['traces']['tokens_max']} "
+        f"tokens), batch {args.batch_size}, median of {args.repeats}"
+    )
     rows = [[name, common.fmt(t, "traces/s", 1)] for name, t in throughput.items()]
     print(common.table(rows, ["way", "traces/s median [min-max]"]))
     ratios, pad = payload["ratios"], payload["padding"]
-    print(f"api / bare: {ratios['api_vs_bare']}   sorted / unsorted: {ratios['sorted_vs_unsorted']}   padding "
-          f"sorted {pad['sorted']['padding_fraction']} vs unsorted {pad['unsorted']['padding_fraction']}")
+    print(
+        f"api / bare: {ratios['api_vs_bare']}   sorted / unsorted: {ratios['sorted_vs_unsorted']}   padding "
+        f"sorted {pad['sorted']['padding_fraction']} vs unsorted {pad['unsorted']['padding_fraction']}"
+    )
     print(f"saved {path}")
 
 

@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-
 from common import parser, ratio, save, set_threads, summarize, table, timed
+
 from rairl.discriminator import Discriminator
 from rairl.models import ModelArgs, build_tiny
-from rairl.rewards.perturb import perturb
 from rairl.reward_model import RewardModel
+from rairl.rewards.perturb import perturb
 from rairl.tasks import TaskArgs, get_task
 
 
@@ -50,8 +50,12 @@ def start_server(disc_dir: Path, threads: int) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen([sys.executable, "-m", "rairl.cli", "serve", "--reward_model", str(disc_dir), "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rairl.cli", "serve", "--reward_model", str(disc_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -81,8 +85,11 @@ def served(url: str, requests: list[tuple[list[str], list[str]]], clients: int) 
         wall = time.perf_counter() - start
     n = sum(len(p) for p, _ in requests)
     latencies.sort()
-    return {"traces_per_s": n / wall, "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+    return {
+        "traces_per_s": n / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
 
 
 def main() -> None:
@@ -97,13 +104,16 @@ def main() -> None:
     threads = set_threads(args.threads)
     size = dict(hidden_size=32, num_layers=1, num_heads=2) if args.smoke else {}
     prompts, responses = traces(args.n_traces)
-    requests = [(prompts[i:i + args.per_request], responses[i:i + args.per_request])
-                for i in range(0, len(prompts), args.per_request)]
+    requests = [
+        (prompts[i : i + args.per_request], responses[i : i + args.per_request])
+        for i in range(0, len(prompts), args.per_request)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         disc_dir = Path(tmp) / "disc"
         model, tokenizer = build_tiny(ModelArgs(**size), seed=0)
-        RewardModel(Discriminator.from_causal_lm(model, True, likelihood_from="reference"), tokenizer,
-                    score_form="f").save_pretrained(disc_dir)
+        RewardModel(
+            Discriminator.from_causal_lm(model, True, likelihood_from="reference"), tokenizer, score_form="f"
+        ).save_pretrained(disc_dir)
         rm = RewardModel.from_pretrained(disc_dir)
         rm.score(*requests[0])  # warm-up
         local = [len(prompts) / timed(lambda: [rm.score(p, r) for p, r in requests]) for _ in range(args.repeats)]
@@ -120,13 +130,28 @@ def main() -> None:
     in_process = summarize(local)
     rows = [["in-process", f"{in_process['median']:.1f}", "1.00", "-", "-"]]
     for c, f in figures.items():
-        rows.append([f"{c} clients", f"{f['traces_per_s']['median']:.1f}", f"{ratio(f['traces_per_s'], in_process):.2f}",
-                     f"{f['p50_ms']['median']:.0f}", f"{f['p99_ms']['median']:.0f}"])
+        rows.append(
+            [
+                f"{c} clients",
+                f"{f['traces_per_s']['median']:.1f}",
+                f"{ratio(f['traces_per_s'], in_process):.2f}",
+                f"{f['p50_ms']['median']:.0f}",
+                f"{f['p99_ms']['median']:.0f}",
+            ]
+        )
     print(table(rows, ["", "traces/s", "× in-process", "p50 ms", "p99 ms"]))
-    path = save("serve_throughput", {"n_traces": len(prompts), "per_request": args.per_request,
-                              "in_process_traces_per_s": in_process,
-                              "served": {str(c): {**f, "ratio_to_in_process": ratio(f["traces_per_s"], in_process)}
-                                         for c, f in figures.items()}}, args)
+    path = save(
+        "serve_throughput",
+        {
+            "n_traces": len(prompts),
+            "per_request": args.per_request,
+            "in_process_traces_per_s": in_process,
+            "served": {
+                str(c): {**f, "ratio_to_in_process": ratio(f["traces_per_s"], in_process)} for c, f in figures.items()
+            },
+        },
+        args,
+    )
     print(f"saved {path}")
 
 

@@ -40,10 +40,30 @@ from rairl.evaluation.metrics import paired_diff  # noqa: E402
 from rairl.io import write_json  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-SIZE = {"questions": 48, "n": 8, "max_new_tokens": 256, "warmup": 16, "steps": 3, "batch": 8, "gens": 4,
-        "completion": 192, "val_limit": 100, "pb_limit": 0}
-SMOKE = {"questions": 2, "n": 2, "max_new_tokens": 16, "warmup": 1, "steps": 1, "batch": 4, "gens": 2,
-         "completion": 16, "val_limit": 4, "pb_limit": 6}
+SIZE = {
+    "questions": 48,
+    "n": 8,
+    "max_new_tokens": 256,
+    "warmup": 16,
+    "steps": 3,
+    "batch": 8,
+    "gens": 4,
+    "completion": 192,
+    "val_limit": 100,
+    "pb_limit": 0,
+}
+SMOKE = {
+    "questions": 2,
+    "n": 2,
+    "max_new_tokens": 16,
+    "warmup": 1,
+    "steps": 1,
+    "batch": 4,
+    "gens": 2,
+    "completion": 16,
+    "val_limit": 4,
+    "pb_limit": 6,
+}
 
 
 def run_once(marker: Path, argv: list[str]) -> None:
@@ -69,16 +89,37 @@ def parameters_moved(run: Path) -> dict[str, float]:
 def health(run: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
-    return {"steps": [{k: r.get(k) for k in ("step", "loss", "grad_norm", "disc/loss", "disc/acc_expert",
-                                             "disc/acc_policy", "disc/acc_perturbed", "reward/mean",
-                                             "policy/accuracy", "monitor/spikes")} for r in steps],
-            **parameters_moved(run)}
+    return {
+        "steps": [
+            {
+                k: r.get(k)
+                for k in (
+                    "step",
+                    "loss",
+                    "grad_norm",
+                    "disc/loss",
+                    "disc/acc_expert",
+                    "disc/acc_policy",
+                    "disc/acc_perturbed",
+                    "reward/mean",
+                    "policy/accuracy",
+                    "monitor/spikes",
+                )
+            }
+            for r in steps
+        ],
+        **parameters_moved(run),
+    }
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--runs", default=None, help="run folder (steps already there are read); default "
-                   "runs/smollm2_gsm8k, with --smoke runs/smollm2_gsm8k_smoke")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="run folder (steps already there are read); default "
+        "runs/smollm2_gsm8k, with --smoke runs/smollm2_gsm8k_smoke",
+    )
     p.add_argument("--questions", type=int, default=None, help="GSM8K test questions reranked")
     args = p.parse_args()
     size = dict(SMOKE if args.smoke else SIZE)
@@ -88,30 +129,136 @@ def main() -> None:
     threads = ["--threads", str(args.threads)] if args.threads else []
     gsm8k, pb = DATA / "gsm8k", DATA / "processbench" / "gsm8k.jsonl"
     samples = out / "samples.jsonl"
-    run_once(samples, ["sample", "--model", "smollm2-135m", "--task", "gsm8k", "--data", str(gsm8k / "test.jsonl"),
-                       "--split", "test", "--limit", str(size["questions"]), "--n", str(size["n"]),
-                       "--temperature", "0.7", "--max_new_tokens", str(size["max_new_tokens"]), "--batch_size", "64",
-                       "--output", str(samples)])
+    run_once(
+        samples,
+        [
+            "sample",
+            "--model",
+            "smollm2-135m",
+            "--task",
+            "gsm8k",
+            "--data",
+            str(gsm8k / "test.jsonl"),
+            "--split",
+            "test",
+            "--limit",
+            str(size["questions"]),
+            "--n",
+            str(size["n"]),
+            "--temperature",
+            "0.7",
+            "--max_new_tokens",
+            str(size["max_new_tokens"]),
+            "--batch_size",
+            "64",
+            "--output",
+            str(samples),
+        ],
+    )
     run = out / "airl"
-    run_once(run / "train_summary.json", [
-        "airl", "--model", "smollm2-135m", "--lora_r", "16", "--disc_model", "policy", "--disc_lora_r", "16",
-        "--disc_lr", "5e-4", "--task", "gsm8k", "--data", str(gsm8k / "train.jsonl"), "--granularity", "dense",
-        "--per_device_batch_size", str(size["batch"]), "--num_generations", str(size["gens"]),
-        "--max_completion_length", str(size["completion"]), "--disc_warmup_steps", str(size["warmup"]),
-        "--train_steps", str(size["steps"]), "--warmup_ratio", "0", "--learning_rate", "1e-4", "--logging_steps", "1",
-        "--save_steps", str(size["steps"]), "--report_to", "none", "--output_dir", str(run), *threads])
+    run_once(
+        run / "train_summary.json",
+        [
+            "airl",
+            "--model",
+            "smollm2-135m",
+            "--lora_r",
+            "16",
+            "--disc_model",
+            "policy",
+            "--disc_lora_r",
+            "16",
+            "--disc_lr",
+            "5e-4",
+            "--task",
+            "gsm8k",
+            "--data",
+            str(gsm8k / "train.jsonl"),
+            "--granularity",
+            "dense",
+            "--per_device_batch_size",
+            str(size["batch"]),
+            "--num_generations",
+            str(size["gens"]),
+            "--max_completion_length",
+            str(size["completion"]),
+            "--disc_warmup_steps",
+            str(size["warmup"]),
+            "--train_steps",
+            str(size["steps"]),
+            "--warmup_ratio",
+            "0",
+            "--learning_rate",
+            "1e-4",
+            "--logging_steps",
+            "1",
+            "--save_steps",
+            str(size["steps"]),
+            "--report_to",
+            "none",
+            "--output_dir",
+            str(run),
+            *threads,
+        ],
+    )
     disc = str(run / "discriminator")
-    run_once(out / "localize_smollm2" / "metrics.json", [
-        "localize", "--task", "gsm8k", "--data", str(gsm8k / "train.jsonl"), "--split", "train", "--source", "file",
-        "--file", str(pb), "--limit", str(size["pb_limit"]), "--reward_model", disc, "--policy", "smollm2-135m",
-        "--calibrate", "--val_source", "injected", "--val_split", "train", "--val_limit", str(size["val_limit"]),
-        "--output_dir", str(out / "localize_smollm2")])
-    run_once(out / "rerank_smollm2" / "metrics.json", [
-        "rerank", "--task", "gsm8k", "--data", str(gsm8k / "test.jsonl"), "--samples", str(samples),
-        "--reward_model", disc, "--policy", "smollm2-135m", "--output_dir", str(out / "rerank_smollm2")])
+    run_once(
+        out / "localize_smollm2" / "metrics.json",
+        [
+            "localize",
+            "--task",
+            "gsm8k",
+            "--data",
+            str(gsm8k / "train.jsonl"),
+            "--split",
+            "train",
+            "--source",
+            "file",
+            "--file",
+            str(pb),
+            "--limit",
+            str(size["pb_limit"]),
+            "--reward_model",
+            disc,
+            "--policy",
+            "smollm2-135m",
+            "--calibrate",
+            "--val_source",
+            "injected",
+            "--val_split",
+            "train",
+            "--val_limit",
+            str(size["val_limit"]),
+            "--output_dir",
+            str(out / "localize_smollm2"),
+        ],
+    )
+    run_once(
+        out / "rerank_smollm2" / "metrics.json",
+        [
+            "rerank",
+            "--task",
+            "gsm8k",
+            "--data",
+            str(gsm8k / "test.jsonl"),
+            "--samples",
+            str(samples),
+            "--reward_model",
+            disc,
+            "--policy",
+            "smollm2-135m",
+            "--output_dir",
+            str(out / "rerank_smollm2"),
+        ],
+    )
 
-    per_seed = [{"dir": str(out), "seed": 0,
-                 "localize": {"smollm2": json.loads((out / "localize_smollm2" / "metrics.json").read_text())}}]
+    per_seed = [
+        {
+            "dir": str(out),
+            "seed": 0,
+            "localize": {"smollm2": json.loads((out / "localize_smollm2" / "metrics.json").read_text())},
+        }
+    ]
     localize = pool_localize(per_seed, ["smollm2"])["smollm2"]
     preds = [json.loads(line) for line in (out / "localize_smollm2" / "predictions.jsonl").read_text().splitlines()]
     exact = lambda key: np.array([float(p[key] == p["label"]) for p in preds])  # noqa: E731
@@ -120,18 +267,26 @@ def main() -> None:
     results = {"size": size, "localize": localize, "rerank": rerank, "airl": health(run), "env": environment()}
     lines = [f"ProcessBench GSM8K ({len(preds)} traces), thresholds calibrated on GSM8K-train injected errors:"]
     for name, entry in (("learned reward", localize), ("likelihood", localize["likelihood"])):
-        lines.append(f"  {name:<15} acc_error {format_summary(entry['acc_error'], False)}  acc_correct "
-                     f"{format_summary(entry['acc_correct'], False)}  F1 {format_summary(entry['f1'], False)}")
-    lines.append(f"  per-trace exactness, learned − likelihood: "
-                 f"{format_summary(localize['exactness_reward_minus_likelihood'], True)}")
+        lines.append(
+            f"  {name:<15} acc_error {format_summary(entry['acc_error'], False)}  acc_correct "
+            f"{format_summary(entry['acc_correct'], False)}  F1 {format_summary(entry['f1'], False)}"
+        )
+    lines.append(
+        f"  per-trace exactness, learned − likelihood: "
+        f"{format_summary(localize['exactness_reward_minus_likelihood'], True)}"
+    )
     lines.append(f"GSM8K test reranking ({rerank['pass@1']['n']} questions, N = {size['n']}):")
     for key in ("pass@1", "random", "majority", rerank["likelihood_name"], rerank["best_reward"], "oracle"):
         lines.append(f"  {key:<22} {format_summary(rerank[key], False)}")
-    lines.append(f"  learned − likelihood (paired): {format_summary(rerank['best_vs_likelihood'], True)}; "
-                 f"learned − majority: {format_summary(rerank['best_vs_majority'], True)}")
+    lines.append(
+        f"  learned − likelihood (paired): {format_summary(rerank['best_vs_likelihood'], True)}; "
+        f"learned − majority: {format_summary(rerank['best_vs_majority'], True)}"
+    )
     h = results["airl"]
-    lines.append(f"R-AIRL ({len(h['steps'])} logged steps): policy max |Δw| {h['policy_max_abs_delta']:.2e}, "
-                 f"disc LoRA B max |w| {h['disc_lora_B_max_abs']:.2e}")
+    lines.append(
+        f"R-AIRL ({len(h['steps'])} logged steps): policy max |Δw| {h['policy_max_abs_delta']:.2e}, "
+        f"disc LoRA B max |w| {h['disc_lora_B_max_abs']:.2e}"
+    )
     for s in h["steps"]:
         lines.append("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()))
     text = "\n".join(lines)

@@ -30,10 +30,28 @@ import common  # noqa: E402
 import step_time  # noqa: E402
 
 MODEL = "smollm2-135m"
-SIZE = {"matmul": 1024, "sft_batch": 8, "sft_length": 256, "traces": 16, "batch": 8, "repeats": 5,
-        "completion_length": 32, "num_generations": 4, "prompts_per_step": 2}
-SMOKE = {"matmul": 128, "sft_batch": 1, "sft_length": 16, "traces": 2, "batch": 2, "repeats": 1,
-         "completion_length": 4, "num_generations": 2, "prompts_per_step": 1}
+SIZE = {
+    "matmul": 1024,
+    "sft_batch": 8,
+    "sft_length": 256,
+    "traces": 16,
+    "batch": 8,
+    "repeats": 5,
+    "completion_length": 32,
+    "num_generations": 4,
+    "prompts_per_step": 2,
+}
+SMOKE = {
+    "matmul": 128,
+    "sft_batch": 1,
+    "sft_length": 16,
+    "traces": 2,
+    "batch": 2,
+    "repeats": 1,
+    "completion_length": 4,
+    "num_generations": 2,
+    "prompts_per_step": 1,
+}
 
 
 def repeat(fn, repeats: int) -> list[float]:
@@ -107,9 +125,13 @@ def scoring(size: dict[str, int], peak: float) -> dict[str, Any]:
     cfg = disc.reference.config
     # backbone and reference decoders on every computed position; the LM head on response tokens only
     flops = 2 * computed * decoder_flops(cfg, computed // len(batch)) + response * head_flops(cfg)
-    out = {"traces": len(batch), "real_tokens": real, "computed_tokens": computed,
-           "api_tokens_per_s": common.summarize([real / s for s in api], digits=1),
-           "bare_tokens_per_s": common.summarize([real / s for s in forward], digits=1)}
+    out = {
+        "traces": len(batch),
+        "real_tokens": real,
+        "computed_tokens": computed,
+        "api_tokens_per_s": common.summarize([real / s for s in api], digits=1),
+        "bare_tokens_per_s": common.summarize([real / s for s in forward], digits=1),
+    }
     out["api_over_bare"] = out["api_tokens_per_s"]["median"] / out["bare_tokens_per_s"]["median"]
     out["bare_mfu"] = flops / common.summarize(forward)["median"] / 1e9 / peak
     return out
@@ -128,24 +150,51 @@ def main() -> None:
     sft = sft_step(model, size, peak["gflops"]["median"])
     del model
     score = scoring(size, peak["gflops"]["median"])
-    setup = step_time.Setup(model=MODEL, num_generations=size["num_generations"], threads=threads,
-                            completion_length=size["completion_length"], prompts_per_step=size["prompts_per_step"],
-                            steps=size["repeats"], warmup=1)
+    setup = step_time.Setup(
+        model=MODEL,
+        num_generations=size["num_generations"],
+        threads=threads,
+        completion_length=size["completion_length"],
+        prompts_per_step=size["prompts_per_step"],
+        steps=size["repeats"],
+        warmup=1,
+    )
     steps = step_time.run_all(setup, ["grpo", "airl_disc_same"])
     ratio = common.ratio(steps["airl_disc_same"]["step_s"], steps["grpo"]["step_s"])
-    payload = {"size": size, "threads": threads, "peak": peak, "sft_step": sft, "scoring": score,
-               "step": steps, "airl_over_grpo": ratio}
+    payload = {
+        "size": size,
+        "threads": threads,
+        "peak": peak,
+        "sft_step": sft,
+        "scoring": score,
+        "step": steps,
+        "airl_over_grpo": ratio,
+    }
     path = common.save("smollm2_speed", payload, args)
-    print(common.table([
-        ["fp32 matmul peak", f"{peak['gflops']['median']:.1f} GFLOP/s", ""],
-        ["SFT step", f"{sft['tokens_per_s']['median']:.1f} tokens/s", f"MFU {sft['mfu']:.1%}"],
-        ["scoring API", f"{score['api_tokens_per_s']['median']:.1f} tokens/s",
-         f"{score['api_over_bare']:.2f}x of the bare forward"],
-        ["bare D forward (2 LMs)", f"{score['bare_tokens_per_s']['median']:.1f} tokens/s",
-         f"MFU {score['bare_mfu']:.1%}"],
-        ["R-AIRL step / GRPO step", f"{ratio:.2f}x", f"{common.fmt(steps['airl_disc_same']['step_s'])} vs "
-                                                   f"{common.fmt(steps['grpo']['step_s'])}"],
-    ], ["what", "figure", "note"]))
+    print(
+        common.table(
+            [
+                ["fp32 matmul peak", f"{peak['gflops']['median']:.1f} GFLOP/s", ""],
+                ["SFT step", f"{sft['tokens_per_s']['median']:.1f} tokens/s", f"MFU {sft['mfu']:.1%}"],
+                [
+                    "scoring API",
+                    f"{score['api_tokens_per_s']['median']:.1f} tokens/s",
+                    f"{score['api_over_bare']:.2f}x of the bare forward",
+                ],
+                [
+                    "bare D forward (2 LMs)",
+                    f"{score['bare_tokens_per_s']['median']:.1f} tokens/s",
+                    f"MFU {score['bare_mfu']:.1%}",
+                ],
+                [
+                    "R-AIRL step / GRPO step",
+                    f"{ratio:.2f}x",
+                    f"{common.fmt(steps['airl_disc_same']['step_s'])} vs {common.fmt(steps['grpo']['step_s'])}",
+                ],
+            ],
+            ["what", "figure", "note"],
+        )
+    )
     print(f"saved {path}")
 
 

@@ -23,7 +23,7 @@ wrapping the trainer's own methods (their sum plus `policy_update` is the step):
     generation      `_generate`: prompt tokenisation, `model.generate`, decoding
     encode          R-AIRL `policy_batch`: the samples as discriminator batches (ids kept, step ends found)
     disc_update     R-AIRL `update_discriminator`: experts + perturbed experts + samples, forward/backward/step
-    scoring         R-AIRL `_completion_rewards`: discriminator forward (no grad) and token rewards r_t
+    scoring         R-AIRL `completion_rewards`: discriminator forward (no grad) and token rewards r_t
     reward_funcs    `_calculate_rewards`: the rule reward (both trainers run it; R-AIRL logs it as a verifier)
     policy_update   the rest: TRL's advantages and bookkeeping, policy forward, loss, backward, optimizer step
 
@@ -43,14 +43,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import common
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-import common
-
 # part name -> trainer method it times; `policy_update` is the step minus these
-AIRL_PARTS = {"generation": "_generate", "encode": "policy_batch", "disc_update": "update_discriminator",
-              "scoring": "_completion_rewards", "reward_funcs": "_calculate_rewards"}
+AIRL_PARTS = {
+    "generation": "_generate",
+    "encode": "policy_batch",
+    "disc_update": "update_discriminator",
+    "scoring": "completion_rewards",
+    "reward_funcs": "_calculate_rewards",
+}
 GRPO_PARTS = {"generation": "_generate", "reward_funcs": "_calculate_rewards"}
 PART_ORDER = ("generation", "encode", "disc_update", "scoring", "reward_funcs", "policy_update")
 
@@ -81,8 +85,16 @@ class Setup:
         return self.completion_length + 512
 
 
-SMOKE = dict(hidden_size=32, num_layers=1, num_heads=2, num_generations=2, completion_length=8, prompts_per_step=2,
-             steps=1, warmup=1)
+SMOKE = dict(
+    hidden_size=32,
+    num_layers=1,
+    num_heads=2,
+    num_generations=2,
+    completion_length=8,
+    prompts_per_step=2,
+    steps=1,
+    warmup=1,
+)
 
 
 class StepTimer(TrainerCallback):
@@ -142,8 +154,11 @@ def force_length(trainer, length: int) -> dict[str, Any]:
     """Every sample exactly `length` tokens: no EOS before `length`, no other special token at all."""
     tok = trainer.processing_class
     eos = set(trainer.eos_token_ids) if isinstance(trainer.eos_token_ids, list) else {trainer.eos_token_ids}
-    extra = {"min_new_tokens": length, "max_new_tokens": length,
-             "suppress_tokens": sorted(set(tok.all_special_ids) - eos) or None}
+    extra = {
+        "min_new_tokens": length,
+        "max_new_tokens": length,
+        "suppress_tokens": sorted(set(tok.all_special_ids) - eos) or None,
+    }
     for key, value in extra.items():
         setattr(trainer.generation_config, key, value)
     trainer.generation_kwargs.update(extra)
@@ -159,8 +174,15 @@ def save_policy(setup: Setup, folder: Path) -> Path:
     if setup.model != "tiny":
         return Path(resolve_model(setup.model))
 
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=setup.hidden_size, num_layers=setup.num_layers,
-                                            num_heads=setup.num_heads, max_length=setup.max_length), seed=setup.seed)
+    model, tokenizer = build_tiny(
+        ModelArgs(
+            hidden_size=setup.hidden_size,
+            num_layers=setup.num_layers,
+            num_heads=setup.num_heads,
+            max_length=setup.max_length,
+        ),
+        seed=setup.seed,
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -172,12 +194,25 @@ def config(setup: Setup, policy: Path, output_dir: Path, **overrides: Any):
 
     total = setup.warmup + setup.steps
     return airl.Config(
-        model=str(policy), max_length=setup.max_length, task="arith",
+        model=str(policy),
+        max_length=setup.max_length,
+        task="arith",
         n_train=max(64, 2 * total * setup.prompts_per_step),
-        output_dir=str(output_dir), seed=setup.seed, train_steps=total, per_device_batch_size=setup.batch_size,
-        num_generations=setup.num_generations, max_completion_length=setup.completion_length, report_to="none",
-        logging_steps=10**6, save_steps=10**9, threads=setup.threads, warmup_ratio=0.0, lr_scheduler="constant",
-        disc_warmup_steps=0, mixed_precision=setup.mixed_precision, **overrides,
+        output_dir=str(output_dir),
+        seed=setup.seed,
+        train_steps=total,
+        per_device_batch_size=setup.batch_size,
+        num_generations=setup.num_generations,
+        max_completion_length=setup.completion_length,
+        report_to="none",
+        logging_steps=10**6,
+        save_steps=10**9,
+        threads=setup.threads,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        disc_warmup_steps=0,
+        mixed_precision=setup.mixed_precision,
+        **overrides,
     )
 
 
@@ -198,8 +233,12 @@ def airl_trainer(cfg):
 
 def variants(setup: Setup) -> dict[str, tuple[Callable, dict[str, str], dict[str, Any]]]:
     """name -> (trainer builder, parts to time, option overrides)."""
-    half = dict(disc_model="tiny", disc_hidden_size=setup.hidden_size // 2, disc_num_layers=setup.num_layers,
-                disc_num_heads=setup.num_heads)
+    half = dict(
+        disc_model="tiny",
+        disc_hidden_size=setup.hidden_size // 2,
+        disc_num_layers=setup.num_layers,
+        disc_num_heads=setup.num_heads,
+    )
     return {
         "grpo": (grpo_trainer, GRPO_PARTS, {}),
         "airl_disc_same": (airl_trainer, AIRL_PARTS, {"disc_model": "policy"}),
@@ -225,7 +264,7 @@ def run_variant(name: str, setup: Setup, workdir: Path, policy: Path) -> dict[st
     timer = instrument(trainer, parts)
     trainer.remove_callback(ProgressCallback)  # no progress bar or metrics dict in the figures' console output
     trainer.train()
-    measured = timer.steps[setup.warmup:]
+    measured = timer.steps[setup.warmup :]
     if not measured:
         raise RuntimeError(f"{name}: {len(timer.steps)} steps ran, none left after {setup.warmup} warm-up steps")
     names = [p for p in PART_ORDER if p in measured[0]]
@@ -268,8 +307,12 @@ def setup_from(args) -> Setup:
 
 def add_setup_args(p) -> None:
     d = Setup()
-    p.add_argument("--model", default=d.model, help="tiny (built from the width options) or a pretrained model, "
-                   "e.g. smollm2-135m (results then go to step_time_MODEL.json)")
+    p.add_argument(
+        "--model",
+        default=d.model,
+        help="tiny (built from the width options) or a pretrained model, "
+        "e.g. smollm2-135m (results then go to step_time_MODEL.json)",
+    )
     p.add_argument("--hidden_size", type=int, default=d.hidden_size, help="policy width")
     p.add_argument("--num_layers", type=int, default=d.num_layers, help="policy layers")
     p.add_argument("--num_heads", type=int, default=d.num_heads, help="policy attention heads")
@@ -291,14 +334,17 @@ def main(argv: list[str] | None = None) -> None:
     results = run_all(setup, [v for v in args.variants.split(",") if v])
     payload: dict[str, Any] = {"setup": asdict(setup), "results": results}
     if "grpo" in results:
-        payload["ratio_vs_grpo"] = {k: common.ratio(r["step_s"], results["grpo"]["step_s"])
-                                    for k, r in results.items() if k != "grpo"}
+        payload["ratio_vs_grpo"] = {
+            k: common.ratio(r["step_s"], results["grpo"]["step_s"]) for k, r in results.items() if k != "grpo"
+        }
         payload["target_ratio"] = 1.3
     path = common.save("step_time" if setup.model == "tiny" else f"step_time_{Path(setup.model).name}", payload, args)
     shape = f"{setup.hidden_size}x{setup.num_layers}" if setup.model == "tiny" else setup.model
-    print(f"step time (s), {setup.batch_size} sequences of exactly {setup.completion_length} tokens "
-          f"(G={setup.num_generations}), policy {shape}, "
-          f"median of {setup.steps} steps after {setup.warmup} warm-up")
+    print(
+        f"step time (s), {setup.batch_size} sequences of exactly {setup.completion_length} tokens "
+        f"(G={setup.num_generations}), policy {shape}, "
+        f"median of {setup.steps} steps after {setup.warmup} warm-up"
+    )
     print(report(results))
     print(f"saved {path}")
 

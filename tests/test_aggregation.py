@@ -20,7 +20,7 @@ from rairl.rewards.aggregation import (
     step_token_ranges,
     trace_views,
 )
-from rairl.rewards.granularity import step_end_tokens
+from rairl.traces import step_end_tokens
 
 R = torch.tensor([1.0, -2.0, 3.0, 0.5])
 ANSWER = torch.tensor([False, False, True, True])
@@ -35,8 +35,9 @@ def piece_tokenizer(pieces: list[str]) -> PreTrainedTokenizerFast:
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(f"(?:{pattern})|(?m:.)"), behavior="isolated")
     core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,8 +74,9 @@ def test_nan_or_inf_raises_with_the_trace_index():
     with pytest.raises(NonFiniteScore, match="non-finite reward at response token"):
         aggregate("mean", torch.tensor([1.0, math.nan]))
     with pytest.raises(NonFiniteScore) as err:
-        trace_views([R, torch.tensor([0.0, math.inf])], [[1], [0]], [ANSWER, torch.tensor([True, True])],
-                    aggregates=["mean"])
+        trace_views(
+            [R, torch.tensor([0.0, math.inf])], [[1], [0]], [ANSWER, torch.tensor([True, True])], aggregates=["mean"]
+        )
     assert err.value.index == 1
 
 

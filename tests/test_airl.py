@@ -27,9 +27,30 @@ from rairl.trainers.airl_state import STATE_DIR
 from rairl.trainers.discriminator_update import perturbed_experts
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
-RUN = TINY + ["--n_train", "50", "--per_device_batch_size", "8", "--num_generations", "4",
-              "--max_completion_length", "24", "--report_to", "none", "--logging_steps", "1", "--threads", "1",
-              "--warmup_ratio", "0", "--disc_warmup_steps", "1", "--train_steps", "2", "--save_steps", "100"]
+RUN = TINY + [
+    "--n_train",
+    "50",
+    "--per_device_batch_size",
+    "8",
+    "--num_generations",
+    "4",
+    "--max_completion_length",
+    "24",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--threads",
+    "1",
+    "--warmup_ratio",
+    "0",
+    "--disc_warmup_steps",
+    "1",
+    "--train_steps",
+    "2",
+    "--save_steps",
+    "100",
+]
 TINY_ARGS = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256)
 
 
@@ -135,7 +156,7 @@ def test_expert_passthrough_adds_one_row_per_group(tmp_path):
     trainer = airl.build_trainer(config(tmp_path, "--expert_passthrough", "--train_steps", "1"))
     calls = spy_on_hook(trainer)
     trainer.train()
-    (n, out), = calls
+    ((n, out),) = calls
     assert n == 8 and out["completion_ids"].shape[0] == 8 + 8 // 4
     assert out["advantages"].shape == out["completion_ids"].shape
     assert torch.isfinite(out["advantages"]).all()
@@ -175,8 +196,17 @@ def test_passthrough_expert_gets_the_verifier_bonus_too(tmp_path):
     """The policy's r_T carry weight · correctness inside μ_g and σ_g; the (correct) expert's r_T must as well.
     (A head that starts at zero would score every sample alike: a group that cannot be told apart gives no
     advantage, the expert's included, so this test starts from the running-minimum head.)"""
-    trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--expert_passthrough", "--granularity", "outcome",
-                                        "--disc_head_init", "running_min"))
+    trainer = airl.build_trainer(
+        config(
+            tmp_path,
+            "--disc_frozen",
+            "--expert_passthrough",
+            "--granularity",
+            "outcome",
+            "--disc_head_init",
+            "running_min",
+        )
+    )
     trainer.model.train()
     trainer.reward_funcs = [lambda prompts, completions, **kwargs: [0.0] * len(completions)]  # no sample passes
     inputs = [row for row in trainer.train_dataset.select([0] * 4 + [1] * 4)]
@@ -222,8 +252,9 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"#{4}|\d{2}|[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path):
@@ -239,7 +270,7 @@ def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path):
     calls = spy_on_hook(trainer)
     trainer.warmup_discriminator(1)
     trainer.train()
-    (_, out), = calls
+    ((_, out),) = calls
     assert torch.isfinite(out["advantages"]).all() and out["advantages"].shape == out["completion_ids"].shape
     assert any(k.startswith("disc/") for k in trainer.state.log_history[0])
 
@@ -294,16 +325,19 @@ def test_resume_from_a_checkpoint_without_airl_state_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="needs torch.distributed with the gloo backend")
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="needs torch.distributed with the gloo backend",
+)
 def test_two_processes_end_with_identical_policy_and_discriminator():
     """benchmarks/multiprocess_airl.py: DDP on two CPU processes; each scenario checks the weights' hashes."""
     import subprocess
     import sys
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "multiprocess_airl.py"
-    proc = subprocess.run([sys.executable, str(script), "--timeout", "240"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--timeout", "240"], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert proc.stdout.count(" ok ") == 2, proc.stdout
 
@@ -339,12 +373,24 @@ def test_a_nonfinite_discriminator_loss_skips_the_update(tmp_path):
     def poisoned(*args):
         return rm.discriminator(*args) * float("nan")
 
-    stats = discriminator_step(poisoned, rm.discriminator, trainer.disc_optimizer, rm,
-                               Negatives(batch, ["expert", "policy"]), trainer.disc_args)
+    stats = discriminator_step(
+        poisoned,
+        rm.discriminator,
+        trainer.disc_optimizer,
+        rm,
+        Negatives(batch, ["expert", "policy"]),
+        trainer.disc_args,
+    )
     assert stats["disc/skipped_nonfinite"] == 1.0
     assert not differs(before, rm.discriminator.state_dict())
-    stats = discriminator_step(rm.discriminator, rm.discriminator, trainer.disc_optimizer, rm,
-                               Negatives(batch, ["expert", "policy"]), trainer.disc_args)
+    stats = discriminator_step(
+        rm.discriminator,
+        rm.discriminator,
+        trainer.disc_optimizer,
+        rm,
+        Negatives(batch, ["expert", "policy"]),
+        trainer.disc_args,
+    )
     assert stats["disc/skipped_nonfinite"] == 0.0 and differs(before, rm.discriminator.state_dict())
 
 

@@ -18,8 +18,10 @@ def one_line_error(capsys, argv: list[str]) -> str:
 
 def test_a_model_path_that_does_not_exist(capsys):
     err = one_line_error(capsys, ["eval", "--model", "/nonexistent/model"])
-    assert err == ("error: --model /nonexistent/model: no such folder; expected a saved model folder (config.json and "
-                   "*.safetensors) or a Hugging Face id")
+    assert err == (
+        "error: --model /nonexistent/model: no such folder; expected a saved model folder (config.json and "
+        "*.safetensors) or a Hugging Face id"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,21 @@ def test_summarize_by_hand():
 
 def test_growth_exponent_by_hand():
     assert scaling.exponent([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)  # y = 3 x^2
-    points = [{"completion_length": x, "results": {"v": {"step_s": {"median": 2 * x + x * x},
-                                                         "parts_s": {"a": {"median": 2 * x}, "b": {"median": x * x}}}}}
-              for x in (1, 2, 4)]
+    points = [
+        {
+            "completion_length": x,
+            "results": {
+                "v": {"step_s": {"median": 2 * x + x * x}, "parts_s": {"a": {"median": 2 * x}, "b": {"median": x * x}}}
+            },
+        }
+        for x in (1, 2, 4)
+    ]
     g = scaling.growth(points, "completion_length", "v")
     assert g["part_exponents"] == {"a": pytest.approx(1.0), "b": pytest.approx(2.0)}
-    assert g["fastest_growing"] == "b" and g["share_at_largest"] == {"a": pytest.approx(8 / 24, abs=1e-3),
-                                                                      "b": pytest.approx(16 / 24, abs=1e-3)}
+    assert g["fastest_growing"] == "b" and g["share_at_largest"] == {
+        "a": pytest.approx(8 / 24, abs=1e-3),
+        "b": pytest.approx(16 / 24, abs=1e-3),
+    }
 
 
 def test_step_time_smoke(tmp_path):

@@ -9,10 +9,16 @@ from rairl.chat import check_template, plain_text, render_prompt, trainer_prompt
 from rairl.models import build_char_tokenizer, load_tokenizer
 from rairl.traces import encode_texts
 
-FIXED = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+FIXED = (
+    "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}[assistant] {% endif %}"
+)
 DATED = "Today is {{ strftime_now('%d %b %Y') }}.\n" + FIXED
 # Llama 3.1's pattern: a date argument with a clock fallback
-FALLBACK = "{% if not date_string is defined %}{% set date_string = strftime_now('%Y-%m-%d') %}{% endif %}{{ date_string }}\n" + FIXED
+FALLBACK = (
+    "{% if not date_string is defined %}{% set date_string = strftime_now('%Y-%m-%d') %}{% endif %}{{ date_string }}\n"
+    + FIXED
+)
 
 
 def test_without_a_template_prompts_stay_plain():

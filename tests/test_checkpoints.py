@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_sft import SMALL_RUN
 
 from rairl.cli import main
 from rairl.trainers.checkpoints import (
@@ -14,7 +15,6 @@ from rairl.trainers.checkpoints import (
     mark_complete,
     resolve_resume,
 )
-from test_sft import SMALL_RUN
 
 
 def fake_checkpoint(folder, step: int, complete: bool = True):
@@ -61,7 +61,9 @@ def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_a
     common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *SMALL_RUN]
     assert main(["sft", "--train_steps", "4", *common]) == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [
-        "checkpoint-2", "checkpoint-4"]  # no staging folder left
+        "checkpoint-2",
+        "checkpoint-4",
+    ]  # no staging folder left
     assert all(checkpoint_problem(out / name) is None for name in ("checkpoint-2", "checkpoint-4"))
     log_lines = (out / "log.jsonl").read_text().count("\n")
     with caplog.at_level("INFO"):
@@ -82,7 +84,19 @@ def test_sft_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_pa
     spec = importlib.util.spec_from_file_location("fault_injection", script)
     fault = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fault)
-    results = fault.main(["--commands", "sft", "--kills", "1", "--seed", "5", "--root", str(tmp_path / "runs"),
-                          "--output", str(tmp_path / "fault.json")])["sft"]
+    results = fault.main(
+        [
+            "--commands",
+            "sft",
+            "--kills",
+            "1",
+            "--seed",
+            "5",
+            "--root",
+            str(tmp_path / "runs"),
+            "--output",
+            str(tmp_path / "fault.json"),
+        ]
+    )["sft"]
     assert results["killed"] == results["inside_save"] == results["resumed_ok"] == 1, results["points"]
     assert results["max_abs_diff"] == 0.0

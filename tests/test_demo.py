@@ -63,8 +63,14 @@ def test_fast_mode_keeps_explicit_seeds():
 
 @pytest.mark.parametrize(
     "ci, threshold, expected",
-    [([0.01, 0.05], 0.0, "yes"), ([0.0, 0.05], 0.0, "yes"), ([-0.02, 0.05], 0.0, "unclear"),
-     ([-0.05, -0.01], 0.0, "no"), ([0.80, 0.86], 0.861, "no"), ([None, None], 0.0, "unclear")],
+    [
+        ([0.01, 0.05], 0.0, "yes"),
+        ([0.0, 0.05], 0.0, "yes"),
+        ([-0.02, 0.05], 0.0, "unclear"),
+        ([-0.05, -0.01], 0.0, "no"),
+        ([0.80, 0.86], 0.861, "no"),
+        ([None, None], 0.0, "unclear"),
+    ],
 )
 def test_a_claim_holds_only_when_its_whole_interval_clears_the_bar(ci, threshold, expected):
     assert verdict({"mean": None, "ci95": ci, "n": 10}, threshold) == expected

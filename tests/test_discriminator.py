@@ -42,8 +42,9 @@ def traces(vocab: int, seed: int = 0):
     """Two traces of 10 tokens: a 4-token prompt and a 6-token response (the second row shorter)."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, vocab, (2, 10), generator=g)
-    return build_batch([ids[0, :4].tolist(), ids[1, :4].tolist()], [ids[0, 4:].tolist(), ids[1, 4:8].tolist()],
-                       [[1, 5], [3]], pad_id=0)
+    return build_batch(
+        [ids[0, :4].tolist(), ids[1, :4].tolist()], [ids[0, 4:].tolist(), ids[1, 4:8].tolist()], [[1, 5], [3]], pad_id=0
+    )
 
 
 @pytest.mark.parametrize("likelihood", [False, True])
@@ -232,8 +233,9 @@ def test_reference_likelihood_stays_the_initial_lms_while_the_backbone_trains(po
     disc.eval()
     with torch.no_grad():
         torch.testing.assert_close(disc.terms(*args)[1], base_ell)  # ℓ did not drift
-        assert not torch.allclose(disc.classifier.model.layers[0].mlp.up_proj.weight,
-                                  policy[0].model.layers[0].mlp.up_proj.weight)
+        assert not torch.allclose(
+            disc.classifier.model.layers[0].mlp.up_proj.weight, policy[0].model.layers[0].mlp.up_proj.weight
+        )
         before = disc(*args)
     disc.save_pretrained(tmp_path, policy[1])
     loaded = Discriminator.from_pretrained(tmp_path).eval()

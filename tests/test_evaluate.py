@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rairl.cli import main
-from rairl.evaluation.evaluate import Config, format_table, parse_ks, split_metrics
+from rairl.commands.eval import Config, format_table, parse_ks, split_metrics
 from rairl.models import ModelArgs, load_policy
 
 

@@ -14,9 +14,26 @@ from rairl.tasks import get_task
 from rairl.trainers import grpo
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
-RUN = TINY + ["--n_train", "32", "--per_device_batch_size", "8", "--num_generations", "4",
-              "--max_completion_length", "16", "--report_to", "none", "--logging_steps", "1", "--threads", "1",
-              "--warmup_ratio", "0", "--train_steps", "2"]
+RUN = TINY + [
+    "--n_train",
+    "32",
+    "--per_device_batch_size",
+    "8",
+    "--num_generations",
+    "4",
+    "--max_completion_length",
+    "16",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--threads",
+    "1",
+    "--warmup_ratio",
+    "0",
+    "--train_steps",
+    "2",
+]
 
 
 def test_grpo_trains_and_saves_the_policy(tmp_path):

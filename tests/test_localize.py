@@ -11,7 +11,7 @@ import pytest
 from rairl.cli import main
 from rairl.discriminator import Discriminator
 from rairl.evaluation.processbench import processbench_metrics
-from rairl.inference.benchmarks import SourceSpec, build, joined, joined_spans
+from rairl.inference.labelled import SourceSpec, build, joined, joined_spans
 from rairl.inference.localize import calibrate_threshold, predict
 from rairl.models import ModelArgs, build_tiny
 from rairl.tasks import TaskArgs, get_task
@@ -36,8 +36,18 @@ def saved(tmp_path_factory):
 
 
 def run_localize(saved, out, *args) -> dict:
-    code = main(["localize", "--reward_model", str(saved / "disc"), "--policy", str(saved / "policy"),
-                 "--output_dir", str(out), *args])
+    code = main(
+        [
+            "localize",
+            "--reward_model",
+            str(saved / "disc"),
+            "--policy",
+            str(saved / "policy"),
+            "--output_dir",
+            str(out),
+            *args,
+        ]
+    )
     assert code == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -106,8 +116,16 @@ def test_localize_natural_from_a_samples_file(saved, tmp_path):
         lines = ex.expert.split("\n")
         wrong = "\n".join(lines[:1] + ["1+1=3"] + lines[2:])
         for j, response in enumerate([ex.expert, wrong, lines[0]]):  # right, wrong at step 1, a missing step
-            rows.append({"id": ex.id, "sample": j, "prompt": task.prompt(ex), "response": response,
-                         "correct": j == 0, "first_error": task.first_error(response, ex)})
+            rows.append(
+                {
+                    "id": ex.id,
+                    "sample": j,
+                    "prompt": task.prompt(ex),
+                    "response": response,
+                    "correct": j == 0,
+                    "first_error": task.first_error(response, ex),
+                }
+            )
     rng.shuffle(rows)
     src = tmp_path / "samples.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -117,14 +135,27 @@ def test_localize_natural_from_a_samples_file(saved, tmp_path):
 
 
 def test_localize_natural_generated_by_the_policy(saved, tmp_path):
-    m = run_localize(saved, tmp_path / "gen", "--source", "natural", "--limit", "2", "--n_samples", "2",
-                     "--max_new_tokens", "12", *ARITH)
+    m = run_localize(
+        saved,
+        tmp_path / "gen",
+        "--source",
+        "natural",
+        "--limit",
+        "2",
+        "--n_samples",
+        "2",
+        "--max_new_tokens",
+        "12",
+        *ARITH,
+    )
     assert m["n_traces"] + m["dropped"] == 4
 
 
 def test_localize_file_source_on_a_handmade_processbench_file(saved, tmp_path):
-    rows = [{"id": "a", "problem": "1+1?", "steps": ["1+1=2", "So:\n#### 2"], "label": -1},
-            {"id": "b", "problem": "2+2?", "steps": ["2+2=5", "#### 5"], "label": 0}]
+    rows = [
+        {"id": "a", "problem": "1+1?", "steps": ["1+1=2", "So:\n#### 2"], "label": -1},
+        {"id": "b", "problem": "2+2?", "steps": ["2+2=5", "#### 5"], "label": 0},
+    ]
     src = tmp_path / "pb.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     m = run_localize(saved, tmp_path / "file", "--source", "file", "--file", str(src), "--tau", "1e9")

@@ -26,23 +26,58 @@ def tiny_policy(tmp_path_factory) -> Path:
 
 
 def run(script: str, *args: str) -> None:
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def test_disc_separation_reports_each_variant_with_a_ci(tiny_policy, tmp_path):
     out = tmp_path / "separation.json"
-    run("disc_separation.py", "--policy", str(tiny_policy), "--steps", "2", "--batch", "8", "--n_negatives", "8",
-        "--eval_n", "4", "--variants", "plain-random,likelihood-sft", "--output", str(out))
+    run(
+        "disc_separation.py",
+        "--policy",
+        str(tiny_policy),
+        "--steps",
+        "2",
+        "--batch",
+        "8",
+        "--n_negatives",
+        "8",
+        "--eval_n",
+        "4",
+        "--variants",
+        "plain-random,likelihood-sft",
+        "--output",
+        str(out),
+    )
     results = json.loads(out.read_text())["results"]
     assert [r["variant"] for r in results] == ["plain-random", "likelihood-sft"]
     assert all(r["accuracy"]["n"] == 8 and len(r["accuracy"]["ci95"]) == 2 for r in results)
 
 
 def test_airl_before_after_pairs_each_run_with_the_base(tiny_policy, tmp_path):
-    run("airl_before_after.py", "--base", str(tiny_policy), "--methods", "dense", "--seeds", "0", "--train_steps", "1",
-        "--batch", "8", "--disc_warmup_steps", "0", "--output_dir", str(tmp_path))
+    run(
+        "airl_before_after.py",
+        "--base",
+        str(tiny_policy),
+        "--methods",
+        "dense",
+        "--seeds",
+        "0",
+        "--train_steps",
+        "1",
+        "--batch",
+        "8",
+        "--disc_warmup_steps",
+        "0",
+        "--output_dir",
+        str(tmp_path),
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     (entry,) = results["methods"]["dense"]["per_seed"]
     n = results["before"]["test"]["n"]
@@ -52,8 +87,18 @@ def test_airl_before_after_pairs_each_run_with_the_base(tiny_policy, tmp_path):
 
 
 def test_method_check_tables_every_variant_and_form(tiny_policy, tmp_path):
-    run("method_check.py", "--smoke", "--base", str(tiny_policy), "--seeds", "0", "--variants", "reference_zero",
-        "--output", str(tmp_path))
+    run(
+        "method_check.py",
+        "--smoke",
+        "--base",
+        str(tiny_policy),
+        "--seeds",
+        "0",
+        "--variants",
+        "reference_zero",
+        "--output",
+        str(tmp_path),
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     forms = results["variants"]["reference_zero"]
     assert set(forms) == {"logit", "f"}

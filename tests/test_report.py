@@ -22,22 +22,42 @@ from rairl.report.plots import confusion_matrix
 
 # 2 questions x 3 samples: (id, response, correct, first_error); one response holds HTML to be escaped
 SAMPLES = [
-    ("q1", "3+4=7\n7*2=14\n#### 14", True, -1), ("q1", "3+4=8\n8*2=16\n#### 16", False, 0),
-    ("q1", "3+4=7\n7*2=15\n#### 15", False, 1), ("q2", "2*2=4\n4-1=3\n#### 3", True, -1),
-    ("q2", "2*2=4\n4-1=3\n#### 3.0", True, -1), ("q2", "2+2=5 <b>&</b>\n5-1=4\n#### 4", False, 0),
+    ("q1", "3+4=7\n7*2=14\n#### 14", True, -1),
+    ("q1", "3+4=8\n8*2=16\n#### 16", False, 0),
+    ("q1", "3+4=7\n7*2=15\n#### 15", False, 1),
+    ("q2", "2*2=4\n4-1=3\n#### 3", True, -1),
+    ("q2", "2*2=4\n4-1=3\n#### 3.0", True, -1),
+    ("q2", "2+2=5 <b>&</b>\n5-1=4\n#### 4", False, 0),
 ]
 SUMMARY = {"mean": 0.5, "ci95": [0.4, 0.6], "n": 10}
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def sample_rows() -> list[dict]:
     rows, counts = [], {}
     for qid, response, correct, first_error in SAMPLES:
         j = counts[qid] = counts.get(qid, -1) + 1
-        rows.append({"id": qid, "sample": j, "question": f"question {qid}", "prompt": f"Question: question {qid}\n"
-                     "Answer:\n", "response": response, "answer": response.rsplit(" ", 1)[-1], "correct": correct,
-                     "first_error": first_error})
+        rows.append(
+            {
+                "id": qid,
+                "sample": j,
+                "question": f"question {qid}",
+                "prompt": f"Question: question {qid}\nAnswer:\n",
+                "response": response,
+                "answer": response.rsplit(" ", 1)[-1],
+                "correct": correct,
+                "first_error": first_error,
+            }
+        )
     return rows
 
 
@@ -57,28 +77,71 @@ def run_dir(tmp_path_factory):
     tokenizer.save_pretrained(root / "policy")
     write_jsonl(root / "samples.jsonl", sample_rows())
     disc, policy = str(root / "airl" / "discriminator"), str(root / "policy")
-    assert main(["rerank", "--samples", str(root / "samples.jsonl"), "--reward_model", disc, "--policy", policy,
-                 "--output_dir", str(root / "rerank")]) == 0
-    assert main(["localize", "--reward_model", disc, "--policy", policy, "--output_dir", str(root / "localize"),
-                 "--n_eval", "4", "--n_train", "20"]) == 0
+    assert (
+        main(
+            [
+                "rerank",
+                "--samples",
+                str(root / "samples.jsonl"),
+                "--reward_model",
+                disc,
+                "--policy",
+                policy,
+                "--output_dir",
+                str(root / "rerank"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "localize",
+                "--reward_model",
+                disc,
+                "--policy",
+                policy,
+                "--output_dir",
+                str(root / "localize"),
+                "--n_eval",
+                "4",
+                "--n_train",
+                "20",
+            ]
+        )
+        == 0
+    )
     (root / "eval").mkdir()
     splits = {"test": {"greedy": SUMMARY, "pass@1": SUMMARY, "pass@4": SUMMARY}}
     (root / "eval" / "metrics.json").write_text(json.dumps({"model": "tiny", "task": "arith", "splits": splits}))
-    (root / "results.json").write_text(json.dumps({
-        "seeds": [0, 1], "wall_time_s": 12.5,
-        "training": {"sft": {"id": {"pass@1": SUMMARY}, "ood": {"pass@1": SUMMARY}},
-                     "airl": {"id": {"pass@1": SUMMARY}, "ood": {"pass@1": SUMMARY}}},
-        "rerank": {"reward/mean": SUMMARY}, "localize": {"f1": SUMMARY}, "transfer": {},
-        "claims": [{"claim": "AIRL beats SFT <script>alert(1)</script>", "value": SUMMARY, "holds": True}],
-    }))
+    (root / "results.json").write_text(
+        json.dumps(
+            {
+                "seeds": [0, 1],
+                "wall_time_s": 12.5,
+                "training": {
+                    "sft": {"id": {"pass@1": SUMMARY}, "ood": {"pass@1": SUMMARY}},
+                    "airl": {"id": {"pass@1": SUMMARY}, "ood": {"pass@1": SUMMARY}},
+                },
+                "rerank": {"reward/mean": SUMMARY},
+                "localize": {"f1": SUMMARY},
+                "transfer": {},
+                "claims": [{"claim": "AIRL beats SFT <script>alert(1)</script>", "value": SUMMARY, "holds": True}],
+            }
+        )
+    )
     return root
 
 
 def expected_heatmaps(run_dir, n: int) -> int:
     scored = [json.loads(x) for x in (run_dir / "rerank" / "scored.jsonl").read_text().splitlines()]
     labelled = [json.loads(x) for x in (run_dir / "localize" / "predictions.jsonl").read_text().splitlines()]
-    counts = [sum(r["correct"] for r in scored), sum(not r["correct"] for r in scored),
-              sum(r["label"] == -1 for r in labelled), sum(r["label"] != -1 for r in labelled)]
+    counts = [
+        sum(r["correct"] for r in scored),
+        sum(not r["correct"] for r in scored),
+        sum(r["label"] == -1 for r in labelled),
+        sum(r["label"] != -1 for r in labelled),
+    ]
     return sum(min(n, c) for c in counts)
 
 
@@ -124,19 +187,32 @@ def test_rerank_traces_take_tau_from_the_nearest_localize_run(tmp_path):
 def test_table_cells():
     assert value_cell(True) == "<td class='yes'>yes</td>" and value_cell(None) == "<td>–</td>"
     assert value_cell({"airl": {"mean": 0.5, "ci95": [0.25, 0.75], "n": 4}, "diff": 0.1}) == (
-        "<td>airl: 0.500 [0.250, 0.750] (n=4); diff: 0.1</td>")
+        "<td>airl: 0.500 [0.250, 0.750] (n=4); diff: 0.1</td>"
+    )
     assert value_cell("<i>") == "<td>&lt;i&gt;</td>" and value_cell(0.123456) == "<td class='num'>0.1235</td>"
 
 
 def test_a_token_across_a_step_boundary_colours_its_part_in_each_step():
     # "ab\ncd": token 0 = "ab\n" (r = 1), token 1 = "cd" (r = -1), then EOS (r = 0.5); step 1 is the true and
     # the predicted first error
-    t = Trace("t<1>", "q", "p", "ab\ncd", [(0, 2), (3, 5)], [1.0, -1.0], False, 1, 1,
-              token_values=[1.0, -1.0, 0.5], token_spans=[(0, 3), (3, 5), (5, 5)])
+    t = Trace(
+        "t<1>",
+        "q",
+        "p",
+        "ab\ncd",
+        [(0, 2), (3, 5)],
+        [1.0, -1.0],
+        False,
+        1,
+        1,
+        token_values=[1.0, -1.0, 0.5],
+        token_spans=[(0, 3), (3, 5), (5, 5)],
+    )
     out = render_trace(t, 7, vmax=1.0)
     assert out.startswith('<div class="heatmap wrong" id="heatmap-7">') and "t&lt;1&gt;" in out
-    assert re.findall(r'<span class="tok[^"]*" style="background:(#\w+);[^"]*" title="r = ([-.\d]+)">([^<]*)</span>',
-                      out) == [("#053061", "1.0000", "ab"), ("#67001f", "-1.0000", "cd"), ("#68abd0", "0.5000", "EOS")]
+    assert re.findall(
+        r'<span class="tok[^"]*" style="background:(#\w+);[^"]*" title="r = ([-.\d]+)">([^<]*)</span>', out
+    ) == [("#053061", "1.0000", "ab"), ("#67001f", "-1.0000", "cd"), ("#68abd0", "0.5000", "EOS")]
     assert out.count('<div class="step') == 3 and '<div class="step true pred">' in out
     assert out.count("badge true") == out.count("badge pred") == 1
 
@@ -161,14 +237,24 @@ def test_report_of_a_run_folder(run_dir, tmp_path):
     ids = re.findall(r'id="(heatmap-\d+)"', text)
     assert len(ids) == len(set(ids)) == text.count('class="heatmap ')
     assert 'class="tok"' in text and "Token rewards r_t from the reward model" in text
-    for title in ("Claims", "Token reward heat maps", "Reward distributions", "pass@k with and without reranking",
-                  "First-error localisation", "Metric tables"):
+    for title in (
+        "Claims",
+        "Token reward heat maps",
+        "Reward distributions",
+        "pass@k with and without reranking",
+        "First-error localisation",
+        "Metric tables",
+    ):
         assert f"<h2>{title}</h2>" in text
     assert "badge true" in text and "badge pred" in text
     pngs = sorted(out.parent.glob("report_*.png"))
     names = {p.name for p in pngs}
-    assert names == {"report_reward-rerank.png", "report_reward-localize.png", "report_passk-rerank.png",
-                     "report_confusion-localize.png"}
+    assert names == {
+        "report_reward-rerank.png",
+        "report_reward-localize.png",
+        "report_passk-rerank.png",
+        "report_confusion-localize.png",
+    }
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
     assert text.count('src="data:image/png;base64,') == len(pngs)
     for name in names:
@@ -179,8 +265,12 @@ def test_report_of_a_run_folder(run_dir, tmp_path):
 def test_max_traces_and_default_output(run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    done = subprocess.run([sys.executable, "-m", "rairl.cli", "report", str(copy), "--max_traces", "1"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "rairl.cli", "report", str(copy), "--max_traces", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     text = (copy / "report.html").read_text()
     assert text.count('class="heatmap ') == expected_heatmaps(run_dir, 1) == 4
@@ -189,12 +279,18 @@ def test_max_traces_and_default_output(run_dir, tmp_path):
 
 def test_without_a_reward_model_steps_are_coloured_by_their_scores(tmp_path):
     run = tmp_path / "run"
-    rows = [{**r, "scores": {"reward/mean": float(i)}, "step_scores": [1.0, -1.0, 0.5], "picked_by": []}
-            for i, r in enumerate(sample_rows())]
+    rows = [
+        {**r, "scores": {"reward/mean": float(i)}, "step_scores": [1.0, -1.0, 0.5], "picked_by": []}
+        for i, r in enumerate(sample_rows())
+    ]
     write_jsonl(run / "rr" / "scored.jsonl", rows)
-    metrics = {"n_questions": 2, "pass@k": {"pass@1": SUMMARY, "pass@3": SUMMARY},
-               "select": {"random": SUMMARY, "reward/mean": SUMMARY}, "gain": {},
-               "config": {"reward_model": str(tmp_path / "gone"), "step_reduce": "last"}}
+    metrics = {
+        "n_questions": 2,
+        "pass@k": {"pass@1": SUMMARY, "pass@3": SUMMARY},
+        "select": {"random": SUMMARY, "reward/mean": SUMMARY},
+        "gain": {},
+        "config": {"reward_model": str(tmp_path / "gone"), "step_reduce": "last"},
+    }
     (run / "rr" / "metrics.json").write_text(json.dumps(metrics))
     assert main(["report", str(run), "--max_traces", "2"]) == 0
     text = (run / "report.html").read_text()
@@ -206,8 +302,12 @@ def test_user_errors(run_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 1
     assert "found no rairl outputs" in capsys.readouterr().err
-    assert main(["report", str(run_dir), "--output", str(tmp_path / "r.html"), "--reward_model",
-                 str(tmp_path / "nowhere")]) == 1
+    assert (
+        main(
+            ["report", str(run_dir), "--output", str(tmp_path / "r.html"), "--reward_model", str(tmp_path / "nowhere")]
+        )
+        == 1
+    )
     assert "--reward_model" in capsys.readouterr().err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metrics.json").write_text("{not json")
@@ -223,8 +323,19 @@ def test_page_renders_in_headless_chromium(run_dir, tmp_path):
 
     out, shot = tmp_path / "report.html", tmp_path / "shot.png"
     assert main(["report", str(run_dir), "--output", str(out), "--max_traces", "1"]) == 0
-    subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1200,2000", out.resolve().as_uri()], timeout=120, capture_output=True, check=False)
+    subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            out.resolve().as_uri(),
+        ],
+        timeout=120,
+        capture_output=True,
+        check=False,
+    )
     assert shot.is_file(), "chromium wrote no screenshot"
     with Image.open(shot) as image:
         low, high = image.convert("L").getextrema()

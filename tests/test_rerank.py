@@ -9,14 +9,21 @@ import pytest
 
 from rairl.cli import main
 from rairl.discriminator import Discriminator
-from rairl.inference.rerank import default_ks, group_by_question, normalise_answer, picked_by, rerank_metrics
+from rairl.evaluation.selection import group_by_question, normalise_answer, picked_by, rerank_metrics
+from rairl.inference.rerank import default_ks
 from rairl.models import ModelArgs, build_tiny
 
 # 3 questions x 3 samples: (id, response, answer, correct)
 SAMPLES = [
-    ("q1", "3+4=7\n#### 7", "7", True), ("q1", "3+4=8\n#### 8", "8", False), ("q1", "3+5=8\n#### 8", "8", False),
-    ("q2", "2*2=4\n#### 4", "4", True), ("q2", "2*2=4\n#### 4.0", "4.0", True), ("q2", "2+3=5\n#### 5", "5", False),
-    ("q3", "no answer", None, False), ("q3", "1\n#### 1", "1", False), ("q3", "2\n#### 2", "2", False),
+    ("q1", "3+4=7\n#### 7", "7", True),
+    ("q1", "3+4=8\n#### 8", "8", False),
+    ("q1", "3+5=8\n#### 8", "8", False),
+    ("q2", "2*2=4\n#### 4", "4", True),
+    ("q2", "2*2=4\n#### 4.0", "4.0", True),
+    ("q2", "2+3=5\n#### 5", "5", False),
+    ("q3", "no answer", None, False),
+    ("q3", "1\n#### 1", "1", False),
+    ("q3", "2\n#### 2", "2", False),
 ]
 
 
@@ -24,9 +31,19 @@ def rows() -> list[dict]:
     out, counts = [], {}
     for qid, response, answer, correct in SAMPLES:
         j = counts[qid] = counts.get(qid, -1) + 1
-        out.append({"id": qid, "sample": j, "question": f"question {qid}",
-                    "prompt": f"Question: question {qid}\nAnswer:\n", "response": response, "answer": answer,
-                    "gold": "?", "correct": correct, "first_error": None})
+        out.append(
+            {
+                "id": qid,
+                "sample": j,
+                "question": f"question {qid}",
+                "prompt": f"Question: question {qid}\nAnswer:\n",
+                "response": response,
+                "answer": answer,
+                "gold": "?",
+                "correct": correct,
+                "first_error": None,
+            }
+        )
     return out
 
 
@@ -76,14 +93,35 @@ def test_rerank_cli_on_a_tiny_saved_discriminator(saved, tmp_path, capsys):
     src = tmp_path / "samples.jsonl"
     write_rows(src, rows())
     out = tmp_path / "rerank"
-    code = main(["rerank", "--samples", str(src), "--reward_model", str(saved / "disc"), "--policy",
-                 str(saved / "policy"), "--output_dir", str(out), "--aggregates", "mean,min,answer_span"])
+    code = main(
+        [
+            "rerank",
+            "--samples",
+            str(src),
+            "--reward_model",
+            str(saved / "disc"),
+            "--policy",
+            str(saved / "policy"),
+            "--output_dir",
+            str(out),
+            "--aggregates",
+            "mean,min,answer_span",
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_questions"] == 3 and metrics["samples_per_question"] == {"min": 3, "max": 3}
     assert sorted(metrics["pass@k"]) == ["pass@1", "pass@2", "pass@3"]
-    methods = ["oracle@N", "random", "majority", "reward/mean", "reward/min", "reward/answer_span",
-               "likelihood/mean", "likelihood/min"]
+    methods = [
+        "oracle@N",
+        "random",
+        "majority",
+        "reward/mean",
+        "reward/min",
+        "reward/answer_span",
+        "likelihood/mean",
+        "likelihood/min",
+    ]
     assert list(metrics["select"]) == methods and list(metrics["gain"]) == methods
     assert metrics["select"]["majority"]["mean"] == pytest.approx(1 / 3)
     for name in methods:

@@ -15,7 +15,12 @@ from rairl.rewards.equations import (
 
 def test_numbers_and_signs():
     assert [m[0] for m in NUMBER_RE.finditer("7-9=-2, 5--4 and $1,250.50 or x2 .5")] == [
-        "7", "9", "-2", "5", "-4", "1,250.50",
+        "7",
+        "9",
+        "-2",
+        "5",
+        "-4",
+        "1,250.50",
     ]
     assert number_value("1,250.50") == Fraction(2501, 2)
 

@@ -2,8 +2,9 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, trainers
 
-from rairl.rewards.granularity import GRANULARITIES, granularity_mask, last_response_index, step_end_tokens
+from rairl.rewards.granularity import GRANULARITIES, granularity_mask, last_response_index
 from rairl.tasks.arith import ArithTask
+from rairl.traces import step_end_tokens
 
 # Row 0: left padding (2), prompt (2), response at columns 4..9.  Row 1: prompt (3), response at 3..7, padding.
 RESPONSE = torch.tensor(

@@ -159,12 +159,26 @@ def test_as_reward_func_in_a_stock_grpo_trainer(tiny, tmp_path):
         RewardModel(disc, tokenizer).score_trace(PROMPTS[:2], RESPONSES[:2], "mean")
     )
     args = GRPOConfig(
-        output_dir=str(tmp_path / "grpo"), max_steps=1, per_device_train_batch_size=4, num_generations=4,
-        max_completion_length=8, report_to=[], use_cpu=True, logging_steps=1, save_strategy="no", bf16=False,
-        disable_dropout=True, activation_checkpointing=False,
+        output_dir=str(tmp_path / "grpo"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        report_to=[],
+        use_cpu=True,
+        logging_steps=1,
+        save_strategy="no",
+        bf16=False,
+        disable_dropout=True,
+        activation_checkpointing=False,
     )
-    trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, processing_class=tokenizer,
-                          train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS[:2] * 4]))
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[reward],
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS[:2] * 4]),
+    )
     trainer.train()
     logged = [h for h in trainer.state.log_history if "rewards/learned_reward_mean/mean" in h]
     assert logged and math.isfinite(logged[0]["rewards/learned_reward_mean/mean"])
@@ -190,13 +204,31 @@ def saved_rm(tiny, tmp_path_factory):
 
 
 def test_score_cli_writes_tokens_steps_and_traces(saved_rm, tmp_path):
-    rows = [{"id": "a", "prompt": PROMPTS[0], "response": RESPONSES[0], "correct": True},
-            {"question": "How many?", "response": RESPONSES[1]}]
+    rows = [
+        {"id": "a", "prompt": PROMPTS[0], "response": RESPONSES[0], "correct": True},
+        {"question": "How many?", "response": RESPONSES[1]},
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
-    assert main(["score", "--reward_model", str(saved_rm), "--input", str(src), "--output", str(out),
-                 "--aggregates", "mean,answer_span", "--step_reduce", "min"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--reward_model",
+                str(saved_rm),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--aggregates",
+                "mean,answer_span",
+                "--step_reduce",
+                "min",
+            ]
+        )
+        == 0
+    )
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert got[0]["id"] == "a" and got[0]["correct"] is True
     assert got[1]["prompt"] == "Question: How many?\nAnswer:\n"

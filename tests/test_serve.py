@@ -47,9 +47,28 @@ def disc_dir(tmp_path_factory):
 def server(disc_dir):
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAIRL_API_KEY": KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "rairl.cli", "serve", "--reward_model", str(disc_dir), "--port",
-                             str(port), "--max_traces", "8", "--max_tokens_per_trace", "100", "--max_request_bytes",
-                             "20000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rairl.cli",
+            "serve",
+            "--reward_model",
+            str(disc_dir),
+            "--port",
+            str(port),
+            "--max_traces",
+            "8",
+            "--max_tokens_per_trace",
+            "100",
+            "--max_request_bytes",
+            "20000",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -83,16 +102,19 @@ def test_auth_is_required_and_checked(server):
     assert post(url, "/score", {"prompts": [], "responses": []}, key=None).status_code == 401
 
 
-@pytest.mark.parametrize("body, status, says", [
-    (b"{not json", 422, None),
-    ({"prompts": "a", "responses": "b"}, 422, None),                      # wrong types
-    ({"prompts": [1], "responses": ["b"]}, 422, None),                     # a number is not text
-    ({"prompts": ["a"], "responses": ["b"], "extra": 1}, 422, None),       # unknown field
-    ({"prompts": ["a", "b"], "responses": ["b"]}, 422, "must match"),
-    ({"prompts": ["a"] * 9, "responses": ["b"] * 9}, 413, "max_traces"),
-    ({"prompts": ["a"], "responses": ["b" * 200]}, 413, "max_tokens_per_trace"),
-    ({"prompts": ["a" * 30000], "responses": ["b"]}, 413, "max_request_bytes"),
-])
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        (b"{not json", 422, None),
+        ({"prompts": "a", "responses": "b"}, 422, None),  # wrong types
+        ({"prompts": [1], "responses": ["b"]}, 422, None),  # a number is not text
+        ({"prompts": ["a"], "responses": ["b"], "extra": 1}, 422, None),  # unknown field
+        ({"prompts": ["a", "b"], "responses": ["b"]}, 422, "must match"),
+        ({"prompts": ["a"] * 9, "responses": ["b"] * 9}, 413, "max_traces"),
+        ({"prompts": ["a"], "responses": ["b" * 200]}, 413, "max_tokens_per_trace"),
+        ({"prompts": ["a" * 30000], "responses": ["b"]}, 413, "max_request_bytes"),
+    ],
+)
 def test_bad_payloads_get_a_json_4xx(server, body, status, says):
     url, proc = server
     answer = post(url, "/score", body)
@@ -123,8 +145,9 @@ def test_concurrent_clients_get_the_in_process_scores(server, disc_dir):
     with ThreadPoolExecutor(8) as pool:
         for views, rewards, k in pool.map(one, range(16)):
             for b, view in enumerate(views):
-                torch.testing.assert_close(torch.tensor([t["reward"] for t in view["tokens"]]), local.tokens[k + b],
-                                           atol=1e-5, rtol=0)
+                torch.testing.assert_close(
+                    torch.tensor([t["reward"] for t in view["tokens"]]), local.tokens[k + b], atol=1e-5, rtol=0
+                )
                 assert view["steps"][0]["score"] == pytest.approx(local.steps[k + b][0], abs=1e-5)
             assert rewards == pytest.approx(local.traces["mean"][k:], abs=1e-5)
     with pytest.raises(RemoteError, match="HTTP 401"):

@@ -57,8 +57,12 @@ def test_demonstrations_without_any_expert_trace_is_an_error():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"train_steps": 0}, "train_steps must be >= 1"), ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
-     ({"lr_scheduler": "cosin"}, "lr_scheduler must be one of"), ({"mixed_precision": "fp8"}, "mixed_precision")],
+    [
+        ({"train_steps": 0}, "train_steps must be >= 1"),
+        ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+        ({"lr_scheduler": "cosin"}, "lr_scheduler must be one of"),
+        ({"mixed_precision": "fp8"}, "mixed_precision"),
+    ],
 )
 def test_train_args_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -139,7 +143,7 @@ def test_sft_resume_continues_the_step_count(tmp_path):
     first = read_log(out)
 
     assert main(["sft", "--train_steps", "6", "--resume", "last", *common]) == 0
-    second = read_log(out)[len(first):]
+    second = read_log(out)[len(first) :]
     assert [row["step"] for row in second if "loss" in row] == [5, 6]
     assert json.loads((out / "rairl_run.json").read_text())["steps"] == 6
 

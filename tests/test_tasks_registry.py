@@ -13,7 +13,7 @@ def test_default_task_is_arith():
 
 
 def test_unknown_task_lists_known_names_and_suggests_the_closest():
-    with pytest.raises(ValueError, match=r"unknown task 'gsm8'; known tasks: \[.*'countdown'.*Did you mean 'gsm8k'\?"):
+    with pytest.raises(ValueError, match=r"unknown task 'gsm8'; known: \[.*'countdown'.*Did you mean 'gsm8k'\?"):
         get_task(TaskArgs(task="gsm8"))
     with pytest.raises(ValueError, match="Did you mean 'mmlu_pro'"):
         get_task(TaskArgs(task="mmlu-pro"))

@@ -18,8 +18,20 @@ from rairl.config import parse_config
 from rairl.trainers import airl
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
-RUN = TINY + ["--n_train", "16", "--per_device_batch_size", "4", "--num_generations", "2",
-              "--max_completion_length", "8", "--report_to", "none", "--disc_warmup_steps", "0"]
+RUN = TINY + [
+    "--n_train",
+    "16",
+    "--per_device_batch_size",
+    "4",
+    "--num_generations",
+    "2",
+    "--max_completion_length",
+    "8",
+    "--report_to",
+    "none",
+    "--disc_warmup_steps",
+    "0",
+]
 
 
 def parameters(fn) -> list[str]:
@@ -28,8 +40,13 @@ def parameters(fn) -> list[str]:
 
 def test_overridden_and_called_hooks_keep_their_signatures():
     assert parameters(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
-    assert parameters(GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions",
-                                                          "completion_ids_list"]
+    assert parameters(GRPOTrainer._calculate_rewards) == [
+        "self",
+        "inputs",
+        "prompts",
+        "completions",
+        "completion_ids_list",
+    ]
     assert parameters(GRPOTrainer._generate) == ["self", "prompts"]
     assert parameters(GRPOTrainer._compute_loss) == ["self", "model", "inputs"]
 
@@ -93,8 +110,14 @@ def loss_inputs(trainer, advantages: torch.Tensor) -> dict:
     completion = torch.tensor([tok("2\n#", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]] * 2)
     completion[1, 1] = tok.convert_tokens_to_ids("3")
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
-    return {"prompt_ids": prompt, "prompt_mask": torch.ones_like(prompt), "completion_ids": completion,
-            "completion_mask": mask, "advantages": advantages, "num_items_in_batch": mask.sum()}
+    return {
+        "prompt_ids": prompt,
+        "prompt_mask": torch.ones_like(prompt),
+        "completion_ids": completion,
+        "completion_mask": mask,
+        "advantages": advantages,
+        "num_items_in_batch": mask.sum(),
+    }
 
 
 def grads(model) -> list[torch.Tensor]:

@@ -6,7 +6,6 @@ call `run` directly.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import logging
@@ -17,22 +16,26 @@ from collections.abc import Sequence
 from safetensors import SafetensorError
 
 from rairl.config import config_dict, parse_config
+from rairl.registry import Registry, did_you_mean
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    # name: (module, one-line description)
-    "demo": ("rairl.demo", "the paper's three claims end to end on the embedded default"),
-    "sft": ("rairl.trainers.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
-    "grpo": ("rairl.trainers.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
-    "airl": ("rairl.trainers.airl", "adversarial IRL: learn the reward and train the policy on it"),
-    "sample": ("rairl.inference.sampling", "N samples per question, written as JSONL"),
-    "score": ("rairl.inference.scoring", "score traces with a reward model"),
-    "rerank": ("rairl.inference.rerank", "best-of-N reranking by the learned reward"),
-    "localize": ("rairl.inference.localize", "first-error-step localisation"),
-    "eval": ("rairl.evaluation.evaluate", "greedy accuracy and pass@k with confidence intervals"),
-    "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
-    "convert": ("rairl.commands.convert", "a GGUF model (or smollm2-135m) as a safetensors folder"),
-    "serve": ("rairl.commands.serve", "the learned reward as an HTTP server (OpenRLHF /get_reward, /score)"),
-}
+COMMANDS: Registry[tuple[str, str]] = Registry(
+    "command",
+    {
+        # name: (module, one-line description)
+        "demo": ("rairl.demo", "the paper's three claims end to end on the embedded default"),
+        "sft": ("rairl.trainers.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
+        "grpo": ("rairl.trainers.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
+        "airl": ("rairl.trainers.airl", "adversarial IRL: learn the reward and train the policy on it"),
+        "sample": ("rairl.inference.sampling", "N samples per question, written as JSONL"),
+        "score": ("rairl.inference.scoring", "score traces with a reward model"),
+        "rerank": ("rairl.inference.rerank", "best-of-N reranking by the learned reward"),
+        "localize": ("rairl.inference.localize", "first-error-step localisation"),
+        "eval": ("rairl.commands.eval", "greedy accuracy and pass@k with confidence intervals"),
+        "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
+        "convert": ("rairl.commands.convert", "a GGUF model (or smollm2-135m) as a safetensors folder"),
+        "serve": ("rairl.commands.serve", "the learned reward as an HTTP server (OpenRLHF /get_reward, /score)"),
+    },
+)
 
 
 def setup_logging() -> None:
@@ -54,9 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        print(f"error: unknown command {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
+        print(f"error: unknown command {name!r}.{did_you_mean(name, COMMANDS)}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     positional = getattr(module, "POSITIONAL", None)  # a module may name the field its one bare argument fills

@@ -103,9 +103,16 @@ class Timer:
 def train_base(config: Config, out: Path, timer: Timer) -> Path:
     n_train = max(1, int(TaskArgs().n_train * config.base_fraction))
     base = sft.Config(
-        **dataclasses.asdict(task_args(config, n_train)), model="tiny", hidden_size=config.hidden_size,
-        num_layers=config.num_layers, output_dir=str(out / "base"), train_steps=config.base_steps,
-        report_to="none", save_steps=10**9, threads=config.threads, seed=0,
+        **dataclasses.asdict(task_args(config, n_train)),
+        model="tiny",
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        output_dir=str(out / "base"),
+        train_steps=config.base_steps,
+        report_to="none",
+        save_steps=10**9,
+        threads=config.threads,
+        seed=0,
     )
     timer.run("base", sft.run, base)
     return out / "base"
@@ -114,12 +121,21 @@ def train_base(config: Config, out: Path, timer: Timer) -> Path:
 def train_methods(config: Config, base: Path, seed: int, out: Path, timer: Timer) -> dict[str, Path]:
     """SFT, R-AIRL dense/outcome and verifier GRPO from `base`, each for `policy_steps` policy updates."""
     common = dict(
-        **dataclasses.asdict(task_args(config)), model=str(base), train_steps=config.policy_steps, seed=seed,
-        report_to="none", save_steps=10**9, threads=config.threads, logging_steps=5,
+        **dataclasses.asdict(task_args(config)),
+        model=str(base),
+        train_steps=config.policy_steps,
+        seed=seed,
+        report_to="none",
+        save_steps=10**9,
+        threads=config.threads,
+        logging_steps=5,
     )
     rl = dict(
-        num_generations=config.num_generations, per_device_batch_size=config.prompts_per_step * config.num_generations,
-        learning_rate=config.rl_learning_rate, warmup_ratio=0.0, lr_scheduler="constant",
+        num_generations=config.num_generations,
+        per_device_batch_size=config.prompts_per_step * config.num_generations,
+        learning_rate=config.rl_learning_rate,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
     )
     paths = {
         "sft": out / "sft",
@@ -127,13 +143,26 @@ def train_methods(config: Config, base: Path, seed: int, out: Path, timer: Timer
         "airl_outcome": out / "airl_outcome",
         "grpo_verifier": out / "grpo_verifier",
     }
-    timer.run(f"seed{seed}/sft", sft.run, sft.Config(
-        **common, output_dir=str(paths["sft"]), learning_rate=config.sft_learning_rate))
+    timer.run(
+        f"seed{seed}/sft",
+        sft.run,
+        sft.Config(**common, output_dir=str(paths["sft"]), learning_rate=config.sft_learning_rate),
+    )
     for granularity in ("dense", "outcome"):
-        timer.run(f"seed{seed}/airl_{granularity}", airl.run, airl.Config(
-            **common, **rl, output_dir=str(paths[f"airl_{granularity}"]), granularity=granularity,
-            disc_warmup_steps=config.disc_warmup_steps))
-    timer.run(f"seed{seed}/grpo_verifier", grpo.run, grpo.Config(**common, **rl, output_dir=str(paths["grpo_verifier"])))
+        timer.run(
+            f"seed{seed}/airl_{granularity}",
+            airl.run,
+            airl.Config(
+                **common,
+                **rl,
+                output_dir=str(paths[f"airl_{granularity}"]),
+                granularity=granularity,
+                disc_warmup_steps=config.disc_warmup_steps,
+            ),
+        )
+    timer.run(
+        f"seed{seed}/grpo_verifier", grpo.run, grpo.Config(**common, **rl, output_dir=str(paths["grpo_verifier"]))
+    )
     return paths
 
 
@@ -161,9 +190,16 @@ def use_reward(config: Config, reward_model: Path, base: Path, out: Path, seed: 
     for policy in ("sft", "airl_dense"):
         for split in ("test", "ood"):
             name = f"{policy}_{split}"
-            reports["rerank"][name] = rerank.run(rerank.Config(
-                **task_kwargs, reward_model=str(reward_model), policy=str(base), seed=seed,
-                samples=str(out / "eval" / f"{policy}_{split}_samples.jsonl"), output_dir=str(out / f"rerank_{name}")))
+            reports["rerank"][name] = rerank.run(
+                rerank.Config(
+                    **task_kwargs,
+                    reward_model=str(reward_model),
+                    policy=str(base),
+                    seed=seed,
+                    samples=str(out / "eval" / f"{policy}_{split}_samples.jsonl"),
+                    output_dir=str(out / f"rerank_{name}"),
+                )
+            )
     sources = {
         "injected": dict(source="injected", split="test"),
         "injected_ood": dict(source="injected", split="ood"),
@@ -171,10 +207,21 @@ def use_reward(config: Config, reward_model: Path, base: Path, out: Path, seed: 
         "natural_ood": dict(source="natural", samples=str(out / "eval" / "sft_ood_samples.jsonl")),
     }
     for name, source in sources.items():
-        reports["localize"][name] = localize.run(localize.Config(
-            **task_kwargs, **source, reward_model=str(reward_model), policy=str(base), seed=seed, calibrate=True,
-            val_source="injected", val_split="validation", val_limit=config.n_eval,
-            limit=config.n_eval if source["source"] == "injected" else 0, output_dir=str(out / f"localize_{name}")))
+        reports["localize"][name] = localize.run(
+            localize.Config(
+                **task_kwargs,
+                **source,
+                reward_model=str(reward_model),
+                policy=str(base),
+                seed=seed,
+                calibrate=True,
+                val_source="injected",
+                val_split="validation",
+                val_limit=config.n_eval,
+                limit=config.n_eval if source["source"] == "injected" else 0,
+                output_dir=str(out / f"localize_{name}"),
+            )
+        )
     return reports
 
 
@@ -194,8 +241,15 @@ def run(config: Config) -> dict[str, Any]:
         rows = timer.run(f"seed{seed}/evaluate", evaluate, config, policies, seed_dir / "eval")
         if i == 0:  # one base policy for every seed: counted once
             rows.update(base_rows)
-        uses = timer.run(f"seed{seed}/rerank_localize", use_reward, config,
-                         policies["airl_dense"] / "discriminator", base, seed_dir, seed)
+        uses = timer.run(
+            f"seed{seed}/rerank_localize",
+            use_reward,
+            config,
+            policies["airl_dense"] / "discriminator",
+            base,
+            seed_dir,
+            seed,
+        )
         per_seed.append({"seed": seed, "dir": str(seed_dir), "rows": rows, **uses})
 
     results = {

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from rairl.evaluation.metrics import pass_at_k, paired_diff, summarize
+from rairl.evaluation.metrics import paired_diff, pass_at_k, summarize
 from rairl.evaluation.processbench import processbench_metrics
-from rairl.inference.rerank import normalise_answer, selection_values
+from rairl.evaluation.selection import normalise_answer, selection_values
 
 # The paper's headline figures (R-AIRL, arXiv 2510.01857) that the demo's claims are checked against.
 PAPER_RERANK_GAIN = 0.174  # best success@1|N − pass@1
@@ -53,8 +53,10 @@ def eval_values(per_seed: list[dict], method: str, split: str, n: int) -> dict[s
 def pool_eval(per_seed: list[dict], methods: Sequence[str], n: int) -> dict[str, Any]:
     """`{METHOD: {"id": {"greedy", "pass@1", "pass@N"}, "ood": {...}}}`, seeds pooled."""
     return {
-        m: {name: {k: summarize(v) for k, v in eval_values(per_seed, m, split, n).items()}
-            for name, split in (("id", "test"), ("ood", "ood"))}
+        m: {
+            name: {k: summarize(v) for k, v in eval_values(per_seed, m, split, n).items()}
+            for name, split in (("id", "test"), ("ood", "ood"))
+        }
         for m in methods
     }
 
@@ -74,7 +76,10 @@ def rerank_values(per_seed: list[dict], name: str) -> tuple[dict[str, list[float
     """Per-question success of every selection method, and pass@1, pooled over seeds (ids prefixed by seed)."""
     rows = []
     for run in per_seed:
-        rows += [{**r, "id": f"{run['seed']}:{r['id']}"} for r in _read_jsonl(Path(run["dir"], f"rerank_{name}", "scored.jsonl"))]
+        rows += [
+            {**r, "id": f"{run['seed']}:{r['id']}"}
+            for r in _read_jsonl(Path(run["dir"], f"rerank_{name}", "scored.jsonl"))
+        ]
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r["id"], []).append(i)
@@ -152,24 +157,52 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     best = max(("airl_dense", "airl_outcome"), key=lambda m: training[m]["id"]["greedy"]["mean"] or 0.0)
     for split, relation in (("id", ">="), ("ood", ">")):  # the paper's wording; both read "the CI clears 0"
         diff = results["comparisons"][f"{best}_minus_sft_{split}"]
-        note = f"{best} {training[best][split]['greedy']['mean']:.3f}, sft {training['sft'][split]['greedy']['mean']:.3f}"
-        out.append(_claim(f"R-AIRL ({best}) {relation} SFT, {split} greedy accuracy (diff)", "holds (GSM8K)",
-                          diff, verdict(diff, 0.0), note))
+        note = (
+            f"{best} {training[best][split]['greedy']['mean']:.3f}, sft {training['sft'][split]['greedy']['mean']:.3f}"
+        )
+        out.append(
+            _claim(
+                f"R-AIRL ({best}) {relation} SFT, {split} greedy accuracy (diff)",
+                "holds (GSM8K)",
+                diff,
+                verdict(diff, 0.0),
+                note,
+            )
+        )
     gain = rerank["gain"][rerank["best_reward"]]
-    out.append(_claim(f"success@1|{rerank['n']} − pass@1 by the learned reward ({rerank['best_reward']})",
-                      f"+{PAPER_RERANK_GAIN * 100:.1f} points", gain, verdict(gain, PAPER_RERANK_GAIN)))
+    out.append(
+        _claim(
+            f"success@1|{rerank['n']} − pass@1 by the learned reward ({rerank['best_reward']})",
+            f"+{PAPER_RERANK_GAIN * 100:.1f} points",
+            gain,
+            verdict(gain, PAPER_RERANK_GAIN),
+        )
+    )
     vs_majority = rerank["best_vs_majority"]
     out.append(_claim("learned-reward pick >= majority vote", "holds", vs_majority, verdict(vs_majority, 0.0)))
     if "best_vs_likelihood" in rerank:
         vs_ll = rerank["best_vs_likelihood"]
         out.append(_claim("learned-reward pick >= base-policy likelihood", "not reported", vs_ll, verdict(vs_ll, 0.0)))
     acc = localize["injected"]["acc_error"]
-    out.append(_claim("first-error accuracy on injected errors", f"{PAPER_LOCALIZE_ACC * 100:.1f}%", acc,
-                      verdict(acc, PAPER_LOCALIZE_ACC),
-                      f"likelihood baseline: {localize['injected'].get('likelihood', {}).get('acc_error', {}).get('mean')}"))
+    out.append(
+        _claim(
+            "first-error accuracy on injected errors",
+            f"{PAPER_LOCALIZE_ACC * 100:.1f}%",
+            acc,
+            verdict(acc, PAPER_LOCALIZE_ACC),
+            f"likelihood baseline: {localize['injected'].get('likelihood', {}).get('acc_error', {}).get('mean')}",
+        )
+    )
     f1 = localize["natural"]["f1"]
-    out.append(_claim("F1 on the policy's natural errors", "reported (ProcessBench-style)", f1, "-",
-                      f"likelihood baseline F1: {localize['natural'].get('likelihood', {}).get('f1', {}).get('mean')}"))
+    out.append(
+        _claim(
+            "F1 on the policy's natural errors",
+            "reported (ProcessBench-style)",
+            f1,
+            "-",
+            f"likelihood baseline F1: {localize['natural'].get('likelihood', {}).get('f1', {}).get('mean')}",
+        )
+    )
     return out
 
 
@@ -185,8 +218,10 @@ def format_summary(s: Any, signed: bool) -> str:
 
 def format_claims(results: dict[str, Any]) -> str:
     """The claims table, fitting an 120-column terminal."""
-    lines = [f"seeds {results['seeds']}, wall time {results['wall_time_s']:.0f} s",
-             f"{'claim':<58} {'paper':<16} {'ours (mean [95% CI] n)':<40} holds"]
+    lines = [
+        f"seeds {results['seeds']}, wall time {results['wall_time_s']:.0f} s",
+        f"{'claim':<58} {'paper':<16} {'ours (mean [95% CI] n)':<40} holds",
+    ]
     for c in results["claims"]:
         ours = format_summary(c["ours"], signed="accuracy" not in c["claim"] or "(diff)" in c["claim"])
         lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {ours[:40]:<40} {c['holds']}")

@@ -18,10 +18,10 @@ the training reward v_t = s_t; a score that ranks traces by quality reads f_t = 
 (`rairl.reward_model`, `score_form="f"`), which at initialisation with `head_init="zero"` is exactly the
 likelihood baseline \ell_t.
 
-Loss: binary cross-entropy (or its non-negative positive-unlabeled form, `nnpu_loss`) with label smoothing \epsilon (targets 1-\epsilon/2 for experts, \epsilon/2 for negatives)
-on the positions the granularity mask m_t selects; each sequence's loss is the mean over its labelled positions,
-and the two classes weigh 1/2 each whatever the batch holds. Optional WGAN critic loss with a gradient penalty on
-the input embeddings (never a WGAN without Lipschitz control).
+Loss: binary cross-entropy (or its non-negative positive-unlabeled form, `nnpu_loss`) with label smoothing \epsilon
+(targets 1-\epsilon/2 for experts, \epsilon/2 for negatives) on the positions the granularity mask m_t selects; each
+sequence's loss is the mean over its labelled positions, and the two classes weigh 1/2 each whatever the batch holds.
+Optional WGAN critic loss with a gradient penalty on the input embeddings (never a WGAN without Lipschitz control).
 
 Saved layout: the directory loads on its own with `AutoModelForTokenClassification.from_pretrained` (it computes
 w·h_t + b); a likelihood-aware discriminator also writes `likelihood_head.safetensors` (the LM head and a_1, a_2),
@@ -59,7 +59,9 @@ HEAD_INITS = ("running_min", "zero")
 class DiscriminatorArgs:
     disc_model: str = field(
         default="policy",
-        metadata={"help": "'policy' (start from the policy's weights), 'tiny' (fresh tiny model) or a causal LM path/id"},
+        metadata={
+            "help": "'policy' (start from the policy's weights), 'tiny' (fresh tiny model) or a causal LM path/id"
+        },
     )
     disc_likelihood: bool = field(default=True, metadata={"help": "read an LM's token log-probs ℓ_t (a·ℓ_t)"})
     disc_likelihood_from: str = field(
@@ -86,14 +88,18 @@ class DiscriminatorArgs:
         default=32, metadata={"help": "policy samples per discriminator update, drawn from the step's (0: all)"}
     )
     disc_max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the discriminator"})
-    disc_lora_r: int = field(default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"})
+    disc_lora_r: int = field(
+        default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"}
+    )
     disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
 
     def __post_init__(self) -> None:
         if self.disc_loss not in LOSSES:
             raise ValueError(f"disc_loss must be one of {LOSSES}, got {self.disc_loss!r}")
         if self.disc_likelihood_from not in LIKELIHOOD_FROM:
-            raise ValueError(f"disc_likelihood_from must be one of {LIKELIHOOD_FROM}, got {self.disc_likelihood_from!r}")
+            raise ValueError(
+                f"disc_likelihood_from must be one of {LIKELIHOOD_FROM}, got {self.disc_likelihood_from!r}"
+            )
         if self.disc_head_init not in HEAD_INITS:
             raise ValueError(f"disc_head_init must be one of {HEAD_INITS}, got {self.disc_head_init!r}")
         if not 0.0 < self.disc_pu_prior < 1.0:
@@ -109,8 +115,14 @@ class DiscriminatorArgs:
 class Discriminator(nn.Module):
     """Per-position scores `s` (B, T) of traces; see the module docstring for the equation."""
 
-    def __init__(self, classifier: PreTrainedModel, lm_head: nn.Module | None = None, temperature: float = 1.0,
-                 *, reference: PreTrainedModel | None = None):
+    def __init__(
+        self,
+        classifier: PreTrainedModel,
+        lm_head: nn.Module | None = None,
+        temperature: float = 1.0,
+        *,
+        reference: PreTrainedModel | None = None,
+    ):
         super().__init__()
         if lm_head is not None and reference is not None:
             raise ValueError("ℓ_t comes from the backbone's LM head or from a reference LM, not both")
@@ -140,20 +152,21 @@ class Discriminator(nn.Module):
         params = list(self.classifier.score.parameters())
         return params + ([self.likelihood] if self.uses_likelihood else [])
 
-    def zero_head(self) -> "Discriminator":
+    def zero_head(self) -> Discriminator:
         """w = 0, b = 0, a = 0: s_t = 0 everywhere (and f_t = ℓ_t, the likelihood baseline) until D trains."""
         with torch.no_grad():
             for p in self.head_parameters():
                 p.zero_()
         return self
 
-    def add_lora(self, r: int, alpha: int) -> "Discriminator":
+    def add_lora(self, r: int, alpha: int) -> Discriminator:
         """LoRA adapters (peft) on every linear layer of the backbone, which freezes; the head (w, b, a) trains."""
         from peft import LoraConfig, get_peft_model
 
         prefix = self.classifier.base_model_prefix
-        backbone = get_peft_model(getattr(self.classifier, prefix), LoraConfig(r=r, lora_alpha=alpha,
-                                                                              target_modules="all-linear"))
+        backbone = get_peft_model(
+            getattr(self.classifier, prefix), LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear")
+        )
         setattr(self.classifier, prefix, backbone)
         return self
 
@@ -209,13 +222,22 @@ class Discriminator(nn.Module):
 
     # ---------------------------------------------------------------- construction and checkpoints
     @classmethod
-    def from_causal_lm(cls, model: PreTrainedModel, likelihood: bool, temperature: float = 1.0, *,
-                       likelihood_from: str = "backbone", head_init: str = "running_min") -> "Discriminator":
+    def from_causal_lm(
+        cls,
+        model: PreTrainedModel,
+        likelihood: bool,
+        temperature: float = 1.0,
+        *,
+        likelihood_from: str = "backbone",
+        head_init: str = "running_min",
+    ) -> Discriminator:
         """A discriminator whose backbone starts from `model`'s weights (its decoder and, if asked, its LM head, or
         a frozen copy of the whole LM as the reference that ℓ_t is read from)."""
         if likelihood_from not in LIKELIHOOD_FROM or head_init not in HEAD_INITS:
-            raise ValueError(f"likelihood_from must be one of {LIKELIHOOD_FROM} and head_init one of {HEAD_INITS}; "
-                             f"got {likelihood_from!r}, {head_init!r}")
+            raise ValueError(
+                f"likelihood_from must be one of {LIKELIHOOD_FROM} and head_init one of {HEAD_INITS}; "
+                f"got {likelihood_from!r}, {head_init!r}"
+            )
         peft = hasattr(model, "get_base_model")
         if peft:  # LoRA: start from the frozen base weights (the adapters are zero at initialisation)
             model = model.get_base_model()
@@ -249,7 +271,7 @@ class Discriminator(nn.Module):
         return disc.zero_head() if head_init == "zero" else disc
 
     @classmethod
-    def from_checkpoint(cls, path: str, likelihood: bool, temperature: float = 1.0, **kwargs) -> "Discriminator":
+    def from_checkpoint(cls, path: str, likelihood: bool, temperature: float = 1.0, **kwargs) -> Discriminator:
         """Start from a causal LM checkpoint (a path or Hugging Face id; safetensors only). `kwargs`: those of
         `from_causal_lm` (likelihood_from, head_init)."""
         model = AutoModelForCausalLM.from_pretrained(resolve_model(path), use_safetensors=True)
@@ -260,8 +282,11 @@ class Discriminator(nn.Module):
         self.merged_classifier().save_pretrained(path)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
-        meta = {"likelihood": self.uses_likelihood, "likelihood_from": self.likelihood_from,
-                "temperature": self.temperature}
+        meta = {
+            "likelihood": self.uses_likelihood,
+            "likelihood_from": self.likelihood_from,
+            "temperature": self.temperature,
+        }
         (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if self.uses_likelihood:
             tensors = {"likelihood": self.likelihood.detach().contiguous()}
@@ -272,7 +297,7 @@ class Discriminator(nn.Module):
             self.reference.save_pretrained(path / REFERENCE_DIR)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "Discriminator":
+    def from_pretrained(cls, path: str | Path, **kwargs) -> Discriminator:
         check_model_folder(path, "discriminator")
         path = Path(path)
         meta_path = path / META_FILE
@@ -286,8 +311,9 @@ class Discriminator(nn.Module):
             else:
                 weight = tensors["lm_head.weight"]
                 lm_head = nn.Linear(weight.shape[1], weight.shape[0], bias="lm_head.bias" in tensors)
-                lm_head.load_state_dict({k.removeprefix("lm_head."): v for k, v in tensors.items()
-                                         if k.startswith("lm_head.")})
+                lm_head.load_state_dict(
+                    {k.removeprefix("lm_head."): v for k, v in tensors.items() if k.startswith("lm_head.")}
+                )
                 lm_head.to(classifier.dtype)
         disc = cls(classifier, lm_head, meta["temperature"], reference=reference)
         if disc.uses_likelihood:
@@ -305,12 +331,15 @@ def read_meta(path: Path) -> dict:
     if isinstance(temperature, bool) or not temperature > 0:
         raise DataError(path, None, "temperature", f"must be a number > 0, got {temperature!r}")
     if meta.get("likelihood_from", "backbone") not in LIKELIHOOD_FROM + (None,):
-        raise DataError(path, None, "likelihood_from", f"must be one of {LIKELIHOOD_FROM}, got {meta['likelihood_from']!r}")
+        raise DataError(
+            path, None, "likelihood_from", f"must be one of {LIKELIHOOD_FROM}, got {meta['likelihood_from']!r}"
+        )
     return meta
 
 
-def lm_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                response_mask: torch.Tensor) -> torch.Tensor:
+def lm_logprobs(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
     """ℓ_t of a causal LM on response tokens, 0 elsewhere (B, T) float32; rows sharing a prompt run it once."""
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     h = shared_prompt_hidden(decoder, input_ids, attention_mask, response_mask)
@@ -319,7 +348,9 @@ def lm_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask:
     return token_logprobs(head, h, input_ids, response_mask)
 
 
-def token_logprobs(lm_head: nn.Module, h: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+def token_logprobs(
+    lm_head: nn.Module, h: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
     """ℓ_t = log p(y_t | x, y_<t) on response tokens, 0 elsewhere. h: (B, T, H) -> (B, T) float32.
 
     Only response positions go through the LM head, so a large vocabulary costs (response tokens × V), not (B × T × V).
@@ -357,14 +388,22 @@ def class_balanced(per_seq: torch.Tensor, is_expert: torch.Tensor) -> torch.Tens
 def bce_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Class-balanced BCE with label smoothing on labelled positions. scores, label_mask: (B, T); is_expert: (B,)."""
     if scores.shape != label_mask.shape or is_expert.shape != scores.shape[:1]:
-        raise ValueError(f"shapes: scores {tuple(scores.shape)}, mask {tuple(label_mask.shape)}, labels {tuple(is_expert.shape)}")
+        raise ValueError(
+            f"shapes: scores {tuple(scores.shape)}, mask {tuple(label_mask.shape)}, labels {tuple(is_expert.shape)}"
+        )
     target = torch.where(is_expert, 1.0 - smoothing / 2, smoothing / 2).to(scores.dtype)[:, None].expand_as(scores)
     bce = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
     return class_balanced(per_sequence_mean(bce, label_mask), is_expert)
 
 
-def nnpu_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor, unlabeled: torch.Tensor,
-              prior: float, smoothing: float) -> torch.Tensor:
+def nnpu_loss(
+    scores: torch.Tensor,
+    label_mask: torch.Tensor,
+    is_expert: torch.Tensor,
+    unlabeled: torch.Tensor,
+    prior: float,
+    smoothing: float,
+) -> torch.Tensor:
     r"""Non-negative positive-unlabeled risk (Kiryo et al., 2017), as PURL applies it to GAIL's discriminator: the
     policy's samples are *unlabeled* (a share π of them is as good as an expert's), not negatives.
 

@@ -44,8 +44,12 @@ def decode_line(raw: bytes, path: str | os.PathLike, line: int) -> str:
     try:
         return raw.decode("utf-8-sig" if line == 1 else "utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(path, line, None, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the "
-                                          "line); save the file as UTF-8") from None
+        raise DataError(
+            path,
+            line,
+            None,
+            f"not UTF-8 text (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line); save the file as UTF-8",
+        ) from None
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -65,7 +69,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(path, err.lineno, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
 
 
-def require(row: dict[str, Any], field: str, path: str | os.PathLike, line: int | None, kind: type | tuple = str) -> Any:
+def require(
+    row: dict[str, Any], field: str, path: str | os.PathLike, line: int | None, kind: type | tuple = str
+) -> Any:
     """Return `row[field]`, or raise a `DataError` naming the file, line and field when missing or mistyped."""
     if field not in row:
         raise DataError(path, line, field, f"missing (present fields: {sorted(row)})")

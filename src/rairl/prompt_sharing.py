@@ -107,7 +107,12 @@ def shared_prompt_hidden(
     resp_valid = r < rlen[:, None]
     resp_ids = torch.where(resp_valid, input_ids.gather(1, (plen[:, None] + r).clamp(max=T - 1)), 0)
     cache.reorder_cache(group)  # (U, ...) -> (B, ...) rows, by index_select: gradients reach the prompt pass
-    out = backbone(input_ids=resp_ids, attention_mask=torch.cat([prompt_mask[group], resp_valid.long()], dim=1),
-                   position_ids=plen[:, None] + r, cache=cache, use_cache=True)
+    out = backbone(
+        input_ids=resp_ids,
+        attention_mask=torch.cat([prompt_mask[group], resp_valid.long()], dim=1),
+        position_ids=plen[:, None] + r,
+        cache=cache,
+        use_cache=True,
+    )
     from_response = take_columns(out.last_hidden_state, (t - plen[:, None]).clamp(0, R - 1))
     return torch.where(in_prompt, from_prompt, torch.where(in_trace, from_response, torch.zeros_like(from_response)))

@@ -28,8 +28,9 @@ class RemoteError(RuntimeError):
 
 
 class RemoteReward:
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 0.5):
+    def __init__(
+        self, url: str, *, api_key: str | None = None, timeout: float = 60.0, retries: int = 3, backoff: float = 0.5
+    ):
         self.url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout, self.retries, self.backoff = timeout, retries, backoff

@@ -47,7 +47,6 @@ SETTINGS = ("granularity", "interval", "clip_beta", "max_length", "score_form")
 SCORE_FORMS = ("logit", "f")
 
 
-
 def sorted_minibatches(batch: TraceBatch, batch_size: int) -> list[list[int]]:
     """Row indices of each mini-batch: longest first, so padding stays small and an out-of-memory error shows at
     once; rows sharing a prompt stay together (`prompt_sharing.grouped_order`), so a reranker's N samples of a
@@ -57,7 +56,10 @@ def sorted_minibatches(batch: TraceBatch, batch_size: int) -> list[list[int]]:
 
 
 def forward_minibatches(
-    fn: Callable[[TraceBatch], torch.Tensor], batch: TraceBatch, minibatches: list[list[int]], device: torch.device | str
+    fn: Callable[[TraceBatch], torch.Tensor],
+    batch: TraceBatch,
+    minibatches: list[list[int]],
+    device: torch.device | str,
 ) -> torch.Tensor:
     """`fn` (a (b, t) -> (b, t) scorer) over the given mini-batches of `batch`'s rows, without gradient.
 
@@ -151,8 +153,10 @@ class TraceScorer(ABC):
             return self._views(batch, texts, offsets, spans, step_reduce, aggregates, gamma)
         if prompts is None:
             if has_template(tokenizer):
-                raise ValueError("score_ids: the ids' tokenizer has a chat template and the reward model's vocabulary "
-                                 "differs; pass the plain prompts (prompts=[...]) to be rendered with its own")
+                raise ValueError(
+                    "score_ids: the ids' tokenizer has a chat template and the reward model's vocabulary "
+                    "differs; pass the plain prompts (prompts=[...]) to be rendered with its own"
+                )
             prompts = tokenizer.batch_decode([list(p) for p in prompt_ids], skip_special_tokens=True)
         texts = tokenizer.batch_decode([list(r) for r in response_ids], skip_special_tokens=True)
         scored, batch = self._score_texts(prompts, texts, None, step_reduce, aggregates, gamma)
@@ -233,8 +237,9 @@ class TraceScorer(ABC):
         for b, (v, o) in enumerate(zip(values, offsets)):
             assert len(v) == len(o), f"trace {b}: {len(v)} token rewards for {len(o)} token offsets"
         masks = [answer_token_mask(r, o) for r, o in zip(responses, offsets)]
-        steps, traces = trace_views(values, response_step_ends(batch), masks, aggregates=aggregates,
-                                    step_reduce=step_reduce, gamma=gamma)
+        steps, traces = trace_views(
+            values, response_step_ends(batch), masks, aggregates=aggregates, step_reduce=step_reduce, gamma=gamma
+        )
         return TraceScores(values, offsets, steps, spans, traces)
 
 
@@ -259,7 +264,9 @@ class RewardModel(TraceScorer):
         if score_form not in SCORE_FORMS:
             raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {score_form!r}")
         if score_form == "f" and not discriminator.uses_likelihood:
-            raise ValueError("score_form 'f' (s_t + ℓ_t) needs a likelihood-aware discriminator; use score_form 'logit'")
+            raise ValueError(
+                "score_form 'f' (s_t + ℓ_t) needs a likelihood-aware discriminator; use score_form 'logit'"
+            )
         self.discriminator = discriminator
         self.tokenizer = tokenizer
         self.step_spans = step_spans
@@ -270,7 +277,7 @@ class RewardModel(TraceScorer):
 
     # ---------------------------------------------------------------- checkpoints
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "RewardModel":
+    def from_pretrained(cls, path: str | Path, **kwargs) -> RewardModel:
         """A saved discriminator directory (with its tokenizer). Settings saved by `save_pretrained`
         (`rairl_reward.json`) apply unless a keyword gives them; a keyword set to None keeps the saved value."""
         from rairl.models import load_tokenizer
@@ -306,7 +313,7 @@ class RewardModel(TraceScorer):
         token, usually a newline, says little), its last token for the logit (whose running minimum remembers)."""
         return "min" if self.score_form == "f" else "last"
 
-    def to(self, device: torch.device | str) -> "RewardModel":
+    def to(self, device: torch.device | str) -> RewardModel:
         self.discriminator.to(device)
         return self
 

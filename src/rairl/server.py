@@ -188,11 +188,17 @@ def split_queries(queries: Sequence[str], prompts: Sequence[str]) -> list[str]:
     bad = [i for i, (q, p) in enumerate(zip(queries, prompts)) if not q.startswith(p)]
     if bad:
         raise HTTPException(422, f"query[{bad[0]}] does not start with prompts[{bad[0]}]")
-    return [q[len(p):] for q, p in zip(queries, prompts)]
+    return [q[len(p) :] for q, p in zip(queries, prompts)]
 
 
-def build_app(model: RewardModel, *, aggregate: str = "mean", api_key: str | None = None,
-              limits: Limits = Limits(), model_name: str = "") -> FastAPI:
+def build_app(
+    model: RewardModel,
+    *,
+    aggregate: str = "mean",
+    api_key: str | None = None,
+    limits: Limits = Limits(),
+    model_name: str = "",
+) -> FastAPI:
     """The FastAPI app serving `model` (see the module docstring); the scoring worker runs for the app's life."""
     batcher = Batcher(model, limits)
 
@@ -223,8 +229,10 @@ def build_app(model: RewardModel, *, aggregate: str = "mean", api_key: str | Non
         lengths = [len(x) + 1 for x in ids]  # + EOS
         for i, n in enumerate(lengths):
             if n > limits.max_tokens_per_trace:
-                raise HTTPException(413, f"trace {i} has {n} tokens, over the limit of "
-                                         f"{limits.max_tokens_per_trace} (max_tokens_per_trace)")
+                raise HTTPException(
+                    413,
+                    f"trace {i} has {n} tokens, over the limit of {limits.max_tokens_per_trace} (max_tokens_per_trace)",
+                )
         return sum(lengths)
 
     async def scored(prompts: list[str], responses: list[str]):
@@ -236,29 +244,42 @@ def build_app(model: RewardModel, *, aggregate: str = "mean", api_key: str | Non
 
     @app.get("/info", dependencies=[Depends(authorised)])
     async def info() -> dict[str, Any]:
-        return {"model": model_name, "granularity": model.granularity, "score_form": model.score_form,
-                "aggregation": aggregate, "limits": asdict(limits)}
+        return {
+            "model": model_name,
+            "granularity": model.granularity,
+            "score_form": model.score_form,
+            "aggregation": aggregate,
+            "limits": asdict(limits),
+        }
 
     @app.post("/get_reward", dependencies=[Depends(authorised)])
     async def get_reward(body: RewardRequest) -> dict[str, Any]:
         responses = split_queries(body.query, body.prompts)
         scores, at, n = await scored(body.prompts, responses)
-        rewards = scores.traces[aggregate][at:at + n] if n else []
+        rewards = scores.traces[aggregate][at : at + n] if n else []
         return {"rewards": rewards, "scores": rewards, "extra_logs": {f"learned_reward_{aggregate}": rewards}}
 
     @app.post("/score", dependencies=[Depends(authorised)])
     async def score(body: ScoreRequest) -> dict[str, Any]:
         if len(body.prompts) != len(body.responses):
-            raise HTTPException(422, f"{len(body.prompts)} prompts for {len(body.responses)} responses: they must match")
+            raise HTTPException(
+                422, f"{len(body.prompts)} prompts for {len(body.responses)} responses: they must match"
+            )
         scores, at, n = await scored(body.prompts, body.responses)
         out = []
         for b in range(at, at + n):
-            out.append({
-                "tokens": [{"start": s, "end": e, "reward": float(v)}
-                           for (s, e), v in zip(scores.token_spans[b], scores.tokens[b].tolist())],
-                "steps": [{"start": s, "end": e, "score": v} for (s, e), v in zip(scores.step_spans[b], scores.steps[b])],
-                "traces": {name: values[b] for name, values in scores.traces.items()},
-            })
+            out.append(
+                {
+                    "tokens": [
+                        {"start": s, "end": e, "reward": float(v)}
+                        for (s, e), v in zip(scores.token_spans[b], scores.tokens[b].tolist())
+                    ],
+                    "steps": [
+                        {"start": s, "end": e, "score": v} for (s, e), v in zip(scores.step_spans[b], scores.steps[b])
+                    ],
+                    "traces": {name: values[b] for name, values in scores.traces.items()},
+                }
+            )
         return {"results": out}
 
     return app

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from rairl.chat import render_prompts
-from rairl.rewards.granularity import step_end_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class TraceBatch:
     response_mask: torch.Tensor
     step_ends: list[list[int]]
 
-    def to(self, device: torch.device | str) -> "TraceBatch":
+    def to(self, device: torch.device | str) -> TraceBatch:
         return TraceBatch(
             self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device), self.step_ends
         )
@@ -41,19 +40,48 @@ class TraceBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, index: Sequence[int]) -> "TraceBatch":
+    def select(self, index: Sequence[int]) -> TraceBatch:
         idx = torch.as_tensor(list(index), dtype=torch.long)
         batch = TraceBatch(
             self.input_ids[idx], self.attention_mask[idx], self.response_mask[idx], [self.step_ends[i] for i in index]
         )
         return batch.trim()
 
-    def trim(self) -> "TraceBatch":
+    def trim(self) -> TraceBatch:
         """Drop padding columns that every row has (after selecting short rows)."""
         width = int(self.attention_mask.sum(1).max().item()) if len(self) else 0
         return TraceBatch(
             self.input_ids[:, :width], self.attention_mask[:, :width], self.response_mask[:, :width], self.step_ends
         )
+
+
+def step_end_tokens(step_char_spans: Sequence[tuple[int, int]], token_offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Index of the token holding the last character of each step.
+
+    `step_char_spans`: `[start, end)` character spans of the steps in the response (`Task.step_spans`).
+    `token_offsets`: per response token, its `[start, end)` characters in the same response text (a tokenizer's
+    `offset_mapping`), in order. The result indexes `token_offsets` (add the column of the first response token
+    to get `step_ends` for `granularity_mask`).
+
+    A step that ends inside a token maps to that token (tokens may straddle step boundaries). The rule used is
+    "the last token that starts before the step's end", which is the token holding character `end - 1`, and
+    still gives the nearest preceding token when a tokenizer's offsets leave that character uncovered (dropped
+    whitespace); tokens with empty offsets (special tokens) are skipped. A step covered by no token at all
+    raises ValueError.
+    """
+    kept = [(i, s, e) for i, (s, e) in enumerate(token_offsets) if e > s]
+    starts = [s for _, s, _ in kept]
+    if any(a > b for a, b in zip(starts, starts[1:])):
+        raise ValueError("token_offsets must be in text order (non-decreasing starts)")
+    ends = []
+    for start, end in step_char_spans:
+        if end <= start:
+            raise ValueError(f"empty step span ({start}, {end})")
+        j = bisect.bisect_left(starts, end) - 1  # last kept token with start < end
+        if j < 0 or kept[j][2] <= start:
+            raise ValueError(f"step span ({start}, {end}) is covered by no token; token offsets: {list(token_offsets)}")
+        ends.append(kept[j][0])
+    return ends
 
 
 def token_offsets(tokenizer, ids: Sequence[int]) -> tuple[str, list[Span]]:
@@ -162,7 +190,9 @@ def encode_ids(
     return build_batch(prompt_ids, response_ids, ends, tokenizer.pad_token_id, max_length), texts
 
 
-def project_values(values: torch.Tensor, src_tokenizer, src_ids: Sequence[int], dst_tokenizer, dst_ids: Sequence[int]) -> torch.Tensor:
+def project_values(
+    values: torch.Tensor, src_tokenizer, src_ids: Sequence[int], dst_tokenizer, dst_ids: Sequence[int]
+) -> torch.Tensor:
     """Per-token values of one text under another tokenizer, aligned through character offsets.
 
     Each destination token takes the value of the source token holding its last character, so it sees no

@@ -23,7 +23,9 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.model or not self.output_dir:
-            raise ValueError("rairl convert needs --model (a .gguf file or " + ", ".join(BUNDLED) + ") and --output_dir")
+            raise ValueError(
+                "rairl convert needs --model (a .gguf file or " + ", ".join(BUNDLED) + ") and --output_dir"
+            )
         if self.model not in BUNDLED and not self.model.endswith(".gguf"):
             raise ValueError(f"--model {self.model}: expected a .gguf file or one of {sorted(BUNDLED)}")
 

@@ -27,10 +27,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Config(TaskArgs):
     reward_model: str = field(default="", metadata={"help": "saved discriminator folder (holds its tokenizer)"})
-    aggregate: str = field(default="mean", metadata={"help": "trace score /get_reward answers: " + ", ".join(AGGREGATIONS)})
+    aggregate: str = field(
+        default="mean", metadata={"help": "trace score /get_reward answers: " + ", ".join(AGGREGATIONS)}
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind (non-loopback needs an API key)"})
     port: int = field(default=8000, metadata={"help": "TCP port"})
-    api_key: str | None = field(default=None, metadata={"help": "bearer key clients must send (default $RAIRL_API_KEY)"})
+    api_key: str | None = field(
+        default=None, metadata={"help": "bearer key clients must send (default $RAIRL_API_KEY)"}
+    )
     batch_size: int = field(default=32, metadata={"help": "traces per forward pass inside a batch"})
     device: str = field(default="auto", metadata={"help": "'auto' (cuda when there is one), 'cpu', 'cuda', ..."})
     max_request_bytes: int = field(default=Limits.max_request_bytes, metadata={"help": "largest request body"})
@@ -46,8 +50,10 @@ class Config(TaskArgs):
             raise ValueError(f"aggregate must be one of {sorted(AGGREGATIONS)}, got {self.aggregate!r}")
         self.api_key = self.api_key or os.environ.get("RAIRL_API_KEY") or None
         if not is_loopback(self.host) and not self.api_key:
-            raise ValueError(f"--host {self.host} is reachable from other machines: set an API key (--api_key or "
-                             "$RAIRL_API_KEY), or bind 127.0.0.1")
+            raise ValueError(
+                f"--host {self.host} is reachable from other machines: set an API key (--api_key or "
+                "$RAIRL_API_KEY), or bind 127.0.0.1"
+            )
 
 
 def is_loopback(host: str) -> bool:
@@ -64,11 +70,22 @@ def run(config: Config) -> dict[str, Any]:
 
     args = RewardArgs(reward_model=config.reward_model, batch_size=config.batch_size, device=config.device)
     model = load_reward_model(args, get_task(config))
-    limits = Limits(config.max_request_bytes, config.max_traces, config.max_tokens_per_trace, config.batch_tokens,
-                    config.max_wait_ms)
-    app = build_app(model, aggregate=config.aggregate, api_key=config.api_key, limits=limits,
-                    model_name=config.reward_model)
-    logger.info("serving %s on http://%s:%d (%s)", config.reward_model, config.host, config.port,
-                "API key required" if config.api_key else "no API key")
+    limits = Limits(
+        config.max_request_bytes,
+        config.max_traces,
+        config.max_tokens_per_trace,
+        config.batch_tokens,
+        config.max_wait_ms,
+    )
+    app = build_app(
+        model, aggregate=config.aggregate, api_key=config.api_key, limits=limits, model_name=config.reward_model
+    )
+    logger.info(
+        "serving %s on http://%s:%d (%s)",
+        config.reward_model,
+        config.host,
+        config.port,
+        "API key required" if config.api_key else "no API key",
+    )
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     return {"host": config.host, "port": config.port}

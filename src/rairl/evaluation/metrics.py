@@ -19,6 +19,17 @@ from typing import Any
 import numpy as np
 
 
+def parse_ks(text: str) -> list[int]:
+    """`"1,4,8"` -> `[1, 4, 8]` (sorted, unique)."""
+    try:
+        ks = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise ValueError(f"k must be a comma-separated list of integers such as '1,4,8', got {text!r}") from None
+    if not ks:
+        raise ValueError(f"k must name at least one value, such as '1,4,8', got {text!r}")
+    return ks
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of `k` samples drawn without replacement from `n` (with `c` correct) is correct."""
     if not 0 <= c <= n or not 1 <= k <= n:
@@ -54,9 +65,7 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def summarize(
-    values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0
-) -> dict[str, Any]:
+def summarize(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """`{"mean", "ci95": [lo, hi], "n"}` over questions; with no values, mean and interval are None."""
     values = np.asarray(values, dtype=float)
     if values.ndim != 1:

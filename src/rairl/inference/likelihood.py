@@ -45,7 +45,7 @@ class LikelihoodScorer(TraceScorer):
         self.step_spans, self.batch_size, self.max_length = step_spans, batch_size, max_length
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> "LikelihoodScorer":
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> LikelihoodScorer:
         """A saved causal LM directory or Hugging Face id (safetensors only), with its tokenizer."""
         from transformers import AutoModelForCausalLM
 
@@ -64,6 +64,7 @@ class LikelihoodScorer(TraceScorer):
 
     def token_values(self, batch: TraceBatch) -> torch.Tensor:
         """ℓ_t (B, T) on response tokens (0 on the first token of a row without prompt, and outside responses)."""
+
         def logprobs(b: TraceBatch) -> torch.Tensor:
             return lm_logprobs(self.model, b.input_ids, b.attention_mask, b.response_mask)  # (b, t)
 

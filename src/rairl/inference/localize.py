@@ -3,12 +3,13 @@ r"""`rairl localize`: predict the first wrong step of a trace from step scores (
     ŷ = min{k : score_k < τ}   (-1 when no step falls below τ)
 
 Learned reward: score_k = the step's value (`step_reduce` "last": at its last token; "min": its worst token; the
-default follows the reward's score form: "min" for f = s + ℓ, "last" for the logit s), τ = 0 by default (D = 1/2: the discriminator finds the prefix more likely policy than expert). Base-policy
-likelihood baseline (`--policy`): score_k = min of ℓ_t = log π(y_t | x, y_<t) over the step's tokens, τ = log 0.1
-by default (a token the policy gives less than 10%). `--calibrate` sets each τ to the value maximising F1 on a
-validation benchmark built the same way from another split / file / seed (`--val_*`), never on the test traces.
-Metrics as ProcessBench: accuracy on erroneous traces (exact step), on correct traces (no flag), F1, with 95% CIs.
-Labelled traces come from `rairl.inference.benchmarks` (injected | natural | file).
+default follows the reward's score form: "min" for f = s + ℓ, "last" for the logit s), τ = 0 by default (D = 1/2: the
+discriminator finds the prefix more likely policy than expert). Base-policy likelihood baseline (`--policy`): score_k
+= min of ℓ_t = log π(y_t | x, y_<t) over the step's tokens, τ = log 0.1 by default (a token the policy gives less than
+10%). `--calibrate` sets each τ to the value maximising F1 on a validation benchmark built the same way from another
+split / file / seed (`--val_*`), never on the test traces. Metrics as ProcessBench: accuracy on erroneous traces
+(exact step), on correct traces (no flag), F1, with 95% CIs. Labelled traces come from `rairl.inference.labelled`
+(injected | natural | file).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from transformers import set_seed
 from rairl.config import config_dict
 from rairl.evaluation.metrics import summarize
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
-from rairl.inference.benchmarks import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
+from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
 from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, step_reduce_of
 from rairl.io import write_json, write_jsonl
@@ -78,8 +79,13 @@ def calibrate_threshold(step_scores: list[list[float]], labels: list[int]) -> tu
 def step_scores_of(scorer, traces: list[LabelledTrace], step_reduce: str, where: str) -> list[list[float]]:
     """Step scores of labelled traces (steps joined by newlines, spans exact); NaN raises naming the trace."""
     try:
-        scored = scorer.score([t.meta["prompt"] for t in traces], [joined(t) for t in traces], aggregates=(),
-                              step_spans=[joined_spans(t.steps) for t in traces], step_reduce=step_reduce)
+        scored = scorer.score(
+            [t.meta["prompt"] for t in traces],
+            [joined(t) for t in traces],
+            aggregates=(),
+            step_spans=[joined_spans(t.steps) for t in traces],
+            step_reduce=step_reduce,
+        )
     except NonFiniteScore as err:
         raise ValueError(f"{where}: trace {traces[err.index].id!r}: {err}") from None
     return scored.steps
@@ -135,8 +141,10 @@ class Config(TaskArgs, RewardArgs):
         if self.calibrate and self.val_file and self.val_file == self.file:
             raise ValueError(f"--val_file must differ from --file ({self.file}): never tune on the test set")
         if self.limit < 0 or self.val_limit < 0 or self.n_samples < 1:
-            raise ValueError(f"need limit, val_limit >= 0 and n_samples >= 1, got limit={self.limit}, "
-                             f"val_limit={self.val_limit}, n_samples={self.n_samples}")
+            raise ValueError(
+                f"need limit, val_limit >= 0 and n_samples >= 1, got limit={self.limit}, "
+                f"val_limit={self.val_limit}, n_samples={self.n_samples}"
+            )
 
     @property
     def perturbation_names(self) -> list[str] | None:
@@ -152,18 +160,29 @@ def run(config: Config) -> dict[str, Any]:
     def policy() -> LikelihoodScorer:
         if not config.policy:
             raise ValueError("this run needs --policy PATH (a saved causal LM directory)")
-        return LikelihoodScorer.from_pretrained(config.policy, device=device, step_spans=task.step_spans,
-                                                batch_size=config.batch_size)
+        return LikelihoodScorer.from_pretrained(
+            config.policy, device=device, step_spans=task.step_spans, batch_size=config.batch_size
+        )
 
-    common = dict(perturbations=config.perturbation_names, n_samples=config.n_samples, temperature=config.temperature,
-                  max_new_tokens=config.max_new_tokens,
-                  policy=(lambda: (policy().model, policy().tokenizer)) if config.policy else None)
-    test = build(config.source, task, SourceSpec(config.split, config.file, config.samples, config.limit,
-                                                  config.seed, **common))
+    common = dict(
+        perturbations=config.perturbation_names,
+        n_samples=config.n_samples,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        policy=(lambda: (policy().model, policy().tokenizer)) if config.policy else None,
+    )
+    test = build(
+        config.source, task, SourceSpec(config.split, config.file, config.samples, config.limit, config.seed, **common)
+    )
     val: Benchmark | None = None
     if config.calibrate:
-        val = build(config.val_source or config.source, task, SourceSpec(
-            config.val_split, config.val_file, config.val_samples, config.val_limit, config.seed + 1, **common))
+        val = build(
+            config.val_source or config.source,
+            task,
+            SourceSpec(
+                config.val_split, config.val_file, config.val_samples, config.val_limit, config.seed + 1, **common
+            ),
+        )
 
     reward_model = load_reward_model(config, task)
     scorers = {"reward": (reward_model, step_reduce_of(config, reward_model), config.tau)}
@@ -182,9 +201,14 @@ def run(config: Config) -> dict[str, Any]:
             val_steps = step_scores_of(scorer, val.traces, reduce, f"{name} on the validation traces")
             tau, val_f1 = calibrate_threshold(val_steps, [t.label for t in val.traces])
         predicted = predict(steps, tau)
-        results[name] = {"threshold": tau, "calibrated": val is not None, "val_f1": val_f1, "step_reduce": reduce,
-                         **processbench_metrics(predicted, labels, seed=config.seed),
-                         "by_perturbation": by_perturbation(test.traces, predicted, config.seed)}
+        results[name] = {
+            "threshold": tau,
+            "calibrated": val is not None,
+            "val_f1": val_f1,
+            "step_reduce": reduce,
+            **processbench_metrics(predicted, labels, seed=config.seed),
+            "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
+        }
         rows[name] = {"predicted": predicted, "steps": steps}
 
     report = {
@@ -199,11 +223,19 @@ def run(config: Config) -> dict[str, Any]:
     }
     predictions = []
     for i, t in enumerate(test.traces):
-        row = {"id": t.id, "prompt": t.meta["prompt"], "steps": list(t.steps), "label": t.label,
-               "predicted": rows["reward"]["predicted"][i], "step_scores": rows["reward"]["steps"][i]}
+        row = {
+            "id": t.id,
+            "prompt": t.meta["prompt"],
+            "steps": list(t.steps),
+            "label": t.label,
+            "predicted": rows["reward"]["predicted"][i],
+            "step_scores": rows["reward"]["steps"][i],
+        }
         if "likelihood" in rows:
-            row.update(likelihood_predicted=rows["likelihood"]["predicted"][i],
-                       likelihood_step_scores=rows["likelihood"]["steps"][i])
+            row.update(
+                likelihood_predicted=rows["likelihood"]["predicted"][i],
+                likelihood_step_scores=rows["likelihood"]["steps"][i],
+            )
         if t.meta.get("perturbation") is not None:
             row["perturbation"] = t.meta["perturbation"]
         predictions.append(row)
@@ -215,9 +247,11 @@ def run(config: Config) -> dict[str, Any]:
 
 
 def format_table(report: dict[str, Any], names: list[str]) -> str:
-    lines = [f"{report['source']}: {report['n_error']} erroneous + {report['n_correct']} correct traces"
-             f" ({report['dropped']} dropped)",
-             f"{'method':<12} {'τ':>8}  {'acc_error':<24} {'acc_correct':<24} {'F1':<24}"]
+    lines = [
+        f"{report['source']}: {report['n_error']} erroneous + {report['n_correct']} correct traces"
+        f" ({report['dropped']} dropped)",
+        f"{'method':<12} {'τ':>8}  {'acc_error':<24} {'acc_correct':<24} {'F1':<24}",
+    ]
     for name in names:
         r = report[name]
         cells = []

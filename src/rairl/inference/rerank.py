@@ -1,25 +1,16 @@
 """`rairl rerank`: best-of-N selection by the learned reward, against the baselines (DESIGN §2.2).
 
-Input: a `rairl sample` JSONL (N samples per question: id, sample, prompt, response, answer, correct). For each
-question and each selection method m, the per-question value is
-
-    reward/<agg>       success@1|N: the sample with the highest trace score (aggregation <agg>) is correct
-                       (ties at the top count as a uniform pick among them)
-    likelihood/<agg>   the same with the base policy's token log-probs ℓ_t (`--policy`), <agg> = mean | min
-    majority           the most common (numerically normalised) answer is correct
-    random             a uniform pick: mean(correct)
-    oracle@N           some sample is correct
-
-and pass@k = 1 - C(N-c, k) / C(N, k) (unbiased). Each is summarised over questions (mean, 95% bootstrap CI, n);
-`gain[m]` is the paired difference m − pass@1 over the same questions. Writes `metrics.json` and `scored.jsonl`
-(every sample with its trace scores and the methods that pick it, first index among ties) to `output_dir`.
+Input: a `rairl sample` JSONL (N samples per question: id, sample, prompt, response, answer, correct). Each
+question's samples are scored by the learned reward (`reward/<agg>`, every aggregation) and, with `--policy`, by the
+base policy's token log-probs ℓ_t (`likelihood/<agg>`, mean | min); the selection methods and their figures
+(success@1|N, majority, random, oracle@N, pass@k, gains over pass@1) are `rairl.evaluation.selection`'s. Writes
+`metrics.json` and `scored.jsonl` (every sample with its trace scores and the methods that pick it) to `output_dir`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,21 +18,11 @@ from typing import Any
 import numpy as np
 
 from rairl.config import config_dict
-from rairl.evaluation.evaluate import parse_ks
-from rairl.evaluation.metrics import (
-    best_index,
-    majority_vote,
-    oracle_at_n,
-    paired_diff,
-    pass_at_k,
-    random_pick,
-    success_at_1_of_n,
-    summarize,
-)
+from rairl.evaluation.metrics import parse_ks
+from rairl.evaluation.selection import group_by_question, normalise_answer, picked_by, rerank_metrics
 from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows, step_reduce_of
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
 from rairl.tasks import TaskArgs, get_task
-from rairl.tasks.answers import parse_number
 
 logger = logging.getLogger(__name__)
 
@@ -68,61 +49,6 @@ def read_samples(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[in
     if not rows:
         raise DataError(path, None, None, "no samples (the file is empty)")
     return rows, lines
-
-
-def group_by_question(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Row indices of each question, questions in first-appearance order, samples in file order."""
-    groups: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(str(row["id"]), []).append(i)
-    return groups
-
-
-def normalise_answer(answer: str | None) -> str | None:
-    """Votes group equal numbers ("4.0", "4", "$4"); other answers by their stripped text."""
-    if answer is None:
-        return None
-    number = parse_number(answer)
-    return str(number) if number is not None else answer.strip()
-
-
-def selection_values(
-    groups: dict[str, list[int]], correct: np.ndarray, answers: list[str | None], scores: dict[str, np.ndarray]
-) -> dict[str, list[float]]:
-    """Per-question value of every selection method (module docstring); `scores[method]` holds one score per row."""
-    methods: dict[str, Callable[[list[int]], float]] = {
-        "oracle@N": lambda idx: oracle_at_n(correct[idx]),
-        "random": lambda idx: random_pick(correct[idx]),
-        "majority": lambda idx: majority_vote([answers[i] for i in idx], correct[idx]),
-    }
-    for name, values in scores.items():
-        methods[name] = lambda idx, v=values: success_at_1_of_n(v[idx], correct[idx])
-    return {name: [fn(idx) for idx in groups.values()] for name, fn in methods.items()}
-
-
-def rerank_metrics(
-    groups: dict[str, list[int]], correct: np.ndarray, answers: list[str | None], scores: dict[str, np.ndarray],
-    ks: list[int], seed: int = 0,
-) -> dict[str, Any]:
-    """`{"pass@k": {...}, "select": {...}, "gain": {...}}`, every entry `summarize()`-shaped."""
-    counts = [(len(idx), int(correct[idx].sum())) for idx in groups.values()]
-    pass_k = {f"pass@{k}": summarize([pass_at_k(n, c, k) for n, c in counts], seed=seed) for k in ks}
-    pass1 = [c / n for n, c in counts]
-    values = selection_values(groups, correct, answers, scores)
-    return {
-        "pass@k": pass_k,
-        "select": {name: summarize(v, seed=seed) for name, v in values.items()},
-        "gain": {name: paired_diff(v, pass1, seed=seed) for name, v in values.items()},
-    }
-
-
-def picked_by(groups: dict[str, list[int]], scores: dict[str, np.ndarray], n_rows: int) -> list[list[str]]:
-    """For each row, the score-based methods whose pick (highest score, first among ties) it is."""
-    out: list[list[str]] = [[] for _ in range(n_rows)]
-    for name, values in scores.items():
-        for idx in groups.values():
-            out[idx[best_index(values[idx])]].append(name)
-    return out
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -174,15 +100,26 @@ def run(config: Config) -> dict[str, Any]:
     prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
 
     reward_model = load_reward_model(config, task)
-    rm = score_rows(reward_model, prompts, responses, lines, config.samples,
-                    aggregates=config.aggregate_names, gamma=config.gamma,
-                    step_reduce=step_reduce_of(config, reward_model))
+    rm = score_rows(
+        reward_model,
+        prompts,
+        responses,
+        lines,
+        config.samples,
+        aggregates=config.aggregate_names,
+        gamma=config.gamma,
+        step_reduce=step_reduce_of(config, reward_model),
+    )
     scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
     if config.policy:
         from rairl.inference.likelihood import LikelihoodScorer
 
-        scorer = LikelihoodScorer.from_pretrained(config.policy, device=resolve_device(config.device),
-                                                  step_spans=task.step_spans, batch_size=config.batch_size)
+        scorer = LikelihoodScorer.from_pretrained(
+            config.policy,
+            device=resolve_device(config.device),
+            step_spans=task.step_spans,
+            batch_size=config.batch_size,
+        )
         ll = score_rows(scorer, prompts, responses, lines, config.samples, aggregates=LIKELIHOOD_AGGREGATES)
         scores.update({f"likelihood/{name}": np.asarray(v) for name, v in ll.traces.items()})
     else:
@@ -200,13 +137,22 @@ def run(config: Config) -> dict[str, Any]:
     out = Path(config.output_dir)
     picks = picked_by(groups, scores, len(rows))
     scored = [
-        {**row, "scores": {name: float(v[i]) for name, v in scores.items()}, "step_scores": rm.steps[i],
-         "picked_by": picks[i]}
+        {
+            **row,
+            "scores": {name: float(v[i]) for name, v in scores.items()},
+            "step_scores": rm.steps[i],
+            "picked_by": picks[i],
+        }
         for i, row in enumerate(rows)
     ]
     write_jsonl(out / "scored.jsonl", scored)
     write_json(out / "metrics.json", report)
     print(format_table(metrics))
-    logger.info("reranked %d questions (N = %d..%d); wrote %s", len(groups), n_min,
-                report["samples_per_question"]["max"], out / "metrics.json")
+    logger.info(
+        "reranked %d questions (N = %d..%d); wrote %s",
+        len(groups),
+        n_min,
+        report["samples_per_question"]["max"],
+        out / "metrics.json",
+    )
     return report

@@ -120,8 +120,9 @@ def generate(
         with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress) as bar:
             for start in range(0, len(order), per_call):
                 chunk = order[start : start + per_call]
-                batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
-                                  add_special_tokens=False).to(device)
+                batch = tokenizer(
+                    [prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(device)
                 out = model.generate(
                     input_ids=batch["input_ids"],
                     attention_mask=batch["attention_mask"],

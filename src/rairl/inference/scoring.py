@@ -60,8 +60,10 @@ class RewardArgs:
     gamma: float = field(default=0.9, metadata={"help": "aggregation 'discounted': Σ γ^(n-t) r_t"})
     step_reduce: str | None = field(
         default=None,
-        metadata={"help": "step score: 'last' (the value at its last token) or 'min' (its worst token); default: "
-                          "'min' for score form f (ℓ_t of a step's last token says little), 'last' for logit"},
+        metadata={
+            "help": "step score: 'last' (the value at its last token) or 'min' (its worst token); default: "
+            "'min' for score form f (ℓ_t of a step's last token says little), 'last' for logit"
+        },
     )
     batch_size: int = field(default=32, metadata={"help": "traces per forward pass"})
     device: str = field(default="auto", metadata={"help": "'auto' (cuda when there is one), 'cpu', 'cuda', ..."})
@@ -99,8 +101,13 @@ def load_reward_model(args: RewardArgs, task: Task) -> RewardModel:
     """The saved reward model with the task's step splitter, on `args.device`. Traces may use every position
     the discriminator has (longer prompts are cut from the left, never the response)."""
     model = RewardModel.from_pretrained(
-        args.reward_model, step_spans=task.step_spans, granularity=args.granularity, interval=args.interval,
-        clip_beta=args.reward_clip, batch_size=args.batch_size, score_form=args.score_form,
+        args.reward_model,
+        step_spans=task.step_spans,
+        granularity=args.granularity,
+        interval=args.interval,
+        clip_beta=args.reward_clip,
+        batch_size=args.batch_size,
+        score_form=args.score_form,
     )
     if model.max_length is None:
         model.max_length = getattr(model.discriminator.config, "max_position_embeddings", None)
@@ -163,9 +170,16 @@ def run(config: Config) -> list[dict[str, Any]]:
     model = load_reward_model(config, task)
     lines, rows, prompts = zip(*traces)
     responses = [row["response"] for row in rows]
-    scores = score_rows(model, list(prompts), responses, list(lines), config.input,
-                        step_reduce=step_reduce_of(config, model), aggregates=config.aggregate_names,
-                        gamma=config.gamma)
+    scores = score_rows(
+        model,
+        list(prompts),
+        responses,
+        list(lines),
+        config.input,
+        step_reduce=step_reduce_of(config, model),
+        aggregates=config.aggregate_names,
+        gamma=config.gamma,
+    )
     eos = model.tokenizer.eos_token or ""
     out = [scored_row({**row, "prompt": prompt}, scores, b, eos) for b, (row, prompt) in enumerate(zip(rows, prompts))]
     write_jsonl(Path(config.output), out)

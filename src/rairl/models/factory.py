@@ -120,8 +120,10 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 - transformers and tokenizers raise many kinds; one line for the user
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"tokenizer of {path}: cannot be loaded ({first}); expected tokenizer.json and "
-                         "tokenizer_config.json as `save_pretrained` writes them") from err
+        raise ValueError(
+            f"tokenizer of {path}: cannot be loaded ({first}); expected tokenizer.json and "
+            "tokenizer_config.json as `save_pretrained` writes them"
+        ) from err
     check_template(tokenizer, path)
     if tokenizer.pad_token is None:  # many causal LMs ship without one; generation pads with EOS then
         tokenizer.pad_token = tokenizer.eos_token

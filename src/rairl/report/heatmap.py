@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib import colormaps
 
-from rairl.inference.benchmarks import joined_spans
+from rairl.inference.labelled import joined_spans
 from rairl.inference.likelihood import first_below
 from rairl.io import DataError, read_jsonl, require
 from rairl.tasks.base import line_spans
@@ -72,11 +72,21 @@ def read_scored(path: str | os.PathLike, tau: float) -> list[Trace]:
         if not all(isinstance(v, (int, float)) for v in scores.values()):
             raise DataError(path, line, "scores", "expected {method: number}")
         details = {"picked by": ", ".join(row["picked_by"])} if row.get("picked_by") else {}
-        traces.append(Trace(
-            f"{row.get('id', line)}/{row.get('sample', 0)}", str(row.get("question") or prompt), prompt, response,
-            line_spans(response), steps, correct, first_error if isinstance(first_error, int) else None,
-            first_below(steps, tau), {k: float(v) for k, v in scores.items()}, details=details,
-        ))
+        traces.append(
+            Trace(
+                f"{row.get('id', line)}/{row.get('sample', 0)}",
+                str(row.get("question") or prompt),
+                prompt,
+                response,
+                line_spans(response),
+                steps,
+                correct,
+                first_error if isinstance(first_error, int) else None,
+                first_below(steps, tau),
+                {k: float(v) for k, v in scores.items()},
+                details=details,
+            )
+        )
     return traces
 
 
@@ -94,9 +104,21 @@ def read_predictions(path: str | os.PathLike) -> list[Trace]:
         details = {"perturbation": str(row["perturbation"])} if row.get("perturbation") else {}
         if isinstance(baseline, int):
             details["likelihood predicts"] = step_name(baseline)
-        traces.append(Trace(str(row.get("id", line)), prompt, prompt, "\n".join(steps), joined_spans(steps),
-                            _float_list(row, "step_scores", path, line), label == -1, label, predicted,
-                            likelihood_predicted=baseline if isinstance(baseline, int) else None, details=details))
+        traces.append(
+            Trace(
+                str(row.get("id", line)),
+                prompt,
+                prompt,
+                "\n".join(steps),
+                joined_spans(steps),
+                _float_list(row, "step_scores", path, line),
+                label == -1,
+                label,
+                predicted,
+                likelihood_predicted=baseline if isinstance(baseline, int) else None,
+                details=details,
+            )
+        )
     return traces
 
 
@@ -112,8 +134,13 @@ def add_token_rewards(traces: list[Trace], model, step_reduce: str = "last") -> 
     """Fill `token_values`/`token_spans` of `traces` from one scoring pass of `model` (a `RewardModel`)."""
     if not traces:
         return
-    scored = model.score([t.prompt for t in traces], [t.response for t in traces],
-                         step_spans=[t.step_spans for t in traces], step_reduce=step_reduce, aggregates=())
+    scored = model.score(
+        [t.prompt for t in traces],
+        [t.response for t in traces],
+        step_spans=[t.step_spans for t in traces],
+        step_reduce=step_reduce,
+        aggregates=(),
+    )
     for t, values, spans in zip(traces, scored.tokens, scored.token_spans, strict=True):
         t.token_values, t.token_spans = values.tolist(), [tuple(s) for s in spans]
 
@@ -160,8 +187,7 @@ def render_trace(trace: Trace, index: int, vmax: float) -> str:
     """One heat map: a header (id, verdict, true and predicted first error, details) and one line per step."""
     verdict = "correct" if trace.correct else "wrong"
     question = trace.question if len(trace.question) <= QUESTION_CHARS else trace.question[:QUESTION_CHARS] + "…"
-    facts = {"true first error": step_name(trace.true_error), "predicted": step_name(trace.predicted),
-             **trace.details}
+    facts = {"true first error": step_name(trace.true_error), "predicted": step_name(trace.predicted), **trace.details}
     header = " ".join(f'<span class="fact"><b>{html.escape(k)}</b> {html.escape(v)}</span>' for k, v in facts.items())
     lines = []
     for k in range(len(trace.step_spans)):
@@ -169,23 +195,31 @@ def render_trace(trace: Trace, index: int, vmax: float) -> str:
         marks += [("pred", "predicted")] if k == trace.predicted else []
         cls = " ".join(["step", *(m for m, _ in marks)])
         badges = "".join(f'<span class="badge {m}">{label}</span>' for m, label in marks)
-        lines.append(f'<div class="{cls}"><span class="step-no">{k}</span>'
-                     f'<span class="step-text">{_step_body(trace, k, vmax)}</span>{badges}</div>')
+        lines.append(
+            f'<div class="{cls}"><span class="step-no">{k}</span>'
+            f'<span class="step-text">{_step_body(trace, k, vmax)}</span>{badges}</div>'
+        )
     if trace.token_values is not None and trace.token_spans and trace.token_spans[-1][0] == len(trace.response):
-        lines.append(f'<div class="step eos-line"><span class="step-no"></span>'
-                     f'{_coloured("EOS", trace.token_values[-1], vmax, "tok eos")}</div>')
-    return (f'<div class="heatmap {verdict}" id="heatmap-{index}">'
-            f'<div class="trace-head"><span class="verdict {verdict}">{verdict}</span>'
-            f'<span class="trace-id">{html.escape(trace.id)}</span>{header}</div>'
-            f'<div class="question">{html.escape(question)}</div>{"".join(lines)}</div>')
+        lines.append(
+            f'<div class="step eos-line"><span class="step-no"></span>'
+            f"{_coloured('EOS', trace.token_values[-1], vmax, 'tok eos')}</div>"
+        )
+    return (
+        f'<div class="heatmap {verdict}" id="heatmap-{index}">'
+        f'<div class="trace-head"><span class="verdict {verdict}">{verdict}</span>'
+        f'<span class="trace-id">{html.escape(trace.id)}</span>{header}</div>'
+        f'<div class="question">{html.escape(question)}</div>{"".join(lines)}</div>'
+    )
 
 
 def render_legend(vmax: float, what: str) -> str:
     """A colour bar from -vmax (red) through 0 (white) to +vmax (blue), labelled with `what` it colours."""
     stops = ", ".join(colour(v, vmax)[0] for v in np.linspace(-vmax, vmax, 11))
-    return (f'<div class="legend"><span>{-vmax:.3g}</span><span class="bar" '
-            f'style="background:linear-gradient(to right, {stops})"></span><span>+{vmax:.3g}</span>'
-            f'<span class="legend-text">{html.escape(what)}: red = low (policy-like), white = 0 (D = ½), '
-            f'blue = high (expert-like)</span></div>'
-            '<div class="legend"><span class="badge true">true error</span> the first wrong step '
-            '<span class="badge pred">predicted</span> the first step scoring below τ</div>')
+    return (
+        f'<div class="legend"><span>{-vmax:.3g}</span><span class="bar" '
+        f'style="background:linear-gradient(to right, {stops})"></span><span>+{vmax:.3g}</span>'
+        f'<span class="legend-text">{html.escape(what)}: red = low (policy-like), white = 0 (D = ½), '
+        f"blue = high (expert-like)</span></div>"
+        '<div class="legend"><span class="badge true">true error</span> the first wrong step '
+        '<span class="badge pred">predicted</span> the first step scoring below τ</div>'
+    )

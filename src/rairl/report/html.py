@@ -43,8 +43,9 @@ FILES = ("metrics.json", "results.json")
 TRACE_FILES = {"rerank": "scored.jsonl", "localize": "predictions.jsonl"}
 KINDS: dict[str, Callable[[str, dict], bool]] = {
     "rerank": lambda name, d: name == "metrics.json" and "pass@k" in d and "select" in d,
-    "localize": lambda name, d: name == "metrics.json" and isinstance(d.get("reward"), dict)
-    and "acc_error" in d["reward"],
+    "localize": lambda name, d: (
+        name == "metrics.json" and isinstance(d.get("reward"), dict) and "acc_error" in d["reward"]
+    ),
     "eval": lambda name, d: name == "metrics.json" and isinstance(d.get("splits"), dict),
     "demo": lambda name, d: name == "results.json" and ("training" in d or "claims" in d),
     "metrics": lambda name, d: name == "metrics.json",
@@ -114,8 +115,11 @@ def discover(run_dir: Path) -> tuple[list[Found], list[Path]]:
 def find_reward_model(config: Config, run_dir: Path, found: list[Found], discriminators: list[Path]):
     """(model or None, a sentence saying where token rewards come from)."""
     settings = next((f.data["config"] for f in found if f.kind in TRACE_FILES and "config" in f.data), {})
-    options = dict(granularity=settings.get("granularity"), interval=settings.get("interval"),
-                   clip_beta=settings.get("reward_clip"))
+    options = dict(
+        granularity=settings.get("granularity"),
+        interval=settings.get("interval"),
+        clip_beta=settings.get("reward_clip"),
+    )
     if config.reward_model:
         candidates = [Path(config.reward_model)]
     else:
@@ -140,8 +144,11 @@ def find_reward_model(config: Config, run_dir: Path, found: list[Found], discrim
         return model.to(resolve_device(config.device)), f"Token rewards r_t from the reward model {path}."
     if config.reward_model:
         raise FileNotFoundError(f"--reward_model {config.reward_model}: no such directory")
-    return None, ("No reward model could be loaded (tried: " + (", ".join(tried) or "none found") +
-                  "): steps are coloured by their saved step scores instead of per token.")
+    return None, (
+        "No reward model could be loaded (tried: "
+        + (", ".join(tried) or "none found")
+        + "): steps are coloured by their saved step scores instead of per token."
+    )
 
 
 class Figures:
@@ -158,8 +165,10 @@ class Figures:
             filename = f"{self.output.stem}_{slug}-{i}.png"
         self.files[filename] = png
         data = base64.b64encode(png).decode("ascii")
-        return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-                f"<figcaption>{html.escape(caption)} <code>{html.escape(filename)}</code></figcaption></figure>")
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)} <code>{html.escape(filename)}</code></figcaption></figure>"
+        )
 
     def write(self) -> list[Path]:
         paths = []
@@ -190,13 +199,16 @@ def read_traces(f: Found, tau: float) -> list[heatmap.Trace]:
 
 
 def heatmap_section(sources: list[tuple[Found, list[heatmap.Trace]]], model, note: str, n: int) -> str:
-    intro = (f"{note} Predicted first error: the first step whose reward falls below τ (of the nearest localize "
-             f"run, else {DEFAULT_TAU:g}). Hover the coloured text for its value.")
+    intro = (
+        f"{note} Predicted first error: the first step whose reward falls below τ (of the nearest localize "
+        f"run, else {DEFAULT_TAU:g}). Hover the coloured text for its value."
+    )
     parts, index = [f"<p>{html.escape(intro)}</p>"], 0
     for f, traces in sources:
         chosen = heatmap.select(traces, n)
-        step_reduce = (f.data.get("config", {}).get("step_reduce") if f.kind == "rerank"
-                       else f.data["reward"].get("step_reduce"))
+        step_reduce = (
+            f.data.get("config", {}).get("step_reduce") if f.kind == "rerank" else f.data["reward"].get("step_reduce")
+        )
         step_reduce = step_reduce or (model.default_step_reduce if model is not None else "last")
         if model is not None:
             heatmap.add_token_rewards(chosen, model, step_reduce)
@@ -207,8 +219,9 @@ def heatmap_section(sources: list[tuple[Found, list[heatmap.Trace]]], model, not
         vmax = heatmap.colour_scale(chosen)
         what = "token reward r_t" if model is not None else "step score"
         rendered = [heatmap.render_trace(t, index + i, vmax) for i, t in enumerate(chosen)]
-        head = (f"{html.escape(f.label)} <small>{html.escape(f.traces.name)}: {len(chosen)} of {len(traces)} "
-                f"traces</small>")
+        head = (
+            f"{html.escape(f.label)} <small>{html.escape(f.traces.name)}: {len(chosen)} of {len(traces)} traces</small>"
+        )
         is_open = len(sources) <= 2 or f is sources[0][0]  # a demo's many runs: the first open, the rest folded
         parts.append(collapsible(head, heatmap.render_legend(vmax, what) + "".join(rendered), is_open))
         index += len(chosen)
@@ -249,8 +262,14 @@ def pass_k_section(found: list[Found], figures: Figures) -> str:
         lines |= {f"{m}: 1 of N by the likelihood": select[m] for m in [best_method(select, "likelihood/")] if m}
         lines |= {"majority vote of N": select["majority"]} if "majority" in select else {}
         png = plots.pass_at_k_plot({"pass@k (no reranking)": pass_at_k(f.data["pass@k"])}, lines, f.label)
-        parts.append(figures.add(f"passk-{f.label}", png, f"{f.label}: pass@k without reranking against one answer "
-                                 "chosen from N (success@1|N, at the right); bars are 95% intervals."))
+        parts.append(
+            figures.add(
+                f"passk-{f.label}",
+                png,
+                f"{f.label}: pass@k without reranking against one answer "
+                "chosen from N (success@1|N, at the right); bars are 95% intervals.",
+            )
+        )
     for f in [] if reranks else [f for f in found if f.kind == "eval"]:
         splits = f.data["splits"]
         curves = {split: pass_at_k(m) for split, m in splits.items()}
@@ -265,15 +284,25 @@ def localisation_section(sources: list[tuple[Found, list[heatmap.Trace]]], found
     for f in (f for f in found if f.kind == "localize"):
         d = f.data
         methods = [m for m in ("reward", "likelihood") if isinstance(d.get(m), dict)]
-        rows = [[m, value_cell(d[m].get("threshold")), value_cell(d[m].get("calibrated")),
-                 *(summary_cell(d[m].get(k)) for k in ("acc_error", "acc_correct", "f1"))] for m in methods]
+        rows = [
+            [
+                m,
+                value_cell(d[m].get("threshold")),
+                value_cell(d[m].get("calibrated")),
+                *(summary_cell(d[m].get(k)) for k in ("acc_error", "acc_correct", "f1")),
+            ]
+            for m in methods
+        ]
         facts = ", ".join(f"{k} = {d[k]}" for k in ("source", "n_traces", "n_error", "n_correct", "dropped") if k in d)
-        parts.append(f"<h3>{html.escape(f.label)}</h3><p>{html.escape(facts)}</p>" + summary_table(
-            ["method", "τ", "calibrated", "acc_error", "acc_correct", "F1"], rows))
+        parts.append(
+            f"<h3>{html.escape(f.label)}</h3><p>{html.escape(facts)}</p>"
+            + summary_table(["method", "τ", "calibrated", "acc_error", "acc_correct", "F1"], rows)
+        )
         perturbations = list(dict.fromkeys(p for m in methods for p in d[m].get("by_perturbation") or {}))
         if perturbations:
-            rows = [[p, *(summary_cell((d[m].get("by_perturbation") or {}).get(p)) for m in methods)]
-                    for p in perturbations]
+            rows = [
+                [p, *(summary_cell((d[m].get("by_perturbation") or {}).get(p)) for m in methods)] for p in perturbations
+            ]
             parts.append("<p>acc_error by injected perturbation</p>" + summary_table(["perturbation", *methods], rows))
         traces = traces_of.get(id(f))
         if traces:
@@ -281,8 +310,13 @@ def localisation_section(sources: list[tuple[Found, list[heatmap.Trace]]], found
             matrices = {"reward": plots.confusion_matrix(true, [t.predicted for t in traces])}
             if all(t.likelihood_predicted is not None for t in traces):
                 matrices["likelihood"] = plots.confusion_matrix(true, [t.likelihood_predicted for t in traces])
-            parts.append(figures.add(f"confusion-{f.label}", plots.confusion_plot(matrices),
-                                     f"{f.label}: true (rows) vs predicted (columns) first wrong step."))
+            parts.append(
+                figures.add(
+                    f"confusion-{f.label}",
+                    plots.confusion_plot(matrices),
+                    f"{f.label}: true (rows) vs predicted (columns) first wrong step.",
+                )
+            )
     return "".join(parts)
 
 
@@ -312,13 +346,26 @@ def claims_section(found: list[Found]) -> str:
         elif claims:
             parts.append("<ul>" + "".join(f"<li>{html.escape(str(c))}</li>" for c in claims) + "</ul>")
         training = d.get("training") or {}
-        columns = list(dict.fromkeys((split, metric) for by_split in training.values() if isinstance(by_split, dict)
-                                     for split, ms in by_split.items() if isinstance(ms, dict) for metric in ms))
+        columns = list(
+            dict.fromkeys(
+                (split, metric)
+                for by_split in training.values()
+                if isinstance(by_split, dict)
+                for split, ms in by_split.items()
+                if isinstance(ms, dict)
+                for metric in ms
+            )
+        )
         if columns:
-            rows = [[method, *(summary_cell(by_split.get(s, {}).get(m)) for s, m in columns)]
-                    for method, by_split in training.items() if isinstance(by_split, dict)]
-            parts.append("<p>Policy training: accuracy per method, split and metric</p>"
-                         + summary_table(["method", *(f"{s} {m}" for s, m in columns)], rows))
+            rows = [
+                [method, *(summary_cell(by_split.get(s, {}).get(m)) for s, m in columns)]
+                for method, by_split in training.items()
+                if isinstance(by_split, dict)
+            ]
+            parts.append(
+                "<p>Policy training: accuracy per method, split and metric</p>"
+                + summary_table(["method", *(f"{s} {m}" for s, m in columns)], rows)
+            )
     return "".join(parts)
 
 
@@ -329,8 +376,9 @@ def tables_section(found: list[Found], run_dir: Path) -> str:
         scalars = {k: v for k, v in f.data.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
         facts = ", ".join(f"{k} = {v}" for k, v in scalars.items())
         rel = f.path.relative_to(run_dir).as_posix()
-        body = ((f"<p>{html.escape(facts)}</p>" if facts else "")
-                + (summary_table(["metric", "mean [95% CI] (n)"], rows) if rows else "<p>no summaries</p>"))
+        body = (f"<p>{html.escape(facts)}</p>" if facts else "") + (
+            summary_table(["metric", "mean [95% CI] (n)"], rows) if rows else "<p>no summaries</p>"
+        )
         parts.append(collapsible(f"{html.escape(rel)} <small>({f.kind})</small>", body, is_open=len(found) <= 3))
     return "".join(parts)
 
@@ -343,27 +391,37 @@ def run(config: Config) -> Path:
     if not found:
         raise FileNotFoundError(
             f"{run_dir}: found no rairl outputs at any depth (looked for metrics.json of `rairl rerank`, `localize` "
-            "or `eval`, and a `rairl demo` results.json); point RUN_DIR at a folder that holds them")
+            "or `eval`, and a `rairl demo` results.json); point RUN_DIR at a folder that holds them"
+        )
     output = Path(config.output) if config.output else run_dir / "report.html"
     sources = [(f, read_traces(f, localize_tau(found, f.path.parent))) for f in found if f.traces is not None]
     sources = [(f, traces) for f, traces in sources if traces]
-    model, note = (find_reward_model(config, run_dir, found, discriminators) if sources and config.max_traces
-                   else (None, ""))
+    model, note = (
+        find_reward_model(config, run_dir, found, discriminators) if sources and config.max_traces else (None, "")
+    )
     figures = Figures(output)
     sections = {
         "Claims": claims_section(found),
-        "Token reward heat maps": heatmap_section(sources, model, note, config.max_traces)
-        if config.max_traces else "",
+        "Token reward heat maps": heatmap_section(sources, model, note, config.max_traces) if config.max_traces else "",
         "Reward distributions": distribution_section(sources, figures),
         "pass@k with and without reranking": pass_k_section(found, figures),
         "First-error localisation": localisation_section(sources, found, figures),
         "Metric tables": tables_section(found, run_dir),
     }
     listing = [(f.kind, f.path.relative_to(run_dir).as_posix()) for f in found]
-    text = page(f"rairl report: {run_dir.resolve().name}", str(run_dir), listing,
-                {title: body for title, body in sections.items() if body})
+    text = page(
+        f"rairl report: {run_dir.resolve().name}",
+        str(run_dir),
+        listing,
+        {title: body for title, body in sections.items() if body},
+    )
     written = figures.write()
     write_text(output, text)
-    logger.info("wrote %s (%d sections, %d figures: %s)", output, sum(bool(b) for b in sections.values()),
-                len(written), ", ".join(p.name for p in written))
+    logger.info(
+        "wrote %s (%d sections, %d figures: %s)",
+        output,
+        sum(bool(b) for b in sections.values()),
+        len(written),
+        ", ".join(p.name for p in written),
+    )
     return output

@@ -63,16 +63,21 @@ def _slug(title: str) -> str:
 def page(title: str, run_dir: str, listing: list[tuple[str, str]], sections: dict[str, str]) -> str:
     """The whole HTML document. `listing`: (kind, relative path) of each file found; `sections`: title -> HTML."""
     nav = "".join(f'<li><a href="#{_slug(t)}">{html.escape(t)}</a></li>' for t in sections)
-    files = "".join(f"<li><code>{html.escape(path)}</code> <span class='muted'>{html.escape(kind)}</span></li>"
-                    for kind, path in listing)
-    body = "".join(f'<section id="{_slug(t)}"><h2>{html.escape(t)}</h2>{content}</section>'
-                   for t, content in sections.items())
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='muted'>run folder <code>{html.escape(run_dir)}</code></p>"
-            f"<nav><ul>{nav}</ul></nav><details><summary>{len(listing)} output file(s) found</summary>"
-            f"<ul class='found'>{files}</ul></details>{body}</body></html>\n")
+    files = "".join(
+        f"<li><code>{html.escape(path)}</code> <span class='muted'>{html.escape(kind)}</span></li>"
+        for kind, path in listing
+    )
+    body = "".join(
+        f'<section id="{_slug(t)}"><h2>{html.escape(t)}</h2>{content}</section>' for t, content in sections.items()
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class='muted'>run folder <code>{html.escape(run_dir)}</code></p>"
+        f"<nav><ul>{nav}</ul></nav><details><summary>{len(listing)} output file(s) found</summary>"
+        f"<ul class='found'>{files}</ul></details>{body}</body></html>\n"
+    )
 
 
 def collapsible(head: str, body: str, is_open: bool = True) -> str:
@@ -114,8 +119,10 @@ def value_cell(value: Any) -> Markup:
     if isinstance(value, int):
         return Markup(f"<td class='num'>{value}</td>")
     if isinstance(value, dict):  # e.g. a claim's {"airl": summary, "sft": summary, "diff": 0.1}
-        parts = [f"{k}: {_summary_text(v) if isinstance(v, dict) and 'mean' in v else json.dumps(v)}"
-                 for k, v in value.items()]
+        parts = [
+            f"{k}: {_summary_text(v) if isinstance(v, dict) and 'mean' in v else json.dumps(v)}"
+            for k, v in value.items()
+        ]
         return Markup(f"<td>{html.escape('; '.join(parts))}</td>")
     text = value if isinstance(value, str) else "–" if value is None else json.dumps(value, ensure_ascii=False)
     return Markup(f"<td>{html.escape(text)}</td>")
@@ -124,6 +131,8 @@ def value_cell(value: Any) -> Markup:
 def summary_table(columns: list[str], rows: list[list[str]]) -> str:
     """A table; a row cell is `Markup` (from `summary_cell`/`value_cell`) or plain text (escaped)."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(c if isinstance(c, Markup) else f"<td>{html.escape(c)}</td>" for c in row)
-                   + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(c if isinstance(c, Markup) else f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
     return f"<div class='table-wrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"

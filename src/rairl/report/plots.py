@@ -53,14 +53,18 @@ def reward_histogram(
 
 def _yerr(summaries: Sequence[dict[str, Any]]) -> np.ndarray:
     """(2, n) distances from each mean to its interval ends (0 where an interval is missing)."""
-    return np.array([[max(s["mean"] - (s["ci95"][0] if s["ci95"][0] is not None else s["mean"]), 0.0),
-                      max((s["ci95"][1] if s["ci95"][1] is not None else s["mean"]) - s["mean"], 0.0)]
-                     for s in summaries]).T
+    return np.array(
+        [
+            [
+                max(s["mean"] - (s["ci95"][0] if s["ci95"][0] is not None else s["mean"]), 0.0),
+                max((s["ci95"][1] if s["ci95"][1] is not None else s["mean"]) - s["mean"], 0.0),
+            ]
+            for s in summaries
+        ]
+    ).T
 
 
-def pass_at_k_plot(
-    curves: dict[str, dict[int, dict[str, Any]]], lines: dict[str, dict[str, Any]], title: str
-) -> bytes:
+def pass_at_k_plot(curves: dict[str, dict[int, dict[str, Any]]], lines: dict[str, dict[str, Any]], title: str) -> bytes:
     """`curves[label][k]` and `lines[label]`: `{"mean", "ci95", "n"}` summaries; entries without a mean are skipped."""
     ks_all = [k for by_k in curves.values() for k, s in by_k.items() if s.get("mean") is not None]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -69,8 +73,9 @@ def pass_at_k_plot(
         if not points:
             continue
         ks, summaries = zip(*points)
-        ax.errorbar(ks, [s["mean"] for s in summaries], yerr=_yerr(summaries), marker="o", capsize=3,
-                    label=label, color=f"C{i}")
+        ax.errorbar(
+            ks, [s["mean"] for s in summaries], yerr=_yerr(summaries), marker="o", capsize=3, label=label, color=f"C{i}"
+        )
     # One answer chosen from N: a horizontal line, its interval as an error bar at the right end (staggered).
     styles, right = ["--", ":", "-.", (0, (5, 1))], max(ks_all, default=1)
     for j, (label, s) in enumerate(lines.items()):
@@ -78,8 +83,17 @@ def pass_at_k_plot(
             continue
         col = f"C{len(curves) + j}"
         ax.axhline(s["mean"], color=col, linestyle=styles[j % len(styles)], linewidth=1.4)
-        ax.errorbar([right * 1.06 ** (j + 1)], [s["mean"]], yerr=_yerr([s]), color=col, marker="s", markersize=4,
-                    capsize=3, linestyle=styles[j % len(styles)], label=label)
+        ax.errorbar(
+            [right * 1.06 ** (j + 1)],
+            [s["mean"]],
+            yerr=_yerr([s]),
+            color=col,
+            marker="s",
+            markersize=4,
+            capsize=3,
+            linestyle=styles[j % len(styles)],
+            label=label,
+        )
     if ks_all:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(set(ks_all)), [str(k) for k in sorted(set(ks_all))])

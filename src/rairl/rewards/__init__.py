@@ -11,7 +11,7 @@ from rairl.rewards.advantages import (
     standardise,
 )
 from rairl.rewards.backfill import backfill, clip
-from rairl.rewards.granularity import GRANULARITIES, granularity_mask, last_response_index, step_end_tokens
+from rairl.rewards.granularity import GRANULARITIES, granularity_mask, last_response_index
 from rairl.rewards.perturb import PERTURBATIONS, Perturbed, perturb
 
 __all__ = [
@@ -30,5 +30,4 @@ __all__ = [
     "perturb",
     "reward_to_go",
     "standardise",
-    "step_end_tokens",
 ]

@@ -1,7 +1,7 @@
 r"""Aggregation: from the per-token rewards r_1..r_n of one response to step scores and a trace score (DESIGN §2.1).
 
-Step scores. Step k ends at token e_k, the token holding its last character (`step_end_tokens`), and owns the
-tokens e_{k-1}+1 .. e_k (step 0 starts at token 0; a step that ends inside the very token that ended the previous
+Step scores. Step k ends at token e_k, the token holding its last character (`rairl.traces.step_end_tokens`), and owns
+the tokens e_{k-1}+1 .. e_k (step 0 starts at token 0; a step that ends inside the very token that ended the previous
 step owns that one token). Its score, by `step_reduce`:
 
     last   r_{e_k}                  the reward once the whole step is written (a step-granularity label sits here)
@@ -22,7 +22,6 @@ A non-finite token value raises `NonFiniteScore`: a NaN reward must never reach 
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rairl.registry import Registry
+
 Span = tuple[int, int]
 Aggregation = Callable[[Tensor, Tensor, float], Tensor]
-AGGREGATIONS: dict[str, Aggregation] = {}
+AGGREGATIONS: Registry[Aggregation] = Registry("aggregation")
+register = AGGREGATIONS.register
 StepReduction = Callable[[Tensor], Tensor]
-STEP_REDUCTIONS: dict[str, StepReduction] = {"last": lambda r: r[-1], "min": lambda r: r.min()}
+STEP_REDUCTIONS: Registry[StepReduction] = Registry("step_reduce", {"last": lambda r: r[-1], "min": lambda r: r.min()})
 _ANSWER_LINE_RE = re.compile(r"^[ \t]*####.*$", re.MULTILINE)
 
 
@@ -44,14 +46,6 @@ class NonFiniteScore(ValueError):
     def __init__(self, index: int, message: str):
         super().__init__(message)
         self.index = index
-
-
-def register(name: str) -> Callable[[Aggregation], Aggregation]:
-    def wrap(fn: Aggregation) -> Aggregation:
-        AGGREGATIONS[name] = fn
-        return fn
-
-    return wrap
 
 
 @register("mean")
@@ -85,19 +79,11 @@ def _answer_span(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
     return r[answer_mask].mean()
 
 
-def _lookup(registry: dict, name: str, kind: str):
-    if name not in registry:
-        close = difflib.get_close_matches(name, registry, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(registry)}.{hint}")
-    return registry[name]
-
-
 def check_names(aggregates: Sequence[str] = (), step_reduce: str = "last") -> None:
     """Raise ValueError (with a did-you-mean hint) for an unknown aggregation or step reduction."""
     for name in aggregates:
-        _lookup(AGGREGATIONS, name, "aggregation")
-    _lookup(STEP_REDUCTIONS, step_reduce, "step_reduce")
+        AGGREGATIONS.lookup(name)
+    STEP_REDUCTIONS.lookup(step_reduce)
 
 
 def check_finite(values: Tensor, index: int = 0) -> None:
@@ -105,8 +91,11 @@ def check_finite(values: Tensor, index: int = 0) -> None:
     bad = ~torch.isfinite(values)
     if bad.any():
         where = torch.nonzero(bad).squeeze(1).tolist()
-        raise NonFiniteScore(index, f"trace {index}: non-finite reward at response token(s) {where[:10]}; "
-                                    "the scorer produced NaN/inf (check the model's weights and dtype)")
+        raise NonFiniteScore(
+            index,
+            f"trace {index}: non-finite reward at response token(s) {where[:10]}; "
+            "the scorer produced NaN/inf (check the model's weights and dtype)",
+        )
 
 
 def aggregate(name: str, values: Tensor, answer_mask: Tensor | None = None, gamma: float = 0.9) -> float:
@@ -114,7 +103,7 @@ def aggregate(name: str, values: Tensor, answer_mask: Tensor | None = None, gamm
 
     `answer_mask` (n,) bool marks the answer-line tokens (only `answer_span` reads it; default: the last token).
     """
-    fn = _lookup(AGGREGATIONS, name, "aggregation")
+    fn = AGGREGATIONS.lookup(name)
     if values.dim() != 1 or len(values) == 0:
         raise ValueError(f"aggregate needs one response's token values, shape (n,), n >= 1; got {tuple(values.shape)}")
     if answer_mask is None:
@@ -141,7 +130,7 @@ def step_token_ranges(step_ends: Sequence[int], n_tokens: int) -> list[range]:
 
 def step_scores(values: Tensor, step_ends: Sequence[int], step_reduce: str = "last") -> list[float]:
     """One score per step: `step_reduce` ("last" | "min") of the token values `values` (n,) the step owns."""
-    reduce = _lookup(STEP_REDUCTIONS, step_reduce, "step_reduce")
+    reduce = STEP_REDUCTIONS.lookup(step_reduce)
     if values.dim() != 1:
         raise ValueError(f"step_scores needs the token values of one response, shape (n,); got {tuple(values.shape)}")
     return [float(reduce(values[list(r)])) for r in step_token_ranges(step_ends, len(values))]

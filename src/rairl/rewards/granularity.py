@@ -14,23 +14,16 @@ A row without response tokens gets an empty mask.
 
 from __future__ import annotations
 
-import bisect
-import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from rairl.registry import Registry
+
 MaskBuilder = Callable[[Tensor, list[list[int]] | None, int], Tensor]
-GRANULARITIES: dict[str, MaskBuilder] = {}
-
-
-def register(name: str) -> Callable[[MaskBuilder], MaskBuilder]:
-    def wrap(builder: MaskBuilder) -> MaskBuilder:
-        GRANULARITIES[name] = builder
-        return builder
-
-    return wrap
+GRANULARITIES: Registry[MaskBuilder] = Registry("granularity")
+register = GRANULARITIES.register
 
 
 def check_token_tensors(response_mask: Tensor, **tensors: Tensor) -> None:
@@ -104,46 +97,12 @@ def _dense(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> 
     return response_mask.clone()
 
 
-def granularity_mask(
-    name: str, response_mask: Tensor, step_ends: list[list[int]] | None = None, k: int = 8
-) -> Tensor:
+def granularity_mask(name: str, response_mask: Tensor, step_ends: list[list[int]] | None = None, k: int = 8) -> Tensor:
     """Bool `(B, T)` supervision mask `m` of granularity `name` (see the module docstring).
 
     `step_ends[b]` holds absolute columns (0..T-1) of the last token of each step of row `b` (only `step` reads
-    it; see `step_end_tokens`); `k` is the spacing of `interval`. The mask is always inside the response.
+    it; see `rairl.traces.step_end_tokens`); `k` is the spacing of `interval`. The mask is always inside the response.
     """
-    if name not in GRANULARITIES:
-        close = difflib.get_close_matches(name, GRANULARITIES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown granularity {name!r}; known granularities: {sorted(GRANULARITIES)}.{hint}")
+    builder = GRANULARITIES.lookup(name)
     check_token_tensors(response_mask)
-    return GRANULARITIES[name](response_mask, step_ends, k)
-
-
-def step_end_tokens(step_char_spans: Sequence[tuple[int, int]], token_offsets: Sequence[tuple[int, int]]) -> list[int]:
-    """Index of the token holding the last character of each step.
-
-    `step_char_spans`: `[start, end)` character spans of the steps in the response (`Task.step_spans`).
-    `token_offsets`: per response token, its `[start, end)` characters in the same response text (a tokenizer's
-    `offset_mapping`), in order. The result indexes `token_offsets` (add the column of the first response token
-    to get `step_ends` for `granularity_mask`).
-
-    A step that ends inside a token maps to that token (tokens may straddle step boundaries). The rule used is
-    "the last token that starts before the step's end", which is the token holding character `end - 1`, and
-    still gives the nearest preceding token when a tokenizer's offsets leave that character uncovered (dropped
-    whitespace); tokens with empty offsets (special tokens) are skipped. A step covered by no token at all
-    raises ValueError.
-    """
-    kept = [(i, s, e) for i, (s, e) in enumerate(token_offsets) if e > s]
-    starts = [s for _, s, _ in kept]
-    if any(a > b for a, b in zip(starts, starts[1:])):
-        raise ValueError("token_offsets must be in text order (non-decreasing starts)")
-    ends = []
-    for start, end in step_char_spans:
-        if end <= start:
-            raise ValueError(f"empty step span ({start}, {end})")
-        j = bisect.bisect_left(starts, end) - 1  # last kept token with start < end
-        if j < 0 or kept[j][2] <= start:
-            raise ValueError(f"step span ({start}, {end}) is covered by no token; token offsets: {list(token_offsets)}")
-        ends.append(kept[j][0])
-    return ends
+    return builder(response_mask, step_ends, k)

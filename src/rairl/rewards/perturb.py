@@ -23,13 +23,13 @@ chosen. A function returns None when it does not apply.
 
 from __future__ import annotations
 
-import difflib
 import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from rairl.registry import Registry
 from rairl.rewards.equations import (
     NUMBER_RE,
     OPERATOR_RE,
@@ -58,18 +58,11 @@ class Perturbed:
 
 
 Perturbation = Callable[[str, random.Random], Perturbed | None]
-PERTURBATIONS: dict[str, Perturbation] = {}
+PERTURBATIONS: Registry[Perturbation] = Registry("perturbation")
+register = PERTURBATIONS.register
 _CHOICE_RE = re.compile(r"(\s*####\s*\(?)([A-Za-z])(\)?\.?\s*)")
 Edit = tuple[Span, str]  # replace the characters of a span by a text
 _SWAPS = {"+": "-*", "-": "+*", "*": "+-/", "/": "*-", "x": "+-", "×": "+-", "÷": "×-"}
-
-
-def register(name: str) -> Callable[[Perturbation], Perturbation]:
-    def wrap(fn: Perturbation) -> Perturbation:
-        PERTURBATIONS[name] = fn
-        return fn
-
-    return wrap
 
 
 def _steps(response: str) -> tuple[list[str], list[int]]:
@@ -271,10 +264,7 @@ def perturb(response: str, rng: random.Random, names: Iterable[str] | None = Non
     """
     names = list(PERTURBATIONS) if names is None else list(names)
     for name in names:
-        if name not in PERTURBATIONS:
-            close = difflib.get_close_matches(name, PERTURBATIONS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown perturbation {name!r}; known perturbations: {sorted(PERTURBATIONS)}.{hint}")
+        PERTURBATIONS.lookup(name)
     for name in rng.sample(names, len(names)):
         if (out := PERTURBATIONS[name](response, rng)) is not None:
             return out

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rairl.registry import Registry
 from rairl.tasks.arith import ArithTask
 from rairl.tasks.base import Example, Task
 from rairl.tasks.countdown import CountdownTask
@@ -14,20 +14,17 @@ from rairl.tasks.jsonl import JsonlTask
 from rairl.tasks.medreason import MedReasonTask
 from rairl.tasks.mmlu_pro import MMLUProTask
 
-TASKS: dict[str, Callable[["TaskArgs"], Task]] = {}
+TASKS: Registry[Callable[[TaskArgs], Task]] = Registry("task")
 
 
-def register(name: str) -> Callable:
-    def wrap(factory: Callable[["TaskArgs"], Task]) -> Callable[["TaskArgs"], Task]:
-        TASKS[name] = factory
-        return factory
-
-    return wrap
+register = TASKS.register
 
 
 @dataclass
 class TaskArgs:
-    task: str = field(default="arith", metadata={"help": "task name: arith, gsm8k, countdown, mmlu_pro, medreason, jsonl"})
+    task: str = field(
+        default="arith", metadata={"help": "task name: arith, gsm8k, countdown, mmlu_pro, medreason, jsonl"}
+    )
     data: str | None = field(
         default=None,
         metadata={"help": "file-based tasks: a .jsonl file (its stem names the split) or a folder of <split>.jsonl"},
@@ -93,11 +90,7 @@ def _jsonl(args: TaskArgs) -> Task:
 
 
 def get_task(args: TaskArgs) -> Task:
-    if args.task not in TASKS:
-        close = difflib.get_close_matches(args.task, TASKS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown task {args.task!r}; known tasks: {sorted(TASKS)}.{hint}")
-    return TASKS[args.task](args)
+    return TASKS.lookup(args.task)(args)
 
 
 __all__ = ["TASKS", "Example", "Task", "TaskArgs", "get_task", "register"]

@@ -108,7 +108,11 @@ class CountdownTask(FileTask):
         if not valid:
             logger.warning(
                 "%s, line %d: reference equation %r does not reach %d from %s; the row has no expert trace",
-                path, line, equation[:80], target, numbers,
+                path,
+                line,
+                equation[:80],
+                target,
+                numbers,
             )
         return Example(
             id=example_id,

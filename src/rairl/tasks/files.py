@@ -1,13 +1,13 @@
 """Tasks read from JSON Lines files: one file per split, loaded lazily, every row validated.
 
-`--data` is either one `.jsonl` file, which serves as the split its stem names (`test.jsonl` -> "test") and as
-"train" (so `rairl sft --data mydata.jsonl` trains on it), or a folder of `<split>.jsonl` files. A subclass turns one row into an `Example` (`parse_row`) and raises `DataError`
-(file, 1-based line, field) for anything it cannot use, so bad input never surfaces as a deep stack trace.
+`--data` is either one `.jsonl` file, which serves as the split its stem names (`test.jsonl` -> "test") and as "train"
+(so `rairl sft --data mydata.jsonl` trains on it), or a folder of `<split>.jsonl` files. A subclass turns one row into
+an `Example` (`parse_row`) and raises `DataError` (file, 1-based line, field) for anything it cannot use, so bad input
+never surfaces as a deep stack trace.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from abc import abstractmethod
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rairl.io import DataError, read_jsonl
+from rairl.registry import did_you_mean
 from rairl.tasks.base import ANSWER_MARK, Example, Task
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,12 @@ class FileTask(Task):
                 raise ValueError(
                     f"{self.name}: no split {split!r} in --data {path}: a single file serves as the split its name "
                     f"gives ({path.stem!r}) and as 'train'; for {split!r} pass a file named {split}.jsonl or a folder "
-                    f"of <split>.jsonl files")
-            close = difflib.get_close_matches(split, self.files, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{self.name}: unknown split {split!r}; splits in --data: {list(self.files)}.{hint}")
+                    f"of <split>.jsonl files"
+                )
+            raise ValueError(
+                f"{self.name}: unknown split {split!r}; splits in --data: {list(self.files)}."
+                f"{did_you_mean(split, self.files)}"
+            )
         if split not in self._cache:
             path = self.files[split]
             rows = [self.parse_row(row, path, line, f"{self.name}-{split}-{line}") for line, row in read_jsonl(path)]

@@ -24,9 +24,7 @@ class JsonlTask(FileTask):
 
     name = "jsonl"
 
-    def __init__(
-        self, data: str | os.PathLike | None, *, question_field: str, trace_field: str, answer_field: str
-    ):
+    def __init__(self, data: str | os.PathLike | None, *, question_field: str, trace_field: str, answer_field: str):
         super().__init__(data)
         self.question_field, self.trace_field, self.answer_field = question_field, trace_field, answer_field
 
@@ -45,4 +43,3 @@ class JsonlTask(FileTask):
 
     def is_correct(self, predicted: str | None, example: Example) -> bool:
         return math_equal(predicted, example.answer)
-

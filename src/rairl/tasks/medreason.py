@@ -83,7 +83,9 @@ class MedReasonTask(ChoiceTask):
             letter = answer_letter(text, options)
             if letter is None:
                 raise DataError(
-                    path, line, "answer",
+                    path,
+                    line,
+                    "answer",
                     f"{text[:80]!r} names none of the options (or several): {options}"[:400],
                 )
         reasoning = require(row, "reasoning", path, line) if "reasoning" in row else None

@@ -58,7 +58,10 @@ class MMLUProTask(ChoiceTask):
         if row.get("answer_index", index) != index:
             logger.warning(
                 "%s, line %d: answer %s disagrees with answer_index %r; using the letter",
-                path, line, letter, row["answer_index"],
+                path,
+                line,
+                letter,
+                row["answer_index"],
             )
         options = [o.strip() for o in options]
         while len(options) > index + 1 and options[-1] == _PADDING:

@@ -27,22 +27,22 @@ from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
 from rairl.rewards.granularity import GRANULARITIES
 from rairl.tasks import Example, Task, TaskArgs
+from rairl.traces import encode_ids, project_values
 from rairl.trainers import airl_state
 from rairl.trainers.checkpoints import resolve_resume
 from rairl.trainers.common import TrainArgs, finish, set_threads
 from rairl.trainers.discriminator_update import (
-    pack,
     ReplayBuffer,
     assemble,
     discriminator_step,
     make_optimizer,
+    pack,
     perturbed_experts,
     rows_of,
 )
 from rairl.trainers.grpo import GRPOArgs, GRPOTrainer, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
-from rairl.traces import encode_ids, project_values
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,11 @@ class AIRLArgs:
     gamma: float = field(default=1.0, metadata={"help": "discount γ of the token advantages"})
     reward_clip: float = field(default=5.0, metadata={"help": "β: token rewards are clipped to [-β, β]"})
     score_form: str = field(
-        default="f", metadata={"help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or "
-                                       "'logit' (s_t); training always uses s_t"}
+        default="f",
+        metadata={
+            "help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or "
+            "'logit' (s_t); training always uses s_t"
+        },
     )
     n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step that updates it"})
     disc_update_every: int = field(
@@ -113,8 +116,16 @@ class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLAr
 class AIRLTrainer(GRPOTrainer):
     """GRPO on a learned reward: the discriminator is trained inside the generation hook."""
 
-    def __init__(self, *args, reward_model: RewardModel, task: Task, examples: dict[str, Example],
-                 airl: AIRLArgs, disc_args: DiscriminatorArgs, **kwargs):
+    def __init__(
+        self,
+        *args,
+        reward_model: RewardModel,
+        task: Task,
+        examples: dict[str, Example],
+        airl: AIRLArgs,
+        disc_args: DiscriminatorArgs,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.reward_model, self.task, self.examples = reward_model, task, examples
         self.airl, self.disc_args = airl, disc_args
@@ -161,8 +172,9 @@ class AIRLTrainer(GRPOTrainer):
         data = assemble(parts, pad)
         stats: dict[str, float] = {}
         for _ in range(self.airl.n_disc):
-            stats = discriminator_step(self.disc, self.reward_model.discriminator, self.disc_optimizer,
-                                       self.reward_model, data, self.disc_args)
+            stats = discriminator_step(
+                self.disc, self.reward_model.discriminator, self.disc_optimizer, self.reward_model, data, self.disc_args
+            )
         self.replay.add(rows_of(policy_batch))
         if self.accelerator.num_processes > 1:  # averaged: every process logs and monitors (and stops) alike
             keys = sorted(stats)
@@ -205,7 +217,7 @@ class AIRLTrainer(GRPOTrainer):
         update = self.disc_optimizer is not None and self.state.global_step % self.airl.disc_update_every == 0
         stats = self.update_discriminator(examples, policy_batch) if update else {}
 
-        rewards = self._completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)
+        rewards = self.completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)
         all_rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))
         # gathered as integers: padding across processes turns a bool tensor into int64 (bool + pad value)
         all_mask = self.accelerator.gather(self.accelerator.pad_across_processes(out["completion_mask"], dim=1)).bool()
@@ -213,8 +225,9 @@ class AIRLTrainer(GRPOTrainer):
         all_rewards, stats["monitor/nonfinite_rewards"] = self._drop_nonfinite(all_rewards, all_mask)
         if self.airl.outcome_reward_weight:
             all_rewards = add_outcome_reward(all_rewards, all_mask, correct, self.airl.outcome_reward_weight)
-        advantages = group_advantages(all_rewards, all_mask, self.num_generations, self.airl.gamma,
-                                      outcome=self.airl.granularity == "outcome")  # (B_global, C_max)
+        advantages = group_advantages(
+            all_rewards, all_mask, self.num_generations, self.airl.gamma, outcome=self.airl.granularity == "outcome"
+        )  # (B_global, C_max)
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
         out["advantages"] = advantages[local, : rewards.shape[1]].to(out["completion_ids"].device)
         stats.update(reward_correctness_stats(final_rewards(all_rewards, all_mask).cpu(), correct.cpu() > 0.5))
@@ -231,15 +244,20 @@ class AIRLTrainer(GRPOTrainer):
             self._nonfinite_steps = 0
             return rewards, 0.0
         self._nonfinite_steps += 1
-        logger.warning("step %d: %d samples with non-finite rewards; their groups get no advantage",
-                       self.state.global_step, int(bad_rows.sum()))
+        logger.warning(
+            "step %d: %d samples with non-finite rewards; their groups get no advantage",
+            self.state.global_step,
+            int(bad_rows.sum()),
+        )
         if self._nonfinite_steps >= self.airl.max_nonfinite_steps:
-            raise FloatingPointError(f"non-finite rewards at {self._nonfinite_steps} steps in a row: the discriminator has "
-                               "diverged; lower --disc_lr or --disc_head_lr, or resume from an earlier checkpoint")
+            raise FloatingPointError(
+                f"non-finite rewards at {self._nonfinite_steps} steps in a row: the discriminator has "
+                "diverged; lower --disc_lr or --disc_head_lr, or resume from an earlier checkpoint"
+            )
         bad_groups = bad_rows.view(-1, self.num_generations).any(dim=1).repeat_interleave(self.num_generations)
         return torch.where(bad_groups[:, None], 0.0, rewards), float(bad_rows.sum())
 
-    def _completion_rewards(self, policy_batch, completion_ids: list[list[int]], width: int) -> torch.Tensor:
+    def completion_rewards(self, policy_batch, completion_ids: list[list[int]], width: int) -> torch.Tensor:
         """r_t on the policy's completion tokens (B, C), aligned by ids (shared tokenizer) or char offsets."""
         token_rewards = self.reward_model.token_rewards(policy_batch)  # (B, T_disc), on CPU
         out = torch.zeros(len(completion_ids), width)
@@ -247,8 +265,13 @@ class AIRLTrainer(GRPOTrainer):
             cols = policy_batch.response_mask[b].nonzero().squeeze(1)
             values = token_rewards[b, cols]
             if not self.shared_tokenizer:
-                values = project_values(values, self.reward_model.tokenizer, policy_batch.input_ids[b, cols].tolist(),
-                                        self.processing_class, ids)
+                values = project_values(
+                    values,
+                    self.reward_model.tokenizer,
+                    policy_batch.input_ids[b, cols].tolist(),
+                    self.processing_class,
+                    ids,
+                )
             out[b, : len(ids)] = values[: len(ids)]
         return out.to(self.accelerator.device)
 
@@ -281,8 +304,12 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
     elif config.disc_model == "policy":
         disc = Discriminator.from_causal_lm(policy, config.disc_likelihood, config.disc_temperature, **init)
     elif config.disc_model == TINY:
-        small = ModelArgs(hidden_size=config.disc_hidden_size, num_layers=config.disc_num_layers,
-                          num_heads=config.disc_num_heads, max_length=config.max_length)
+        small = ModelArgs(
+            hidden_size=config.disc_hidden_size,
+            num_layers=config.disc_num_layers,
+            num_heads=config.disc_num_heads,
+            max_length=config.max_length,
+        )
         backbone, tokenizer = build_tiny(small, seed=config.seed + 1)
         disc = Discriminator.from_causal_lm(backbone, config.disc_likelihood, config.disc_temperature, **init)
     else:
@@ -290,9 +317,16 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
         tokenizer = load_tokenizer(config.disc_model)
     if config.disc_lora_r:
         disc.add_lora(config.disc_lora_r, config.disc_lora_alpha)
-    return RewardModel(disc, tokenizer, step_spans=task.step_spans, granularity=config.granularity,
-                       interval=config.interval, clip_beta=config.reward_clip, batch_size=config.disc_batch_size,
-                       score_form=config.score_form if disc.uses_likelihood else "logit")
+    return RewardModel(
+        disc,
+        tokenizer,
+        step_spans=task.step_spans,
+        granularity=config.granularity,
+        interval=config.interval,
+        clip_beta=config.reward_clip,
+        batch_size=config.disc_batch_size,
+        score_form=config.score_form if disc.uses_likelihood else "logit",
+    )
 
 
 def build_trainer(config: Config) -> AIRLTrainer:
@@ -300,7 +334,9 @@ def build_trainer(config: Config) -> AIRLTrainer:
     task, examples, kwargs = trainer_inputs(config)
     missing = [ex.id for ex in examples.values() if not ex.expert]
     if missing:
-        raise ValueError(f"{task.name}/{config.train_split}: {len(missing)} examples have no expert trace (e.g. {missing[0]})")
+        raise ValueError(
+            f"{task.name}/{config.train_split}: {len(missing)} examples have no expert trace (e.g. {missing[0]})"
+        )
     reward_model = build_reward_model(config, kwargs["model"], kwargs["processing_class"], task)
     return AIRLTrainer(**kwargs, reward_model=reward_model, task=task, examples=examples, airl=config, disc_args=config)
 

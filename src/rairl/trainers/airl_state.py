@@ -42,8 +42,10 @@ def load(trainer, checkpoint: Path) -> None:
         trainable = load_file(str(folder / TRAINABLE_FILE))
         expected = {k for k, p in disc.named_parameters() if p.requires_grad}
         if set(trainable) != expected:
-            raise ValueError(f"{folder / TRAINABLE_FILE}: holds {len(trainable)} tensors that do not match this "
-                             f"run's {len(expected)} trainable ones (another --disc_lora_r or model?)")
+            raise ValueError(
+                f"{folder / TRAINABLE_FILE}: holds {len(trainable)} tensors that do not match this "
+                f"run's {len(expected)} trainable ones (another --disc_lora_r or model?)"
+            )
         disc.load_state_dict(trainable, strict=False)
     else:
         saved = Discriminator.from_pretrained(folder / "discriminator")

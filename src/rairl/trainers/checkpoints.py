@@ -22,8 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.trainer_utils import rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +160,12 @@ class AtomicCheckpoints:
         """`train(resume_from_checkpoint=...)`, unless that checkpoint already holds every step asked for: then
         its weights (and extra state) are loaded, nothing is trained, and this says so. Returns whether it trained."""
         if resume_from is not None and (step := checkpoint_step(resume_from)) >= self.args.max_steps:
-            logger.info("%s holds step %d of %d: the run is finished, nothing left to train", resume_from, step,
-                        self.args.max_steps)
+            logger.info(
+                "%s holds step %d of %d: the run is finished, nothing left to train",
+                resume_from,
+                step,
+                self.args.max_steps,
+            )
             self._load_from_checkpoint(resume_from)
             self._load_extra_state(Path(resume_from))
             self.state.global_step = step
@@ -201,5 +204,9 @@ class AtomicCheckpoints:
             os.fsync(fd)
         finally:
             os.close(fd)
-        rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
-                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        rotate_checkpoints(
+            output_dir=str(run_dir),
+            save_total_limit=self.args.save_total_limit,
+            best_model_checkpoint=self.state.best_model_checkpoint,
+            use_mtime=False,
+        )

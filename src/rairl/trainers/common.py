@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -134,8 +134,9 @@ def demonstrations(task: Task, split: str = "train", tokenizer=None) -> Dataset:
     rows = [{"prompt": render(task.prompt(ex)), "completion": ex.expert} for ex in examples if ex.expert]
     skipped = len(examples) - len(rows)
     if skipped:
-        logger.warning("%s/%s: skipped %d of %d examples without an expert trace", task.name, split, skipped,
-                       len(examples))
+        logger.warning(
+            "%s/%s: skipped %d of %d examples without an expert trace", task.name, split, skipped, len(examples)
+        )
     if not rows:
         raise ValueError(
             f"{task.name}/{split}: none of the {len(examples)} examples has an expert trace to learn from; "

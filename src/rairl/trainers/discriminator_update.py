@@ -84,7 +84,9 @@ class Negatives:
     kinds: list[str]
 
 
-def perturbed_experts(reward_model: RewardModel, prompts: list[str], experts: list[str], per_expert: int, rng: random.Random) -> TraceBatch | None:
+def perturbed_experts(
+    reward_model: RewardModel, prompts: list[str], experts: list[str], per_expert: int, rng: random.Random
+) -> TraceBatch | None:
     """`per_expert` corrupted copies of each expert trace; a trace no perturbation applies to (a one-line,
     non-numeric answer, say) gives none, rather than stopping the run."""
     pairs = []
@@ -133,7 +135,9 @@ def discriminator_step(
         unlabeled = torch.tensor([k in ("policy", "replay") for k in data.kinds], device=device)
         loss = nnpu_loss(scores, label_mask, is_expert, unlabeled, args.disc_pu_prior, args.disc_smoothing)
     else:
-        loss = wgan_loss(scores, label_mask, is_expert) + args.disc_gp_weight * gradient_penalty(module, batch, label_mask)
+        loss = wgan_loss(scores, label_mask, is_expert) + args.disc_gp_weight * gradient_penalty(
+            module, batch, label_mask
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     # A non-finite loss (or gradient) skips the step. Decided on the gradient norm, which DDP has already averaged,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
 import trl
+from datasets import Dataset
 from trl import GRPOConfig
 
 from rairl.chat import plain_text, trainer_prompt
@@ -34,7 +34,9 @@ class GRPOArgs:
     max_completion_length: int = field(default=64, metadata={"help": "most tokens per sample"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
-    kl_coef: float = field(default=0.0, metadata={"help": "β, weight of the KL to the reference (0: no reference copy)"})
+    kl_coef: float = field(
+        default=0.0, metadata={"help": "β, weight of the KL to the reference (0: no reference copy)"}
+    )
     clip_epsilon: float = field(default=0.2, metadata={"help": "ε of the clipped surrogate"})
     train_split: str = field(default="train", metadata={"help": "split whose prompts are trained on"})
 
@@ -112,9 +114,14 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
     task = get_task(config)
     model, tokenizer = load_policy(config, seed=config.seed)
     dataset, examples = prompt_dataset(task, config.train_split, tokenizer)
-    kwargs = dict(model=policy_source(model, tokenizer, config), reward_funcs=[correctness_reward(task, examples)],
-                  args=grpo_config(config), train_dataset=dataset, processing_class=tokenizer,
-                  callbacks=log_callbacks())
+    kwargs = dict(
+        model=policy_source(model, tokenizer, config),
+        reward_funcs=[correctness_reward(task, examples)],
+        args=grpo_config(config),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=log_callbacks(),
+    )
     return task, examples, kwargs
 
 

@@ -103,8 +103,9 @@ class SpikeMonitor:
                 median = max(statistics.median(past), self.floor)
                 if abs(value) > self.factor * median:
                     self.count += 1
-                    warnings.append(f"spike: {key} = {value:.4g} is {abs(value) / median:.0f}x its running median "
-                                    f"{median:.4g}")
+                    warnings.append(
+                        f"spike: {key} = {value:.4g} is {abs(value) / median:.0f}x its running median {median:.4g}"
+                    )
             past.append(abs(value))
         return warnings
 

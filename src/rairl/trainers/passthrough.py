@@ -14,7 +14,9 @@ from rairl.rewards.advantages import add_outcome_reward, group_stats, reward_to_
 from rairl.tasks import Example
 
 
-def append_experts(trainer, out: dict, examples: list[Example], all_rewards: torch.Tensor, all_mask: torch.Tensor) -> dict:
+def append_experts(
+    trainer, out: dict, examples: list[Example], all_rewards: torch.Tensor, all_mask: torch.Tensor
+) -> dict:
     """Append one expert row per group of this process's slice of the batch.
 
     Every process appends the same number of rows (TRL gathers per-row metrics, which needs equal row counts):
@@ -39,9 +41,11 @@ def append_experts(trainer, out: dict, examples: list[Example], all_rewards: tor
     ids = [tok(e, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for e in experts]
     prompt_ids = [out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist() for i in rows]
     batch, _ = trainer.policy_batch([examples[i] for i in rows], prompt_ids, ids)
-    rewards = trainer._completion_rewards(batch, ids, max(len(x) for x in ids)).cpu()  # (E, C_e)
+    rewards = trainer.completion_rewards(batch, ids, max(len(x) for x in ids)).cpu()  # (E, C_e)
     mask = pad([torch.ones(len(x), dtype=torch.bool) for x in ids], padding_value=False, padding_side="right")
-    if trainer.airl.outcome_reward_weight:  # the policy's r_T carry the verifier's bonus in μ_g, σ_g: so does the expert
+    if (
+        trainer.airl.outcome_reward_weight
+    ):  # the policy's r_T carry the verifier's bonus in μ_g, σ_g: so does the expert
         verified = torch.tensor([float(trainer.task.verify(examples[i].expert, examples[i])) for i in rows])
         rewards = add_outcome_reward(rewards, mask, verified, trainer.airl.outcome_reward_weight)
     advantages = standardise(reward_to_go(rewards, mask, gamma, outcome=outcome), mask, stats, groups)

@@ -93,7 +93,9 @@ def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer
         logger.warning(
             "%d of %d training sequences exceed max_seq_length=%d tokens and are cut at the end (their final "
             "lines are not learned); raise --max_seq_length (and --max_length for the tiny model) to keep them",
-            cut, len(train_dataset), max_length,
+            cut,
+            len(train_dataset),
+            max_length,
         )
     args = SFTConfig(
         **config.trainer_kwargs(),
@@ -117,7 +119,9 @@ def run(config: Config) -> dict[str, Any]:
     trainer = build_trainer(config, model, tokenizer, train_dataset)
     logger.info(
         "sft: %d steps of %d sequences on %d threads%s",
-        config.train_steps, config.per_device_batch_size * config.gradient_accumulation_steps, threads,
+        config.train_steps,
+        config.per_device_batch_size * config.gradient_accumulation_steps,
+        threads,
         f", resuming from {resume_from}" if resume_from else "",
     )
     start = time.perf_counter()

@@ -13,7 +13,6 @@ each step's character span is known exactly (`joined_spans`), so steps may hold 
 
 from __future__ import annotations
 
-import difflib
 import logging
 import random
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, read_processbench
 from rairl.io import DataError, read_jsonl, require
+from rairl.registry import Registry
 from rairl.rewards.perturb import perturb
 from rairl.tasks import Example, Task
 from rairl.traces import Span
@@ -52,15 +52,8 @@ class Benchmark:
 
 
 Source = Callable[[Task, SourceSpec], Benchmark]
-SOURCES: dict[str, Source] = {}
-
-
-def register(name: str) -> Callable[[Source], Source]:
-    def wrap(fn: Source) -> Source:
-        SOURCES[name] = fn
-        return fn
-
-    return wrap
+SOURCES: Registry[Source] = Registry("source")
+register = SOURCES.register
 
 
 def joined(trace: LabelledTrace) -> str:
@@ -102,8 +95,11 @@ def injected(task: Task, spec: SourceSpec) -> Benchmark:
         disagree += checked is not None and checked != bad.first_changed_step
         prompt = task.prompt(ex)
         meta = {"prompt": prompt, "example_id": ex.id}
-        traces.append(LabelledTrace(f"{ex.id}/{bad.name}", ex.question, steps, bad.first_changed_step,
-                                    {**meta, "perturbation": bad.name}))
+        traces.append(
+            LabelledTrace(
+                f"{ex.id}/{bad.name}", ex.question, steps, bad.first_changed_step, {**meta, "perturbation": bad.name}
+            )
+        )
         traces.append(LabelledTrace(f"{ex.id}/clean", ex.question, clean, NO_ERROR, {**meta, "perturbation": None}))
     if disagree:
         logger.warning("%d injected errors sit at another step than the task's checker finds", disagree)
@@ -129,8 +125,16 @@ def _natural_rows(task: Task, spec: SourceSpec) -> list[tuple[dict[str, Any], st
     from rairl.inference.sampling import sample_rows
 
     model, tokenizer = spec.policy()
-    rows = sample_rows(model, tokenizer, task, _examples(task, spec), n=spec.n_samples, temperature=spec.temperature,
-                       max_new_tokens=spec.max_new_tokens, progress=False)
+    rows = sample_rows(
+        model,
+        tokenizer,
+        task,
+        _examples(task, spec),
+        n=spec.n_samples,
+        temperature=spec.temperature,
+        max_new_tokens=spec.max_new_tokens,
+        progress=False,
+    )
     return [(row, f"generated {task.name}/{spec.split}", None) for row in rows]
 
 
@@ -146,8 +150,15 @@ def natural(task: Task, spec: SourceSpec) -> Benchmark:
             dropped += 1
             continue
         trace_id = f"{row['id']}/{row.get('sample', 0)}"
-        traces.append(LabelledTrace(trace_id, row.get("question", ""), steps, label,
-                                    {"prompt": row["prompt"], "correct": row.get("correct")}))
+        traces.append(
+            LabelledTrace(
+                trace_id,
+                row.get("question", ""),
+                steps,
+                label,
+                {"prompt": row["prompt"], "correct": row.get("correct")},
+            )
+        )
     if spec.limit and spec.samples:
         traces = traces[: spec.limit]
     return Benchmark(traces, dropped)
@@ -170,11 +181,7 @@ def from_file(task: Task, spec: SourceSpec) -> Benchmark:
 
 def build(source: str, task: Task, spec: SourceSpec) -> Benchmark:
     """The labelled traces of `source`; an unknown name lists the known ones."""
-    if source not in SOURCES:
-        close = difflib.get_close_matches(source, SOURCES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown source {source!r}; known sources: {sorted(SOURCES)}.{hint}")
-    bench = SOURCES[source](task, spec)
+    bench = SOURCES.lookup(source)(task, spec)
     if not bench.traces:
         raise ValueError(f"source {source!r} gave no labelled traces ({bench.dropped} dropped); check its input")
     return bench

@@ -16,24 +16,13 @@ from typing import Any
 from transformers import set_seed
 
 from rairl.config import config_dict
-from rairl.evaluation.metrics import pass_at_k, summarize
+from rairl.evaluation.metrics import parse_ks, pass_at_k, summarize
 from rairl.inference.sampling import SamplingArgs, load_for_inference, sample_rows, select_examples
 from rairl.io import write_json, write_jsonl
 from rairl.models import ModelArgs
 from rairl.tasks import TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
-
-
-def parse_ks(text: str) -> list[int]:
-    """`"1,4,8"` -> `[1, 4, 8]` (sorted, unique)."""
-    try:
-        ks = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise ValueError(f"k must be a comma-separated list of integers such as '1,4,8', got {text!r}") from None
-    if not ks:
-        raise ValueError(f"k must name at least one value, such as '1,4,8', got {text!r}")
-    return ks
 
 
 @dataclass
