@@ -44,12 +44,12 @@ SIZE = {
     "questions": 48,
     "n": 8,
     "max_new_tokens": 256,
-    "warmup": 16,
-    "steps": 3,
+    "warmup": 12,
+    "steps": 2,
     "batch": 8,
     "gens": 4,
     "completion": 192,
-    "val_limit": 100,
+    "val_limit": 60,
     "pb_limit": 0,
 }
 SMOKE = {

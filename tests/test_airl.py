@@ -24,7 +24,7 @@ from rairl.models.factory import tiny_config
 from rairl.reward_model import RewardModel
 from rairl.trainers import airl, airl_state
 from rairl.trainers.airl_state import STATE_DIR
-from rairl.trainers.discriminator_update import perturbed_experts
+from rairl.trainers.discriminator_update import DiscriminatorUpdater, perturbed_experts
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
 RUN = TINY + [
@@ -111,12 +111,12 @@ def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monke
     def no_update(*args, **kwargs):
         raise AssertionError("a frozen discriminator was updated")
 
-    monkeypatch.setattr(airl, "discriminator_step", no_update)
+    monkeypatch.setattr(DiscriminatorUpdater, "update", no_update)
     trainer = airl.build_trainer(config(tmp_path, "--disc_frozen", "--disc_path", str(saved_disc)))
     trainer.warmup_discriminator(2)  # a no-op when frozen
     trainer.train()
     disc = trainer.reward_model.discriminator
-    assert trainer.disc_optimizer is None
+    assert trainer.updater is None
     assert all(not p.requires_grad and p.grad is None for p in disc.parameters())
     saved = Discriminator.from_pretrained(saved_disc).state_dict()
     assert not differs(saved, disc.state_dict())
@@ -126,13 +126,13 @@ def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monke
 
 def test_update_ratio_updates_the_discriminator_on_every_kth_step(tmp_path, monkeypatch):
     updated_at = []
-    step = airl.discriminator_step
+    update = DiscriminatorUpdater.update
 
-    def counting_step(*args, **kwargs):
+    def counting_update(self, *args, **kwargs):
         updated_at.append(trainer.state.global_step)
-        return step(*args, **kwargs)
+        return update(self, *args, **kwargs)
 
-    monkeypatch.setattr(airl, "discriminator_step", counting_step)
+    monkeypatch.setattr(DiscriminatorUpdater, "update", counting_update)
     trainer = airl.build_trainer(config(tmp_path, "--disc_update_every", "2", "--train_steps", "3"))
     trainer.train()
     assert updated_at == [0, 2]
@@ -291,9 +291,9 @@ def test_resume_restores_discriminator_optimizer_and_replay(tmp_path, monkeypatc
     def spy(trainer, folder):
         load(trainer, folder)
         loaded["folder"] = folder
-        loaded["replay"] = len(trainer.replay)
+        loaded["replay"] = len(trainer.updater.replay)
         loaded["disc"] = {k: v.clone() for k, v in trainer.reward_model.discriminator.state_dict().items()}
-        loaded["optimizer"] = trainer.disc_optimizer.state_dict()["state"]
+        loaded["optimizer"] = trainer.updater.optimizer.state_dict()["state"]
 
     monkeypatch.setattr(airl_state, "load", spy)
     run_cli(tmp_path, *common, "--train_steps", "4", "--resume", "last")
@@ -376,7 +376,7 @@ def test_a_nonfinite_discriminator_loss_skips_the_update(tmp_path):
     stats = discriminator_step(
         poisoned,
         rm.discriminator,
-        trainer.disc_optimizer,
+        trainer.updater.optimizer,
         rm,
         Negatives(batch, ["expert", "policy"]),
         trainer.disc_args,
@@ -386,7 +386,7 @@ def test_a_nonfinite_discriminator_loss_skips_the_update(tmp_path):
     stats = discriminator_step(
         rm.discriminator,
         rm.discriminator,
-        trainer.disc_optimizer,
+        trainer.updater.optimizer,
         rm,
         Negatives(batch, ["expert", "policy"]),
         trainer.disc_args,

@@ -10,7 +10,6 @@ clipped-surrogate policy loss. `AIRLTrainer` is `trl.GRPOTrainer` with one hook 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,7 @@ from rairl.traces import encode_ids, project_values
 from rairl.trainers import airl_state
 from rairl.trainers.checkpoints import resolve_resume
 from rairl.trainers.common import TrainArgs, finish, set_threads
-from rairl.trainers.discriminator_update import (
-    ReplayBuffer,
-    assemble,
-    discriminator_step,
-    make_optimizer,
-    pack,
-    perturbed_experts,
-    rows_of,
-)
+from rairl.trainers.discriminator_update import DiscriminatorUpdater
 from rairl.trainers.grpo import GRPOArgs, GRPOTrainer, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
@@ -129,18 +120,23 @@ class AIRLTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.reward_model, self.task, self.examples = reward_model, task, examples
         self.airl, self.disc_args = airl, disc_args
-        self.rng = random.Random(self.args.seed)
-        self.replay = ReplayBuffer(airl.replay_size)
         self.monitor = HealthMonitor(window=airl.monitor_window)
         self.shared_tokenizer = reward_model.tokenizer.get_vocab() == self.processing_class.get_vocab()
         module = reward_model.discriminator.to(self.accelerator.device)
+        self.updater: DiscriminatorUpdater | None = None
         if airl.disc_frozen:
             module.requires_grad_(False).eval()
-            self.disc, self.disc_optimizer = module, None
-        else:
-            self.disc_optimizer = make_optimizer(module, disc_args)
-            # Prepared by the trainer's accelerator: under DDP its gradients are averaged across processes.
-            self.disc = self.accelerator.prepare_model(module)
+        else:  # trains through the trainer's accelerator: under DDP its gradients are averaged across processes
+            self.updater = DiscriminatorUpdater(
+                reward_model,
+                disc_args,
+                module=self.accelerator.prepare_model(module),
+                n_disc=airl.n_disc,
+                perturbed_per_expert=airl.perturbed_per_expert,
+                replay_size=airl.replay_size,
+                replay_per_step=airl.replay_per_step,
+                seed=self.args.seed,
+            )
         self._verifier: torch.Tensor | None = None
         self._nonfinite_steps = 0  # steps in a row with non-finite rewards
 
@@ -155,27 +151,10 @@ class AIRLTrainer(GRPOTrainer):
         return self.reward_model.encode([self.task.prompt(ex) for ex in examples], texts), texts
 
     def update_discriminator(self, examples: list[Example], policy_batch) -> dict[str, float]:
-        """`n_disc` updates: experts (positives) vs the step's samples, perturbed experts and replay."""
+        """The updater's steps on this step's samples; stats averaged across processes."""
         unique = list({ex.id: ex for ex in examples}.values())
         prompts, experts = [self.task.prompt(ex) for ex in unique], [ex.expert for ex in unique]
-        expert_batch = self.reward_model.encode(prompts, experts)
-        perturbed = perturbed_experts(self.reward_model, prompts, experts, self.airl.perturbed_per_expert, self.rng)
-        replayed = self.replay.sample(self.airl.replay_per_step, self.rng)
-        pad = self.reward_model.tokenizer.pad_token_id
-        k = self.disc_args.disc_policy_negatives
-        negatives = policy_batch
-        if 0 < k < len(policy_batch):  # a random subset of this step's samples: the update's cost stays bounded
-            negatives = policy_batch.select(sorted(self.rng.sample(range(len(policy_batch)), k)))
-        parts = [("expert", expert_batch), ("policy", negatives), ("perturbed", perturbed)]
-        if replayed:
-            parts.append(("replay", pack(replayed, pad)))
-        data = assemble(parts, pad)
-        stats: dict[str, float] = {}
-        for _ in range(self.airl.n_disc):
-            stats = discriminator_step(
-                self.disc, self.reward_model.discriminator, self.disc_optimizer, self.reward_model, data, self.disc_args
-            )
-        self.replay.add(rows_of(policy_batch))
+        stats = self.updater.update(prompts, experts, policy_batch)
         if self.accelerator.num_processes > 1:  # averaged: every process logs and monitors (and stops) alike
             keys = sorted(stats)
             values = torch.tensor([stats[k] for k in keys], device=self.accelerator.device)
@@ -184,7 +163,7 @@ class AIRLTrainer(GRPOTrainer):
 
     def warmup_discriminator(self, steps: int) -> None:
         """W discriminator-only steps on the initial policy's samples (the policy does not move)."""
-        if steps <= 0 or self.disc_optimizer is None:
+        if steps <= 0 or self.updater is None:
             return
         self.model.train()
         loader = iter(self.get_train_dataloader())
@@ -214,7 +193,7 @@ class AIRLTrainer(GRPOTrainer):
         completion_ids = [r[m.bool()].tolist() for r, m in zip(out["completion_ids"], out["completion_mask"])]
         examples = [self.examples[x["example_id"]] for x in inputs]
         policy_batch, _ = self.policy_batch(examples, prompt_ids, completion_ids)
-        update = self.disc_optimizer is not None and self.state.global_step % self.airl.disc_update_every == 0
+        update = self.updater is not None and self.state.global_step % self.airl.disc_update_every == 0
         stats = self.update_discriminator(examples, policy_batch) if update else {}
 
         rewards = self.completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)

@@ -7,14 +7,12 @@ own (`Discriminator.from_pretrained`); a discriminator with LoRA adapters saves 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from rairl.discriminator import Discriminator
 from rairl.io import atomic_dir
-from rairl.trainers.discriminator_update import load_optimizer, save_optimizer
 
 STATE_DIR = "airl_state"
 TRAINABLE_FILE = "trainable.safetensors"
@@ -27,10 +25,8 @@ def save(trainer, checkpoint: Path) -> None:
         if disc.has_lora:
             trainable = {k: p.detach().contiguous() for k, p in disc.named_parameters() if p.requires_grad}
             save_file(trainable, str(tmp / TRAINABLE_FILE))
-        if trainer.disc_optimizer is not None:
-            save_optimizer(trainer.disc_optimizer, tmp / "disc_optimizer.safetensors")
-        save_file(trainer.replay.state_tensors(), str(tmp / "replay.safetensors"))
-        (tmp / "rng.json").write_text(json.dumps({"perturb_rng": trainer.rng.getstate()}))
+        if trainer.updater is not None:
+            trainer.updater.save(tmp)
 
 
 def load(trainer, checkpoint: Path) -> None:
@@ -50,8 +46,5 @@ def load(trainer, checkpoint: Path) -> None:
     else:
         saved = Discriminator.from_pretrained(folder / "discriminator")
         disc.load_state_dict(saved.state_dict())  # in place: wrappers stay valid
-    if trainer.disc_optimizer is not None:
-        load_optimizer(trainer.disc_optimizer, folder / "disc_optimizer.safetensors")
-    trainer.replay.load_state_tensors(load_file(str(folder / "replay.safetensors")))
-    version, internal, gauss = json.loads((folder / "rng.json").read_text())["perturb_rng"]
-    trainer.rng.setstate((version, tuple(internal), gauss))
+    if trainer.updater is not None:
+        trainer.updater.load(folder)

@@ -1,6 +1,7 @@
-"""One discriminator update of R-AIRL (DESIGN §1.2): experts against the policy's samples of this step,
-perturbed expert traces (hard negatives) and a replay buffer of earlier samples; and the discriminator's
-optimizer state in safetensors, for checkpoints.
+"""The discriminator update of R-AIRL (DESIGN §1.2): experts against the policy's samples of this step, perturbed
+expert traces (hard negatives) and a replay buffer of earlier samples. `DiscriminatorUpdater` holds what the update
+owns (the discriminator, its optimiser, the replay buffer, the RNG) and saves and restores it for checkpoints; the
+trainer only hands it each step's samples.
 """
 
 from __future__ import annotations
@@ -193,3 +194,63 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+
+
+class DiscriminatorUpdater:
+    """`update(prompts, experts, policy_batch) -> stats`: `n_disc` gradient steps of the discriminator on the experts
+    (positives) against a random subset of this step's policy samples (`disc_policy_negatives`),
+    `perturbed_per_expert` perturbed copies of each expert and `replay_per_step` replayed earlier samples.
+
+    `module` is what trains: the reward model's discriminator itself, or the accelerator-wrapped (DDP) copy whose
+    backward averages gradients across processes.
+    """
+
+    OPTIMIZER_FILE, REPLAY_FILE, RNG_FILE = "disc_optimizer.safetensors", "replay.safetensors", "rng.json"
+
+    def __init__(
+        self,
+        reward_model: RewardModel,
+        args: DiscriminatorArgs,
+        *,
+        module: torch.nn.Module | None = None,
+        n_disc: int = 1,
+        perturbed_per_expert: int = 1,
+        replay_size: int = 0,
+        replay_per_step: int = 16,
+        seed: int = 0,
+    ) -> None:
+        self.reward_model, self.args = reward_model, args
+        self.module = module if module is not None else reward_model.discriminator
+        self.optimizer = make_optimizer(reward_model.discriminator, args)
+        self.n_disc, self.perturbed_per_expert, self.replay_per_step = n_disc, perturbed_per_expert, replay_per_step
+        self.replay = ReplayBuffer(replay_size)
+        self.rng = random.Random(seed)
+
+    def update(self, prompts: list[str], experts: list[str], policy_batch: TraceBatch) -> dict[str, float]:
+        rm, pad = self.reward_model, self.reward_model.tokenizer.pad_token_id
+        perturbed = perturbed_experts(rm, prompts, experts, self.perturbed_per_expert, self.rng)
+        replayed = self.replay.sample(self.replay_per_step, self.rng)
+        k, negatives = self.args.disc_policy_negatives, policy_batch
+        if 0 < k < len(policy_batch):  # a random subset of this step's samples: the update's cost stays bounded
+            negatives = policy_batch.select(sorted(self.rng.sample(range(len(policy_batch)), k)))
+        parts = [("expert", rm.encode(prompts, experts)), ("policy", negatives), ("perturbed", perturbed)]
+        if replayed:
+            parts.append(("replay", pack(replayed, pad)))
+        data = assemble(parts, pad)
+        stats: dict[str, float] = {}
+        for _ in range(self.n_disc):
+            stats = discriminator_step(self.module, rm.discriminator, self.optimizer, rm, data, self.args)
+        self.replay.add(rows_of(policy_batch))
+        return stats
+
+    def save(self, folder: Path) -> None:
+        """Optimiser state, replay buffer and RNG state into `folder` (the discriminator is saved by its owner)."""
+        save_optimizer(self.optimizer, folder / self.OPTIMIZER_FILE)
+        save_file(self.replay.state_tensors(), str(folder / self.REPLAY_FILE))
+        (folder / self.RNG_FILE).write_text(json.dumps({"perturb_rng": self.rng.getstate()}))
+
+    def load(self, folder: Path) -> None:
+        load_optimizer(self.optimizer, folder / self.OPTIMIZER_FILE)
+        self.replay.load_state_tensors(load_file(str(folder / self.REPLAY_FILE)))
+        version, internal, gauss = json.loads((folder / self.RNG_FILE).read_text())["perturb_rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
