@@ -52,7 +52,7 @@ def test_every_figure_pools_the_seeds(demo_dir):
 def test_demo_writes_the_report(demo_dir):
     html = (demo_dir / "report.html").read_text()
     assert "heatmap" in html and "<img" in html
-    assert list(demo_dir.glob("report_*.png"))
+    assert list(demo_dir.glob("report_images/*.png"))
 
 
 def test_fast_mode_keeps_explicit_seeds():

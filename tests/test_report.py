@@ -247,13 +247,14 @@ def test_report_of_a_run_folder(run_dir, tmp_path):
     ):
         assert f"<h2>{title}</h2>" in text
     assert "badge true" in text and "badge pred" in text
-    pngs = sorted(out.parent.glob("report_*.png"))
-    names = {p.name for p in pngs}
+    assert not list(out.parent.glob("*.png"))  # the images live in their own folder
+    pngs = sorted((out.parent / "report_images").glob("*.png"))
+    names = {f"report_images/{p.name}" for p in pngs}
     assert names == {
-        "report_reward-rerank.png",
-        "report_reward-localize.png",
-        "report_passk-rerank.png",
-        "report_confusion-localize.png",
+        "report_images/reward-rerank.png",
+        "report_images/reward-localize.png",
+        "report_images/passk-rerank.png",
+        "report_images/confusion-localize.png",
     }
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
     assert text.count('src="data:image/png;base64,') == len(pngs)
@@ -274,7 +275,7 @@ def test_max_traces_and_default_output(run_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     text = (copy / "report.html").read_text()
     assert text.count('class="heatmap ') == expected_heatmaps(run_dir, 1) == 4
-    assert (copy / "report_passk-rerank.png").is_file()
+    assert (copy / "report_images" / "passk-rerank.png").is_file()
 
 
 def test_without_a_reward_model_steps_are_coloured_by_their_scores(tmp_path):

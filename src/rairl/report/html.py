@@ -10,8 +10,11 @@ Found by shape, each file once (`KINDS`, first match wins):
 
 Sections appear for what exists: per-token reward heat maps of selected correct and wrong traces, reward
 distributions, pass@k with and without reranking, first-error confusion matrices, claims and metric tables
-(mean, 95% CI, n). Figures are embedded as data URIs and saved beside the page (`<page stem>_<name>.png`).
-Token rewards come from a saved reward model: `--reward_model`, else RUN_DIR/discriminator, else the first
+(mean, 95% CI, n). Figures are embedded as data URIs and saved in a folder beside the page
+(`<page stem>_images/<name>.png`).
+Everything else is read from what the runs saved. Token rewards are not saved (r_t per token would multiply
+`scored.jsonl` by the trace length), so for the few traces a heat map shows (`--max_traces`) the page scores them
+itself, with a saved reward model: `--reward_model`, else RUN_DIR/discriminator, else the first
 `discriminator/` folder found, else the `reward_model` recorded in a metrics file's config; if none loads, steps
 are coloured by their saved step scores and the page says so.
 """
@@ -152,17 +155,18 @@ def find_reward_model(config: Config, run_dir: Path, found: list[Found], discrim
 
 
 class Figures:
-    """PNGs of one page: embedded as data URIs and saved beside the page as `<stem>_<name>.png`."""
+    """PNGs of one page: embedded as data URIs and saved in a folder beside the page, `<stem>_images/<name>.png`."""
 
     def __init__(self, output: Path):
         self.output, self.files = output, {}
+        self.folder = f"{output.stem}_images"
 
     def add(self, name: str, png: bytes, caption: str) -> str:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "figure"
-        filename, i = f"{self.output.stem}_{slug}.png", 1
+        filename, i = f"{self.folder}/{slug}.png", 1
         while filename in self.files:
             i += 1
-            filename = f"{self.output.stem}_{slug}-{i}.png"
+            filename = f"{self.folder}/{slug}-{i}.png"
         self.files[filename] = png
         data = base64.b64encode(png).decode("ascii")
         return (
@@ -172,6 +176,7 @@ class Figures:
 
     def write(self) -> list[Path]:
         paths = []
+        (self.output.parent / self.folder).mkdir(parents=True, exist_ok=True)
         for filename, png in self.files.items():
             with atomic_path(self.output.parent / filename) as tmp:
                 tmp.write_bytes(png)
