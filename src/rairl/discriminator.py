@@ -45,6 +45,7 @@ from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, 
 from rairl.io import DataError, read_json, require
 from rairl.models.factory import check_model_folder
 from rairl.models.gguf import resolve_model
+from rairl.options import Options
 from rairl.prompt_sharing import shared_prompt_hidden
 
 META_FILE = "rairl_discriminator.json"
@@ -56,7 +57,7 @@ HEAD_INITS = ("running_min", "zero")
 
 
 @dataclass
-class DiscriminatorArgs:
+class DiscriminatorArgs(Options):
     disc_model: str = field(
         default="policy",
         metadata={
@@ -94,6 +95,7 @@ class DiscriminatorArgs:
     disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.disc_loss not in LOSSES:
             raise ValueError(f"disc_loss must be one of {LOSSES}, got {self.disc_loss!r}")
         if self.disc_likelihood_from not in LIKELIHOOD_FROM:

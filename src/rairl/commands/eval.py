@@ -32,8 +32,7 @@ class Config(TaskArgs, ModelArgs, SamplingArgs):
     output_dir: str = field(default="runs/eval", metadata={"help": "folder for metrics.json and the samples"})
 
     def __post_init__(self) -> None:
-        ModelArgs.__post_init__(self)
-        SamplingArgs.__post_init__(self)
+        super().__post_init__()
         self.check_sampling()
         ks = parse_ks(self.k)
         if ks[0] < 1 or ks[-1] > self.n:

@@ -44,6 +44,7 @@ class Config(TaskArgs):
     max_wait_ms: float = field(default=Limits.max_wait_ms, metadata={"help": "dynamic batching: longest wait"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.reward_model:
             raise ValueError("--reward_model is required: a saved discriminator folder")
         if self.aggregate not in AGGREGATIONS:

@@ -128,7 +128,7 @@ class Config(TaskArgs, RewardArgs):
     output_dir: str = field(default="runs/localize", metadata={"help": "folder for metrics.json and predictions.jsonl"})
 
     def __post_init__(self) -> None:
-        RewardArgs.__post_init__(self)
+        super().__post_init__()
         for name in [self.source] + ([self.val_source] if self.val_source else []):
             if name not in SOURCES:
                 raise ValueError(f"source must be one of {sorted(SOURCES)}, got {name!r}")

@@ -82,7 +82,7 @@ class Config(TaskArgs, RewardArgs):
     output_dir: str = field(default="runs/rerank", metadata={"help": "folder for metrics.json and scored.jsonl"})
 
     def __post_init__(self) -> None:
-        RewardArgs.__post_init__(self)
+        super().__post_init__()
         if not self.samples:
             raise ValueError("--samples is required: the JSONL written by `rairl sample` (N samples per question)")
         if self.k:

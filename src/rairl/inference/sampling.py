@@ -22,6 +22,7 @@ from transformers import set_seed
 from rairl.chat import render_prompts
 from rairl.io import write_jsonl
 from rairl.models import ModelArgs, load_policy
+from rairl.options import Options
 from rairl.tasks import Example, Task, TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def select_examples(task: Task, split: str, limit: int) -> list[Example]:
 
 
 @dataclass
-class SamplingArgs:
+class SamplingArgs(Options):
     """Sampling options shared by `rairl sample` and `rairl eval`."""
 
     n: int = field(default=8, metadata={"help": "samples per question"})
@@ -233,6 +234,7 @@ class SamplingArgs:
     seed: int = field(default=0, metadata={"help": "seed of sampling, of a tiny model's init and of the bootstrap"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.limit < 0:
             raise ValueError(
                 f"need n >= 1, max_new_tokens >= 1, batch_size >= 1 and limit >= 0; got n={self.n}, "
@@ -254,8 +256,7 @@ class Config(TaskArgs, ModelArgs, SamplingArgs):
     output: str = field(default="runs/samples.jsonl", metadata={"help": "JSONL file to write"})
 
     def __post_init__(self) -> None:
-        ModelArgs.__post_init__(self)
-        SamplingArgs.__post_init__(self)
+        super().__post_init__()
         if self.greedy and self.n != 1:
             raise ValueError(f"greedy decoding gives one response per question: pass --n 1 (got n={self.n})")
         if not self.greedy:

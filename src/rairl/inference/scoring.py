@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from rairl.io import DataError, read_jsonl, require, write_jsonl
+from rairl.options import Options
 from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.aggregation import AGGREGATIONS, STEP_REDUCTIONS, NonFiniteScore, TraceScores, check_names
 from rairl.rewards.granularity import GRANULARITIES
@@ -41,7 +42,7 @@ def parse_aggregates(text: str) -> list[str]:
 
 
 @dataclass
-class RewardArgs:
+class RewardArgs(Options):
     reward_model: str = field(default="", metadata={"help": "saved discriminator directory (holds its tokenizer)"})
     granularity: str | None = field(
         default=None, metadata={"help": "outcome | step | interval | dense (default: as saved with it, else dense)"}
@@ -69,6 +70,7 @@ class RewardArgs:
     device: str = field(default="auto", metadata={"help": "'auto' (cuda when there is one), 'cpu', 'cuda', ..."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.reward_model:
             raise ValueError("--reward_model is required: a saved discriminator folder, e.g. runs/airl/discriminator")
         if self.granularity is not None and self.granularity not in GRANULARITIES:
@@ -159,7 +161,7 @@ class Config(TaskArgs, RewardArgs):
     output: str = field(default="runs/scores.jsonl", metadata={"help": "JSONL file to write"})
 
     def __post_init__(self) -> None:
-        RewardArgs.__post_init__(self)
+        super().__post_init__()
         if not self.input:
             raise ValueError("--input is required: a JSONL file with prompt (or question) and response per line")
 

@@ -20,6 +20,7 @@ from rairl.chat import check_template
 from rairl.io import DataError, read_json
 from rairl.models.gguf import resolve_model
 from rairl.models.tokenizer import build_char_tokenizer
+from rairl.options import Options
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 @dataclass
-class ModelArgs:
+class ModelArgs(Options):
     model: str = field(default=TINY, metadata={"help": "'tiny' (built from config), a local path or a Hugging Face id"})
     hidden_size: int = field(default=128, metadata={"help": "tiny only: width of the Llama model"})
     num_layers: int = field(default=4, metadata={"help": "tiny only: number of decoder layers"})
@@ -40,6 +41,7 @@ class ModelArgs:
     trust_remote_code: bool = field(default=False, metadata={"help": "run a checkpoint's own code (off unless asked)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.model == TINY and self.hidden_size % self.num_heads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rairl.options import Options
 from rairl.registry import Registry
 from rairl.tasks.arith import ArithTask
 from rairl.tasks.base import Example, Task
@@ -21,7 +22,7 @@ register = TASKS.register
 
 
 @dataclass
-class TaskArgs:
+class TaskArgs(Options):
     task: str = field(
         default="arith", metadata={"help": "task name: arith, gsm8k, countdown, mmlu_pro, medreason, jsonl"}
     )

@@ -22,6 +22,7 @@ from rairl.discriminator import Discriminator, DiscriminatorArgs
 from rairl.io import atomic_dir, write_json
 from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
+from rairl.options import Options
 from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
 from rairl.rewards.granularity import GRANULARITIES
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class AIRLArgs:
+class AIRLArgs(Options):
     granularity: str = field(default="dense", metadata={"help": "outcome | step | interval | dense"})
     interval: int = field(default=8, metadata={"help": "granularity=interval: a label every k tokens"})
     gamma: float = field(default=1.0, metadata={"help": "discount γ of the token advantages"})
@@ -70,6 +71,7 @@ class AIRLArgs:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
         if self.score_form not in SCORE_FORMS:
@@ -89,8 +91,7 @@ class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLAr
     train_steps: int = field(default=100, metadata={"help": "policy optimizer steps"})
 
     def __post_init__(self) -> None:
-        for parent in (ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLArgs):
-            parent.__post_init__(self)
+        super().__post_init__()
         if self.expert_passthrough and (self.gradient_accumulation_steps != 1 or self.kl_coef != 0):
             raise ValueError(
                 "expert_passthrough changes the batch size after generation: it needs gradient_accumulation_steps=1 "

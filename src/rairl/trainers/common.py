@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, TrainerCallback
 
 from rairl.chat import render_prompt
 from rairl.io import atomic_dir
+from rairl.options import Options
 from rairl.tasks import Task
 from rairl.trainers.monitor import SpikeCallback
 
@@ -33,7 +34,7 @@ _PRECISIONS = ("no", "bf16", "fp16")
 
 
 @dataclass
-class TrainArgs:
+class TrainArgs(Options):
     # `train_steps`, not `max_steps`: TaskArgs already owns `--max_steps` (arith: most operations per problem).
     output_dir: str = field(default="runs/sft", metadata={"help": "run folder: checkpoints, logs, final model"})
     seed: int = field(default=0, metadata={"help": "seed of model initialisation, data order and dropout"})
@@ -64,6 +65,7 @@ class TrainArgs:
     activation_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         rules = [
             ("train_steps", self.train_steps >= 1, ">= 1"),
             ("per_device_batch_size", self.per_device_batch_size >= 1, ">= 1"),

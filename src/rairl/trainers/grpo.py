@@ -21,6 +21,7 @@ from trl import GRPOConfig
 from rairl.chat import plain_text, trainer_prompt
 from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
+from rairl.options import Options
 from rairl.tasks import Example, Task, TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
 from rairl.trainers.common import TrainArgs, finish, log_callbacks, set_threads
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class GRPOArgs:
+class GRPOArgs(Options):
     num_generations: int = field(default=8, metadata={"help": "group size G: samples per prompt"})
     max_completion_length: int = field(default=64, metadata={"help": "most tokens per sample"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
@@ -41,6 +42,7 @@ class GRPOArgs:
     train_split: str = field(default="train", metadata={"help": "split whose prompts are trained on"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 (group statistics), got {self.num_generations}")
 
@@ -50,11 +52,6 @@ class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs):
     output_dir: str = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs, final model"})
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
     train_steps: int = field(default=100, metadata={"help": "optimizer steps to train for"})
-
-    def __post_init__(self) -> None:
-        ModelArgs.__post_init__(self)
-        TrainArgs.__post_init__(self)
-        GRPOArgs.__post_init__(self)
 
 
 class GRPOTrainer(AtomicCheckpoints, trl.GRPOTrainer):

@@ -58,8 +58,7 @@ class Config(TaskArgs, ModelArgs, TrainArgs):
     )
 
     def __post_init__(self) -> None:
-        ModelArgs.__post_init__(self)
-        TrainArgs.__post_init__(self)
+        super().__post_init__()
         if self.max_seq_length is not None and self.max_seq_length < 2:
             raise ValueError(f"max_seq_length must be >= 2 tokens, got {self.max_seq_length}")
         if self.model == TINY and self.max_seq_length is not None and self.max_seq_length > self.max_length:
