@@ -175,3 +175,16 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def flags(**options: Any) -> list[str]:
+    """`flags(model="tiny", train_steps=3)` -> `["--model", "tiny", "--train_steps", "3"]`."""
+    return [item for key, value in options.items() for item in (f"--{key}", str(value))]
+
+
+def run_once(marker: Path, argv: list[str]) -> None:
+    """`rairl ARGV` unless `marker` (a file the command writes last) exists: a finished step is read, not rerun."""
+    from rairl.cli import main
+
+    if not marker.is_file():
+        assert main(argv) == 0, argv

@@ -24,15 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
-from rairl import demo
-from rairl.cli import main as rairl
-from rairl.demo_results import format_summary, pool_localize, pool_rerank
-from rairl.discriminator import Discriminator
-from rairl.evaluation.metrics import paired_diff
-from rairl.io import write_json
+sys.path.insert(0, str(Path(__file__).parent))
+from common import run_once  # noqa: E402
+
+from rairl import demo  # noqa: E402
+from rairl.cli import main as rairl  # noqa: E402
+from rairl.demo_results import format_summary, pool_localize, pool_rerank  # noqa: E402
+from rairl.discriminator import Discriminator  # noqa: E402
+from rairl.evaluation.metrics import paired_diff  # noqa: E402
+from rairl.io import write_json  # noqa: E402
 
 # name: the `rairl airl` flags that make it. The first is the R-AIRL core as it stood before this check.
 
@@ -58,15 +62,9 @@ SIZE = {"n_eval": 128, "train_steps": 30, "batch": 32, "warmup": 20, "n": 8}
 SMOKE = {"n_eval": 8, "train_steps": 1, "batch": 8, "warmup": 0, "n": 2}
 
 
-def run_once(folder: Path, marker: str, argv: list[str]) -> None:
-    if not (folder / marker).is_file():
-        assert rairl(argv) == 0, argv
-
-
 def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -> None:
     run_once(
-        out,
-        "train_summary.json",
+        out / "train_summary.json",
         [
             "airl",
             "--model",
@@ -122,8 +120,7 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
     ]
     for form, reduce in FORMS.items():
         run_once(
-            run_dir / f"rerank_{form}_val",
-            "metrics.json",
+            run_dir / f"rerank_{form}_val" / "metrics.json",
             [
                 "rerank",
                 *common,
@@ -141,8 +138,7 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
         ):
             name = f"{form}_{source}"
             run_once(
-                run_dir / f"localize_{name}",
-                "metrics.json",
+                run_dir / f"localize_{name}" / "metrics.json",
                 [
                     "localize",
                     *common,

@@ -32,9 +32,8 @@ import numpy as np
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import environment, out_dir, parser  # noqa: E402
+from common import environment, flags, out_dir, parser, run_once  # noqa: E402
 
-from rairl.cli import main as rairl  # noqa: E402
 from rairl.demo_results import RERANK_PICKS, format_summary, pool_localize, pool_rerank  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
 from rairl.io import write_json  # noqa: E402
@@ -64,11 +63,6 @@ SMOKE = {
     "val_limit": 4,
     "pb_limit": 6,
 }
-
-
-def run_once(marker: Path, argv: list[str]) -> None:
-    if not marker.is_file():
-        assert rairl(argv) == 0, argv
 
 
 def parameters_moved(run: Path) -> dict[str, float]:
@@ -133,26 +127,18 @@ def main() -> None:
         samples,
         [
             "sample",
-            "--model",
-            "smollm2-135m",
-            "--task",
-            "gsm8k",
-            "--data",
-            str(gsm8k / "test.jsonl"),
-            "--split",
-            "test",
-            "--limit",
-            str(size["questions"]),
-            "--n",
-            str(size["n"]),
-            "--temperature",
-            "0.7",
-            "--max_new_tokens",
-            str(size["max_new_tokens"]),
-            "--batch_size",
-            "64",
-            "--output",
-            str(samples),
+            *flags(
+                model="smollm2-135m",
+                task="gsm8k",
+                data=gsm8k / "test.jsonl",
+                split="test",
+                limit=size["questions"],
+                n=size["n"],
+                temperature=0.7,
+                max_new_tokens=size["max_new_tokens"],
+                batch_size=64,
+                output=samples,
+            ),
         ],
     )
     run = out / "airl"
@@ -160,95 +146,64 @@ def main() -> None:
         run / "train_summary.json",
         [
             "airl",
-            "--model",
-            "smollm2-135m",
-            "--lora_r",
-            "16",
-            "--disc_model",
-            "policy",
-            "--disc_lora_r",
-            "16",
-            "--disc_lr",
-            "5e-4",
-            "--task",
-            "gsm8k",
-            "--data",
-            str(gsm8k / "train.jsonl"),
-            "--granularity",
-            "dense",
-            "--per_device_batch_size",
-            str(size["batch"]),
-            "--num_generations",
-            str(size["gens"]),
-            "--max_completion_length",
-            str(size["completion"]),
-            "--disc_warmup_steps",
-            str(size["warmup"]),
-            "--train_steps",
-            str(size["steps"]),
-            "--warmup_ratio",
-            "0",
-            "--learning_rate",
-            "1e-4",
-            "--logging_steps",
-            "1",
-            "--save_steps",
-            str(size["steps"]),
-            "--report_to",
-            "none",
-            "--output_dir",
-            str(run),
+            *flags(
+                model="smollm2-135m",
+                lora_r=16,
+                disc_model="policy",
+                disc_lora_r=16,
+                disc_lr=5e-4,
+                task="gsm8k",
+                data=gsm8k / "train.jsonl",
+                granularity="dense",
+                per_device_batch_size=size["batch"],
+                num_generations=size["gens"],
+                max_completion_length=size["completion"],
+                disc_warmup_steps=size["warmup"],
+                train_steps=size["steps"],
+                warmup_ratio=0,
+                learning_rate=1e-4,
+                logging_steps=1,
+                save_steps=size["steps"],
+                report_to="none",
+                output_dir=run,
+            ),
             *threads,
         ],
     )
-    disc = str(run / "discriminator")
+    disc = run / "discriminator"
     run_once(
         out / "localize_smollm2" / "metrics.json",
         [
             "localize",
-            "--task",
-            "gsm8k",
-            "--data",
-            str(gsm8k / "train.jsonl"),
-            "--split",
-            "train",
-            "--source",
-            "file",
-            "--file",
-            str(pb),
-            "--limit",
-            str(size["pb_limit"]),
-            "--reward_model",
-            disc,
-            "--policy",
-            "smollm2-135m",
+            *flags(
+                task="gsm8k",
+                data=gsm8k / "train.jsonl",
+                split="train",
+                source="file",
+                file=pb,
+                limit=size["pb_limit"],
+                reward_model=disc,
+                policy="smollm2-135m",
+                val_source="injected",
+                val_split="train",
+                val_limit=size["val_limit"],
+                output_dir=out / "localize_smollm2",
+            ),
             "--calibrate",
-            "--val_source",
-            "injected",
-            "--val_split",
-            "train",
-            "--val_limit",
-            str(size["val_limit"]),
-            "--output_dir",
-            str(out / "localize_smollm2"),
         ],
     )
     run_once(
         out / "rerank_smollm2" / "metrics.json",
         [
             "rerank",
-            "--task",
-            "gsm8k",
-            "--data",
-            str(gsm8k / "test.jsonl"),
-            "--samples",
-            str(samples),
-            "--reward_model",
-            disc,
-            "--policy",
-            "smollm2-135m",
-            "--output_dir",
-            str(out / "rerank_smollm2"),
+            *flags(
+                task="gsm8k",
+                data=gsm8k / "test.jsonl",
+                samples=samples,
+                reward_model=disc,
+                policy="smollm2-135m",
+                output_dir=out / "rerank_smollm2",
+            ),
         ],
     )
 
