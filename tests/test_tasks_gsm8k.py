@@ -100,3 +100,13 @@ def test_bad_json_line(tmp_path):
     path = write(tmp_path / "test.jsonl", ['{"question": "q", "answer": "#### 1"}', "not json"])
     with pytest.raises(DataError, match=r"test.jsonl, line 2: not valid JSON"):
         gsm8k(path).examples("test")
+
+
+def test_a_response_without_an_answer_line_is_read_by_its_last_number(tmp_path):
+    task = gsm8k(write(tmp_path / "test.jsonl", [{"question": "q", "answer": "x\n#### 1,250"}]))
+    [ex] = task.examples("test")
+    assert task.extract_answer("She pays 2 * $625 = $1,250.") == "1250" and task.verify("... = $1,250.", ex)
+    assert task.extract_answer("so 3.5 then -2") == "-2"
+    assert task.extract_answer("a\n#### 72") == "72"
+    assert task.extract_answer("a\n####") is None  # an empty answer line is no answer, not the last number
+    assert task.extract_answer("no numbers here") is None
