@@ -132,8 +132,7 @@ def demonstrations(task: Task, split: str = "train", tokenizer=None) -> Dataset:
     Examples without an expert trace are skipped (and counted in the log); none left is an error.
     """
     examples = task.examples(split)
-    render = (lambda x: render_prompt(tokenizer, x)) if tokenizer is not None else (lambda x: x)
-    rows = [{"prompt": render(task.prompt(ex)), "completion": ex.expert} for ex in examples if ex.expert]
+    rows = [{"prompt": render_prompt(tokenizer, task.prompt(ex)), "completion": ex.expert} for ex in examples if ex.expert]
     skipped = len(examples) - len(rows)
     if skipped:
         logger.warning(
