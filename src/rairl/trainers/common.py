@@ -132,7 +132,9 @@ def demonstrations(task: Task, split: str = "train", tokenizer=None) -> Dataset:
     Examples without an expert trace are skipped (and counted in the log); none left is an error.
     """
     examples = task.examples(split)
-    rows = [{"prompt": render_prompt(tokenizer, task.prompt(ex)), "completion": ex.expert} for ex in examples if ex.expert]
+    rows = [
+        {"prompt": render_prompt(tokenizer, task.prompt(ex)), "completion": ex.expert} for ex in examples if ex.expert
+    ]
     skipped = len(examples) - len(rows)
     if skipped:
         logger.warning(
