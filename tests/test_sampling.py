@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from rairl.cli import main
-from rairl.inference.sampling import Config, generate, sample_rows
+from rairl.commands.sample import Config
+from rairl.inference.sampling import generate, sample_rows
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, TaskArgs, get_task
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from rairl.commands import localize, rerank
 from rairl.demo_results import (
     RERANK_PICKS,
     claims,
@@ -32,7 +33,6 @@ from rairl.demo_results import (
     pool_localize,
     pool_rerank,
 )
-from rairl.inference import localize, rerank
 from rairl.inference.sampling import load_for_inference, sample_rows
 from rairl.io import write_json, write_jsonl
 from rairl.models import ModelArgs

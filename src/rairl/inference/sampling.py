@@ -1,4 +1,5 @@
-"""`rairl sample`: N responses per question from a policy, written as JSONL with answer, verdict and first error.
+"""N responses per question from a policy, as rows with answer, verdict and first error; the command (JSONL out)
+is `rairl.commands.sample`.
 
 Sampling draws `y ~ π_θ(· | x)` token by token from `softmax(logits / temperature)`, optionally restricted to
 the nucleus of mass `top_p`; no top-k cut or repetition penalty is applied, whatever the checkpoint's
@@ -12,18 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import set_seed
 
 from rairl.chat import render_prompts
-from rairl.io import write_jsonl
 from rairl.models import ModelArgs, load_policy
 from rairl.options import Options
-from rairl.tasks import Example, Task, TaskArgs, get_task
+from rairl.tasks import Example, Task
 
 logger = logging.getLogger(__name__)
 
@@ -247,42 +245,3 @@ class SamplingArgs(Options):
                 f"sampling needs temperature > 0 and 0 < top_p <= 1, got temperature={self.temperature}, "
                 f"top_p={self.top_p}; for argmax decoding pass --greedy to `rairl sample` (eval reports greedy already)"
             )
-
-
-@dataclass
-class Config(TaskArgs, ModelArgs, SamplingArgs):
-    split: str = field(default="test", metadata={"help": "split of the task to sample from"})
-    greedy: bool = field(default=False, metadata={"help": "greedy decoding instead of sampling (needs n=1)"})
-    output: str = field(default="runs/samples.jsonl", metadata={"help": "JSONL file to write"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.greedy and self.n != 1:
-            raise ValueError(f"greedy decoding gives one response per question: pass --n 1 (got n={self.n})")
-        if not self.greedy:
-            self.check_sampling()
-
-
-def run(config: Config) -> list[dict[str, Any]]:
-    set_seed(config.seed)
-    task = get_task(config)
-    examples = select_examples(task, config.split, config.limit)
-    model, tokenizer = load_for_inference(config, seed=config.seed)
-    rows = sample_rows(
-        model,
-        tokenizer,
-        task,
-        examples,
-        n=config.n,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        greedy=config.greedy,
-    )
-    write_jsonl(Path(config.output), rows)
-    accuracy = sum(r["correct"] for r in rows) / max(1, len(rows))
-    logger.info(
-        "wrote %d samples of %d questions to %s (accuracy %.3f)", len(rows), len(examples), config.output, accuracy
-    )
-    return rows

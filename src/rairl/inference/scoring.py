@@ -1,4 +1,5 @@
-"""`rairl score`: token, step and trace scores of traces under a saved reward model (DESIGN §2.1).
+"""Token, step and trace scores of traces under a saved reward model (DESIGN §2.1); the command is
+`rairl.commands.score`.
 
 Input JSONL: one trace per line, `prompt` (or `question`, turned into the task's prompt) and `response`; any other
 field (a `rairl sample` file's id, answer, correct, ...) is copied to the output. Each output line adds
@@ -14,22 +15,18 @@ field (a `rairl sample` file's id, answer, correct, ...) is copied to the output
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from rairl.io import DataError, read_jsonl, require, write_jsonl
+from rairl.io import DataError, read_jsonl, require
 from rairl.options import Options
 from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.aggregation import AGGREGATIONS, STEP_REDUCTIONS, NonFiniteScore, TraceScores, check_names
 from rairl.rewards.granularity import GRANULARITIES
-from rairl.tasks import Example, Task, TaskArgs, get_task
-
-logger = logging.getLogger(__name__)
+from rairl.tasks import Example, Task
 
 
 def parse_aggregates(text: str) -> list[str]:
@@ -153,37 +150,3 @@ def scored_row(row: dict[str, Any], scores: TraceScores, b: int, eos: str) -> di
         "step_scores": scores.steps[b],
         "trace_scores": {name: values[b] for name, values in scores.traces.items()},
     }
-
-
-@dataclass
-class Config(TaskArgs, RewardArgs):
-    input: str = field(default="", metadata={"help": "JSONL of traces: prompt (or question) and response per line"})
-    output: str = field(default="runs/scores.jsonl", metadata={"help": "JSONL file to write"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.input:
-            raise ValueError("--input is required: a JSONL file with prompt (or question) and response per line")
-
-
-def run(config: Config) -> list[dict[str, Any]]:
-    task = get_task(config)
-    traces = read_traces(config.input, task)
-    model = load_reward_model(config, task)
-    lines, rows, prompts = zip(*traces)
-    responses = [row["response"] for row in rows]
-    scores = score_rows(
-        model,
-        list(prompts),
-        responses,
-        list(lines),
-        config.input,
-        step_reduce=step_reduce_of(config, model),
-        aggregates=config.aggregate_names,
-        gamma=config.gamma,
-    )
-    eos = model.tokenizer.eos_token or ""
-    out = [scored_row({**row, "prompt": prompt}, scores, b, eos) for b, (row, prompt) in enumerate(zip(rows, prompts))]
-    write_jsonl(Path(config.output), out)
-    logger.info("scored %d traces from %s into %s", len(out), config.input, config.output)
-    return out
