@@ -8,7 +8,7 @@ and which weights an R-AIRL trainer holds for its reference model.
 Each target runs as a child process; its peak RSS is the kernel's own count, `ru_maxrss` of `os.wait4` on that
 child (the highest RSS the process ever had, sampled by nobody). Targets:
 
-    python_imports  the libraries alone (`import rairl.demo, rairl.trainers.airl`): the floor of every command
+    python_imports  the libraries alone (`import rairl.commands.demo, rairl.trainers.airl`): the floor of every command
     demo_fast       `rairl demo --fast`
     airl            `rairl airl` at the demo's R-AIRL size (policy 128x4, 8 prompts x G=8, 10 steps)
     demo            `rairl demo` with its defaults (target: peak ≤ 2 GB)
@@ -105,7 +105,7 @@ def command(target: str, output_dir: Path, smoke: bool) -> list[str]:
     """The child's command line (this interpreter; `-m rairl.cli` is the `rairl` entry point)."""
     cli = [sys.executable, "-m", "rairl.cli"]
     commands = {
-        "python_imports": [sys.executable, "-c", "import rairl.demo, rairl.trainers.airl"],
+        "python_imports": [sys.executable, "-c", "import rairl.commands.demo, rairl.trainers.airl"],
         "demo_fast": [*cli, "demo", "--fast", "--output_dir", str(output_dir)],
         "airl": [*cli, "airl", "--output_dir", str(output_dir), *(TINY_AIRL if smoke else AIRL)],
         "demo": [*cli, "demo", "--output_dir", str(output_dir), *(TINY_DEMO if smoke else [])],

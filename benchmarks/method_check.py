@@ -31,8 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import run_once  # noqa: E402
 
-from rairl import demo  # noqa: E402
 from rairl.cli import main as rairl  # noqa: E402
+from rairl.commands import demo  # noqa: E402
 from rairl.demo_results import format_summary, pool_localize, pool_rerank  # noqa: E402
 from rairl.discriminator import Discriminator  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402

@@ -49,7 +49,7 @@ TOP = 25
 
 
 class PhaseRunner:
-    """Stands in for `rairl.demo.Timer`: runs `fn` only for the phase it was made for (under `wrap`)."""
+    """Stands in for `rairl.commands.demo.Timer`: runs `fn` only for the phase it was made for (under `wrap`)."""
 
     def __init__(self, phase: str, wrap):
         self.phase, self.wrap, self.ran = phase, wrap, False
@@ -64,7 +64,7 @@ class PhaseRunner:
 
 def run_phase(phase: str, demo_config, base: Path | None, out: Path, wrap) -> None:
     """One run of `phase` as the demo runs it, into `out`, with `wrap(call)` around the phase itself."""
-    from rairl import demo
+    from rairl.commands import demo
 
     runner = PhaseRunner(phase, wrap)
     if phase == "base":
@@ -111,7 +111,7 @@ def demo_ranking(path: Path) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rairl import demo
+    from rairl.commands import demo
 
     p = common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--phase", default="airl_dense", choices=PHASES)

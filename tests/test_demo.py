@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rairl.cli import main
-from rairl.demo import METHODS, Config
+from rairl.commands.demo import METHODS, Config
 from rairl.demo_results import verdict
 
 SUMMARY = {"mean", "ci95", "n"}

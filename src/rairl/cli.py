@@ -22,7 +22,7 @@ COMMANDS: Registry[tuple[str, str]] = Registry(
     "command",
     {
         # name: (module, one-line description)
-        "demo": ("rairl.demo", "the paper's three claims end to end on the embedded default"),
+        "demo": ("rairl.commands.demo", "the paper's three claims end to end on the embedded default"),
         "sft": ("rairl.trainers.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
         "grpo": ("rairl.trainers.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
         "airl": ("rairl.trainers.airl", "adversarial IRL: learn the reward and train the policy on it"),
