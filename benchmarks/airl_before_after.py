@@ -5,7 +5,7 @@ final reward–correctness correlation (issue: R-AIRL core).
     .venv/bin/python benchmarks/airl_before_after.py --base runs/sft_default/checkpoint-1000
 
 For every method (`dense`, `outcome`: `rairl airl --granularity ...`; `grpo`: `rairl grpo`, the verifier
-reference) and seed, the same budget: `--train_steps` policy steps of `--batch` samples (G = 8 per prompt) at
+reference) and seed, the same budget: `--max_steps` policy steps of `--batch` samples (G = 8 per prompt) at
 `--learning_rate`, after `--disc_warmup_steps` discriminator-only steps. Then `rairl eval` (greedy, test and OOD,
 300 questions each). Before/after: greedy accuracy with n and a 95% bootstrap CI, and the paired difference to
 the base on the same questions (pooled over seeds: each seed's questions count once per seed). Correlation:
@@ -47,11 +47,11 @@ def train(method: str, seed: int, args, out: Path) -> None:
     common = [
         "--model",
         args.base,
-        "--train_steps",
-        str(args.train_steps),
+        "--max_steps",
+        str(args.max_steps),
         "--learning_rate",
         str(args.learning_rate),
-        "--per_device_batch_size",
+        "--per_device_train_batch_size",
         str(args.batch),
         "--num_generations",
         "8",
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="the SFT policy R-AIRL starts from")
     parser.add_argument("--methods", default="dense,outcome")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--train_steps", type=int, default=40)
+    parser.add_argument("--max_steps", type=int, default=40)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--batch", type=int, default=64, help="samples per policy step (prompts × 8)")
     parser.add_argument("--disc_warmup_steps", type=int, default=20)

@@ -178,7 +178,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def flags(**options: Any) -> list[str]:
-    """`flags(model="tiny", train_steps=3)` -> `["--model", "tiny", "--train_steps", "3"]`."""
+    """`flags(model="tiny", max_steps=3)` -> `["--model", "tiny", "--max_steps", "3"]`."""
     return [item for key, value in options.items() for item in (f"--{key}", str(value))]
 
 

@@ -5,7 +5,8 @@ uninterrupted run of the same seed (issue: crash-safe runs).
     .venv/bin/python benchmarks/fault_injection.py --commands sft --kills 1   # what the slow test runs
 
 For each command: one uninterrupted reference run; then, per kill point, a fresh run killed (`kill -9`), then
-`--resume auto` until it finishes. Odd kill points: after a uniformly random time within the reference's wall time.
+`--resume_from_checkpoint auto` until it finishes. Odd kill points: after a uniformly random time within the
+reference's wall time.
 Even ones (the first included): inside the k-th checkpoint write (k random; checkpoints every 2 steps), the harness
 holding each checkpoint's completion marker back for a second so that the kill lands after the files and before the
 marker (counted as `inside_save`: a staging folder was left behind). Checked per kill point: the resumed run ends at
@@ -37,7 +38,7 @@ TINY = [
     "1",
     "--num_heads",
     "2",
-    "--max_length",
+    "--max_position_embeddings",
     "256",
     "--threads",
     "1",
@@ -51,23 +52,23 @@ TINY = [
     "3",
 ]
 COMMANDS = {
-    "sft": ["sft", *TINY, "--n_train", "64", "--per_device_batch_size", "8", "--train_steps", "12"],
+    "sft": ["sft", *TINY, "--n_train", "64", "--per_device_train_batch_size", "8", "--max_steps", "12"],
     "airl": [
         "airl",
         *TINY,
         "--n_train",
         "50",
-        "--per_device_batch_size",
+        "--per_device_train_batch_size",
         "8",
         "--num_generations",
         "4",
         "--max_completion_length",
         "24",
-        "--warmup_ratio",
+        "--warmup_steps",
         "0",
         "--disc_warmup_steps",
         "1",
-        "--train_steps",
+        "--max_steps",
         "8",
         "--replay_size",
         "16",
@@ -159,7 +160,7 @@ def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float)
             where = {"kill_after": round(rng.uniform(0.05, 1.0) * ref["wall_s"], 2)}
         killed = rairl(args, out, timeout=900, **where)
         inside_save = any(out.glob(".staging-*")) if out.is_dir() else False
-        resumed = rairl([*args, "--resume", "auto"], out, timeout=900)
+        resumed = rairl([*args, "--resume_from_checkpoint", "auto"], out, timeout=900)
         point = {
             **where,
             "killed": killed["rc"] == -signal.SIGKILL,

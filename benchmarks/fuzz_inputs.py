@@ -163,7 +163,7 @@ READERS: dict[str, Callable[[Path], Any]] = {
     "processbench": read_processbench,
     "samples": read_samples,
     "score": lambda p: read_traces(p, get_task(TaskArgs(task="arith"))),
-    "yaml": lambda p: load_yaml(p, {"seed", "learning_rate", "train_steps", "output_dir"}),
+    "yaml": lambda p: load_yaml(p, {"seed", "learning_rate", "max_steps", "output_dir"}),
     "model_folder": read_model_folder,
 }
 
@@ -194,7 +194,9 @@ def build_model_dir(root: Path) -> Path:
     from rairl.models import ModelArgs, build_tiny
     from rairl.reward_model import RewardModel
 
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=16, num_layers=1, num_heads=2, max_length=32), seed=0)
+    model, tokenizer = build_tiny(
+        ModelArgs(hidden_size=16, num_layers=1, num_heads=2, max_position_embeddings=32), seed=0
+    )
     path = root / "disc"
     disc = Discriminator.from_causal_lm(model, likelihood=True, likelihood_from="backbone")
     RewardModel(disc, tokenizer, score_form="f", clip_beta=5.0).save_pretrained(path)

@@ -58,20 +58,20 @@ def train(method: str, k: int, seed: int, base: str, out: Path, size: dict[str, 
     run = out / f"k{k}" / f"seed{seed}" / method
     data = dict(task="arith", n_train=k, task_seed=DEMO_SEED, seed=seed, report_to="none", save_steps=10**9)
     rl = dict(
-        train_steps=size["steps"],
-        per_device_batch_size=size["prompts"] * size["gens"],
+        max_steps=size["steps"],
+        per_device_train_batch_size=size["prompts"] * size["gens"],
         num_generations=size["gens"],
         learning_rate=5e-5,
-        warmup_ratio=0,
-        lr_scheduler="constant",
+        warmup_steps=0,
+        lr_scheduler_type="constant",
         logging_steps=1,
     )
     if method == "sft":
         steps = max(1, EPOCHS * k // size["batch"])
         argv = flags(
             model=base,
-            train_steps=steps,
-            per_device_batch_size=size["batch"],
+            max_steps=steps,
+            per_device_train_batch_size=size["batch"],
             learning_rate=5e-4,
             logging_steps=max(1, steps // 10),
             **data,

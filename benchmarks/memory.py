@@ -14,8 +14,8 @@ child (the highest RSS the process ever had, sampled by nobody). Targets:
     demo            `rairl demo` with its defaults (target: peak ≤ 2 GB)
 
 Reference model (in process, no training): an R-AIRL trainer is built three ways and its weights counted.
-With kl_coef = 0 TRL holds no reference model at all; with kl_coef > 0 and LoRA (lora_r > 0) it holds none
-either (the reference is the base with the adapters disabled); with kl_coef > 0 and full fine-tuning it loads a
+With beta = 0 TRL holds no reference model at all; with beta > 0 and LoRA (lora_r > 0) it holds none
+either (the reference is the base with the adapters disabled); with beta > 0 and full fine-tuning it loads a
 second copy of the policy. Writes `benchmarks/results/memory.json`.
 """
 
@@ -60,11 +60,11 @@ TINY_DEMO = [
     "1",
 ]
 AIRL = [
-    "--train_steps",
+    "--max_steps",
     "10",
     "--disc_warmup_steps",
     "2",
-    "--per_device_batch_size",
+    "--per_device_train_batch_size",
     "64",
     "--num_generations",
     "8",
@@ -84,11 +84,11 @@ TINY_AIRL = [
     "2",
     "--n_train",
     "32",
-    "--train_steps",
+    "--max_steps",
     "2",
     "--disc_warmup_steps",
     "1",
-    "--per_device_batch_size",
+    "--per_device_train_batch_size",
     "4",
     "--num_generations",
     "2",
@@ -163,9 +163,9 @@ def reference_facts(smoke: bool) -> list[dict[str, Any]]:
         disc_num_heads=size["num_heads"],
     )
     cases = {
-        "kl0": dict(kl_coef=0.0),
-        "kl_lora": dict(kl_coef=0.05, lora_r=8, **tiny_disc),
-        "kl_full": dict(kl_coef=0.05),
+        "kl0": dict(beta=0.0),
+        "kl_lora": dict(beta=0.05, lora_r=8, **tiny_disc),
+        "kl_full": dict(beta=0.05),
     }
     facts = []
     for name, options in cases.items():
@@ -173,7 +173,7 @@ def reference_facts(smoke: bool) -> list[dict[str, Any]]:
             cfg = airl.Config(
                 **size,
                 n_train=32,
-                per_device_batch_size=4,
+                per_device_train_batch_size=4,
                 num_generations=2,
                 output_dir=tmp,
                 report_to="none",

@@ -58,8 +58,8 @@ VARIANTS = {
 }
 FORMS = {"logit": "last", "f": "min"}  # score form: the step reduction localisation reads it with
 # The demo's budget; --smoke shrinks it to prove the script runs (its figures then mean nothing).
-SIZE = {"n_eval": 128, "train_steps": 30, "batch": 32, "warmup": 20, "n": 8}
-SMOKE = {"n_eval": 8, "train_steps": 1, "batch": 8, "warmup": 0, "n": 2}
+SIZE = {"n_eval": 128, "max_steps": 30, "batch": 32, "warmup": 20, "n": 8}
+SMOKE = {"n_eval": 8, "max_steps": 1, "batch": 8, "warmup": 0, "n": 2}
 
 
 def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -> None:
@@ -71,19 +71,19 @@ def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -
             base,
             "--granularity",
             "dense",
-            "--train_steps",
-            str(size["train_steps"]),
+            "--max_steps",
+            str(size["max_steps"]),
             "--learning_rate",
             "5e-5",
-            "--per_device_batch_size",
+            "--per_device_train_batch_size",
             str(size["batch"]),
             "--num_generations",
             "8",
             "--disc_warmup_steps",
             str(size["warmup"]),
-            "--warmup_ratio",
+            "--warmup_steps",
             "0",
-            "--lr_scheduler",
+            "--lr_scheduler_type",
             "constant",
             "--logging_steps",
             "1",

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
 COMMON = TINY + [
     "--n_train",
     "40",
@@ -45,19 +45,19 @@ COMMON = TINY + [
     "1",
     "--threads",
     "1",
-    "--warmup_ratio",
+    "--warmup_steps",
     "0",
     "--disc_warmup_steps",
     "1",
-    "--train_steps",
+    "--max_steps",
     "2",
     "--save_steps",
     "100",
 ]
 SCENARIOS = {
-    "dense": ["--per_device_batch_size", "4", "--granularity", "dense", "--replay_size", "16", "--uneven"],
+    "dense": ["--per_device_train_batch_size", "4", "--granularity", "dense", "--replay_size", "16", "--uneven"],
     "passthrough": [
-        "--per_device_batch_size",
+        "--per_device_train_batch_size",
         "4",
         "--granularity",
         "step",

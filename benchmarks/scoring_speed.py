@@ -78,7 +78,7 @@ def build_reward_model(args) -> Any:
             hidden_size=args.hidden_size,
             num_layers=args.num_layers,
             num_heads=args.num_heads,
-            max_length=4096,
+            max_position_embeddings=4096,
             dtype=args.dtype,
         ),
         seed=args.seed,

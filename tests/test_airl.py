@@ -26,11 +26,11 @@ from rairl.trainers import airl, airl_state
 from rairl.trainers.airl_state import STATE_DIR
 from rairl.trainers.discriminator_update import DiscriminatorUpdater, perturbed_experts
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
 RUN = TINY + [
     "--n_train",
     "50",
-    "--per_device_batch_size",
+    "--per_device_train_batch_size",
     "8",
     "--num_generations",
     "4",
@@ -42,16 +42,16 @@ RUN = TINY + [
     "1",
     "--threads",
     "1",
-    "--warmup_ratio",
+    "--warmup_steps",
     "0",
     "--disc_warmup_steps",
     "1",
-    "--train_steps",
+    "--max_steps",
     "2",
     "--save_steps",
     "100",
 ]
-TINY_ARGS = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256)
+TINY_ARGS = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256)
 
 
 def run_cli(output_dir: Path, *extra: str) -> None:
@@ -133,7 +133,7 @@ def test_update_ratio_updates_the_discriminator_on_every_kth_step(tmp_path, monk
         return update(self, *args, **kwargs)
 
     monkeypatch.setattr(DiscriminatorUpdater, "update", counting_update)
-    trainer = airl.build_trainer(config(tmp_path, "--disc_update_every", "2", "--train_steps", "3"))
+    trainer = airl.build_trainer(config(tmp_path, "--disc_update_every", "2", "--max_steps", "3"))
     trainer.train()
     assert updated_at == [0, 2]
     assert trainer.state.global_step == 3
@@ -153,7 +153,7 @@ def spy_on_hook(trainer) -> list[tuple[int, dict]]:
 
 
 def test_expert_passthrough_adds_one_row_per_group(tmp_path):
-    trainer = airl.build_trainer(config(tmp_path, "--expert_passthrough", "--train_steps", "1"))
+    trainer = airl.build_trainer(config(tmp_path, "--expert_passthrough", "--max_steps", "1"))
     calls = spy_on_hook(trainer)
     trainer.train()
     ((n, out),) = calls
@@ -223,13 +223,14 @@ def test_passthrough_expert_gets_the_verifier_bonus_too(tmp_path):
 
 
 def test_passthrough_needs_whole_groups_on_each_process(tmp_path):
+    # 2 steps per generation: TRL's generation batch (12) holds whole groups of 4, one device's batch (6) does not
     with pytest.raises(ValueError, match="multiple of num_generations"):
-        config(tmp_path, "--expert_passthrough", "--per_device_batch_size", "6")
+        config(tmp_path, "--expert_passthrough", "--per_device_train_batch_size", "6", "--steps_per_generation", "2")
 
 
 def test_passthrough_needs_no_accumulation_and_no_kl(tmp_path):
     with pytest.raises(ValueError, match="expert_passthrough"):
-        config(tmp_path, "--expert_passthrough", "--kl_coef", "0.1")
+        config(tmp_path, "--expert_passthrough", "--beta", "0.1")
     with pytest.raises(ValueError, match="granularity must be one of"):
         config(tmp_path, "--granularity", "token")
 
@@ -265,7 +266,7 @@ def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path):
     disc_dir = tmp_path / "word_disc"
     Discriminator.from_causal_lm(backbone, likelihood=True).save_pretrained(disc_dir, tok)
 
-    trainer = airl.build_trainer(config(tmp_path / "run", "--disc_path", str(disc_dir), "--train_steps", "1"))
+    trainer = airl.build_trainer(config(tmp_path / "run", "--disc_path", str(disc_dir), "--max_steps", "1"))
     assert not trainer.shared_tokenizer
     calls = spy_on_hook(trainer)
     trainer.warmup_discriminator(1)
@@ -280,7 +281,7 @@ def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path):
 
 def test_resume_restores_discriminator_optimizer_and_replay(tmp_path, monkeypatch):
     common = ["--save_steps", "2", "--replay_size", "16"]
-    run_cli(tmp_path, *common, "--train_steps", "2")
+    run_cli(tmp_path, *common, "--max_steps", "2")
     checkpoint = tmp_path / "checkpoint-2"
     assert (checkpoint / STATE_DIR / "discriminator").is_dir()
     assert (checkpoint / STATE_DIR / "disc_optimizer.safetensors").is_file()
@@ -296,7 +297,7 @@ def test_resume_restores_discriminator_optimizer_and_replay(tmp_path, monkeypatc
         loaded["optimizer"] = trainer.updater.optimizer.state_dict()["state"]
 
     monkeypatch.setattr(airl_state, "load", spy)
-    run_cli(tmp_path, *common, "--train_steps", "4", "--resume", "last")
+    run_cli(tmp_path, *common, "--max_steps", "4", "--resume_from_checkpoint", "last")
     assert loaded["folder"] == checkpoint
     assert loaded["replay"] > 0
     assert loaded["optimizer"] and all("exp_avg" in state for state in loaded["optimizer"].values())
@@ -305,7 +306,8 @@ def test_resume_restores_discriminator_optimizer_and_replay(tmp_path, monkeypatc
     assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 4
     assert (tmp_path / "checkpoint-4" / STATE_DIR).is_dir()
     lines = (tmp_path / "log.jsonl").read_text().count("\n")
-    run_cli(tmp_path, *common, "--train_steps", "4", "--resume", "last")  # finished: nothing is trained again
+    # finished: nothing is trained again
+    run_cli(tmp_path, *common, "--max_steps", "4", "--resume_from_checkpoint", "last")
     assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 4
     assert (tmp_path / "log.jsonl").read_text().count("\n") == lines
 
@@ -396,7 +398,7 @@ def test_a_nonfinite_discriminator_loss_skips_the_update(tmp_path):
 
 def test_a_lora_discriminator_trains_and_resumes_its_adapters_exactly(tmp_path, monkeypatch):
     common = ["--save_steps", "2", "--disc_lora_r", "4", "--disc_likelihood_from", "reference"]
-    run_cli(tmp_path, *common, "--train_steps", "2")
+    run_cli(tmp_path, *common, "--max_steps", "2")
     state = tmp_path / "checkpoint-2" / STATE_DIR
     saved = load_file(str(state / airl_state.TRAINABLE_FILE))
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in saved.items())  # the adapters moved off zero
@@ -409,7 +411,7 @@ def test_a_lora_discriminator_trains_and_resumes_its_adapters_exactly(tmp_path, 
         loaded.update({k: p.detach().clone() for k, p in disc.named_parameters() if p.requires_grad})
 
     monkeypatch.setattr(airl_state, "load", spy)
-    run_cli(tmp_path, *common, "--train_steps", "3", "--resume", "last")
+    run_cli(tmp_path, *common, "--max_steps", "3", "--resume_from_checkpoint", "last")
     assert loaded.keys() == saved.keys() and not differs(saved, loaded)
     final = Discriminator.from_pretrained(tmp_path / "discriminator")  # merged: loads without peft
     assert not final.has_lora and final.uses_likelihood

@@ -78,12 +78,12 @@ def test_no_overlap_between_splits_and_ood_is_longer():
 
 def test_too_small_problem_space_is_an_error():
     with pytest.raises(ValueError, match="distinct train problems"):
-        ArithTask(min_steps=1, max_steps=1, max_operand=2, n_train=100).examples("train")
+        ArithTask(min_ops=1, max_ops=1, max_operand=2, n_train=100).examples("train")
 
 
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="OOD split"):
-        ArithTask(max_steps=4, ood_min_steps=4)
+        ArithTask(max_ops=4, ood_min_ops=4)
     with pytest.raises(ValueError, match="unknown operation"):
         ArithTask(ops="+^")
     with pytest.raises(ValueError, match="unknown split"):

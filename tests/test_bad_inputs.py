@@ -27,7 +27,9 @@ def test_a_model_path_that_does_not_exist(capsys):
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=64), seed=0)
+    model, tokenizer = build_tiny(
+        ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=64), seed=0
+    )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

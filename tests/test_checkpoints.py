@@ -59,7 +59,7 @@ def test_checkpoint_problem_names_the_missing_file(tmp_path):
 def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_again(tmp_path, caplog):
     out = tmp_path / "sft"
     common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *SMALL_RUN]
-    assert main(["sft", "--train_steps", "4", *common]) == 0
+    assert main(["sft", "--max_steps", "4", *common]) == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [
         "checkpoint-2",
         "checkpoint-4",
@@ -67,7 +67,7 @@ def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_a
     assert all(checkpoint_problem(out / name) is None for name in ("checkpoint-2", "checkpoint-4"))
     log_lines = (out / "log.jsonl").read_text().count("\n")
     with caplog.at_level("INFO"):
-        assert main(["sft", "--train_steps", "4", "--resume", "last", *common]) == 0
+        assert main(["sft", "--max_steps", "4", "--resume_from_checkpoint", "last", *common]) == 0
     assert "the run is finished, nothing left to train" in caplog.text
     assert json.loads((out / "rairl_run.json").read_text())["steps"] == 4
     assert (out / "log.jsonl").read_text().count("\n") == log_lines  # no step was trained or logged

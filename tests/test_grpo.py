@@ -13,11 +13,11 @@ from rairl.models import ModelArgs, build_tiny, load_policy
 from rairl.tasks import get_task
 from rairl.trainers import grpo
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
 RUN = TINY + [
     "--n_train",
     "32",
-    "--per_device_batch_size",
+    "--per_device_train_batch_size",
     "8",
     "--num_generations",
     "4",
@@ -29,9 +29,9 @@ RUN = TINY + [
     "1",
     "--threads",
     "1",
-    "--warmup_ratio",
+    "--warmup_steps",
     "0",
-    "--train_steps",
+    "--max_steps",
     "2",
 ]
 
@@ -45,7 +45,7 @@ def test_grpo_trains_and_saves_the_policy(tmp_path):
     assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 2
 
     model, tokenizer = load_policy(ModelArgs(model=str(tmp_path)))
-    initial, _ = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256), seed=0)
+    initial, _ = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256), seed=0)
     assert len(tokenizer) == model.config.vocab_size
     # a random policy solves nothing, so every advantage is 0 and the weights need not move; the saved model
     # is the same architecture, whole
@@ -63,12 +63,12 @@ def test_correctness_reward_verifies_each_completion():
 
 
 def test_group_size_must_be_at_least_two():
-    with pytest.raises(ValueError, match="num_generations must be >= 2"):
+    with pytest.raises(ValueError, match="at least 2 generations"):
         parse_config(grpo.Config, ["--num_generations", "1"])
 
 
 def test_kl_needs_a_reference_saved_beside_the_run(tmp_path):
-    config = parse_config(grpo.Config, [*TINY, "--kl_coef", "0.1", "--output_dir", str(tmp_path)])
+    config = parse_config(grpo.Config, [*TINY, "--beta", "0.1", "--output_dir", str(tmp_path)])
     model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
     assert grpo.policy_source(model, tokenizer, config) is model
     assert model.config._name_or_path == str(tmp_path / "initial_policy")

@@ -16,7 +16,7 @@ RESPONSES = ["2+3=5\n#### 5", "1+1=2\n2*2=4\n#### 4"]
 
 @pytest.fixture(scope="module")
 def policy():
-    return build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256))
+    return build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
 
 
 def reference_logprobs(model, tokenizer, prompt: str, response: str) -> torch.Tensor:

@@ -28,7 +28,7 @@ LABELS = [1, -1, 0, -1]
 def saved(tmp_path_factory):
     """A tiny saved discriminator and its policy; 4096 positions so that ProcessBench traces fit."""
     root = tmp_path_factory.mktemp("models")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=4096))
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=4096))
     Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "disc", tokenizer)
     model.save_pretrained(root / "policy")
     tokenizer.save_pretrained(root / "policy")

@@ -69,7 +69,7 @@ def test_airl_before_after_pairs_each_run_with_the_base(tiny_policy, tmp_path):
         "dense",
         "--seeds",
         "0",
-        "--train_steps",
+        "--max_steps",
         "1",
         "--batch",
         "8",

@@ -8,7 +8,7 @@ from rairl.models import ModelArgs, build_tiny
 from rairl.prompt_sharing import grouped_order, prompt_groups, shared_prompt_hidden
 from rairl.traces import build_batch
 
-ARGS = ModelArgs(hidden_size=32, num_layers=2, num_heads=2, max_length=64)
+ARGS = ModelArgs(hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="module")

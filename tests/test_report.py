@@ -71,7 +71,7 @@ def run_dir(tmp_path_factory):
     """A demo-like run folder: a saved tiny discriminator, `rairl rerank` and `rairl localize` outputs (with the
     likelihood baseline), a handwritten `rairl eval` metrics.json and a demo results.json."""
     root = tmp_path_factory.mktemp("run")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256))
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
     Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "airl" / "discriminator", tokenizer)
     model.save_pretrained(root / "policy")
     tokenizer.save_pretrained(root / "policy")

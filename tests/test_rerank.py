@@ -55,7 +55,7 @@ def write_rows(path, data) -> None:
 def saved(tmp_path_factory):
     """A tiny saved discriminator and the policy it starts from (hidden 32, 1 layer)."""
     root = tmp_path_factory.mktemp("models")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256))
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
     Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "disc", tokenizer)
     model.save_pretrained(root / "policy")
     tokenizer.save_pretrained(root / "policy")

@@ -38,7 +38,7 @@ class Echo(nn.Module):
 
 @pytest.fixture(scope="module")
 def tiny():
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256))
+    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
     return model, tokenizer, Discriminator.from_causal_lm(model, likelihood=True)
 
 
@@ -152,7 +152,7 @@ def test_as_reward_func_in_a_stock_grpo_trainer(tiny, tmp_path):
     from trl import GRPOConfig, GRPOTrainer
 
     _, tokenizer, disc = tiny
-    policy, _ = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=256), seed=1)
+    policy, _ = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256), seed=1)
     reward = RewardModel(disc, tokenizer).as_reward_func("mean")
     assert reward.__name__ == "learned_reward_mean"
     assert reward(PROMPTS[:2], RESPONSES[:2]) == pytest.approx(

@@ -36,7 +36,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def disc_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("disc")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_length=128), seed=0)
+    model, tokenizer = build_tiny(
+        ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=128), seed=0
+    )
     torch.manual_seed(0)
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
     RewardModel(disc, tokenizer, score_form="f").save_pretrained(path)

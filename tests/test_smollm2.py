@@ -103,7 +103,7 @@ def test_sft_trains_on_the_rendered_prompt_and_the_response_tokens_only(smollm2,
     model, tok = smollm2
     task = get_task(TaskArgs(task="arith"))
     ex = task.examples("train")[0]
-    config = sft.Config(model="smollm2-135m", output_dir=str(tmp_path), report_to="none", train_steps=1)
+    config = sft.Config(model="smollm2-135m", output_dir=str(tmp_path), report_to="none", max_steps=1)
     trainer = sft.build_trainer(config, model, tok, demonstrations(task, "train", tok).select([0]))
     row = trainer.train_dataset[0]
     ids, loss_mask = torch.tensor(row["input_ids"]), (torch.tensor(row["labels"]) != -100).long()
@@ -118,8 +118,8 @@ def test_grpo_and_rairl_prompts_are_trl_conversations_tokenised_as_the_discrimin
         output_dir=str(tmp_path),
         report_to="none",
         num_generations=2,
-        per_device_batch_size=2,
-        train_steps=1,
+        per_device_train_batch_size=2,
+        max_steps=1,
     )
     task, examples, kwargs = grpo.trainer_inputs(config)
     tok = kwargs["processing_class"]

@@ -17,11 +17,11 @@ from trl import GRPOTrainer
 from rairl.config import parse_config
 from rairl.trainers import airl
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_length", "256"]
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
 RUN = TINY + [
     "--n_train",
     "16",
-    "--per_device_batch_size",
+    "--per_device_train_batch_size",
     "4",
     "--num_generations",
     "2",

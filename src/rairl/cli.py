@@ -34,6 +34,7 @@ COMMANDS: Registry[tuple[str, str]] = Registry(
         "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
         "convert": ("rairl.commands.convert", "a GGUF model (or smollm2-135m) as a safetensors folder"),
         "serve": ("rairl.commands.serve", "the learned reward as an HTTP server (OpenRLHF /get_reward, /score)"),
+        "recipes": ("rairl.commands.recipes", "check the recipes without weights: parse, meta-device build, memory"),
     },
 )
 

@@ -43,7 +43,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
 
 from rairl.io import DataError, read_json, require
-from rairl.models.factory import check_model_folder
+from rairl.models.factory import check_model_folder, lora_targets
 from rairl.models.gguf import resolve_model
 from rairl.options import Options
 from rairl.prompt_sharing import shared_prompt_hidden
@@ -93,6 +93,10 @@ class DiscriminatorArgs(Options):
         default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"}
     )
     disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
+    disc_lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "module names LoRA adapts in the discriminator's backbone ('all-linear': every linear)"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,13 +165,15 @@ class Discriminator(nn.Module):
                 p.zero_()
         return self
 
-    def add_lora(self, r: int, alpha: int) -> Discriminator:
-        """LoRA adapters (peft) on every linear layer of the backbone, which freezes; the head (w, b, a) trains."""
+    def add_lora(self, r: int, alpha: int, target_modules: list[str] | str = "all-linear") -> Discriminator:
+        """LoRA adapters (peft) on the backbone's `target_modules` (default every linear layer); the backbone
+        freezes, the head (w, b, a) trains."""
         from peft import LoraConfig, get_peft_model
 
         prefix = self.classifier.base_model_prefix
         backbone = get_peft_model(
-            getattr(self.classifier, prefix), LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear")
+            getattr(self.classifier, prefix),
+            LoraConfig(r=r, lora_alpha=alpha, target_modules=lora_targets(target_modules)),
         )
         setattr(self.classifier, prefix, backbone)
         return self

@@ -1,8 +1,9 @@
-"""The base of every options dataclass (`TaskArgs`, `ModelArgs`, `TrainArgs`, ...).
+"""The base of every options dataclass (`TaskArgs`, `ModelArgs`, `RunArgs`, ...).
 
-A command's config is composed of several of them (`class Config(TaskArgs, ModelArgs, TrainArgs)`); each part that
-checks its values defines `__post_init__` and calls `super().__post_init__()` first, so the dataclass `__init__` of
-the composed config runs every part's checks once, in MRO order, with no parent chained by hand.
+A command's config is composed of several of them (`class Config(TaskArgs, ModelArgs, SFTConfig)`); each part that
+checks its values defines `__post_init__` and calls `super().__post_init__()`, so the dataclass `__init__` of
+the composed config runs every part's checks once, in MRO order, with no parent chained by hand. When a TRL config
+(`TrainingArguments`) comes after the parts in the MRO, the chain ends in its `__post_init__`.
 """
 
 from __future__ import annotations
@@ -10,4 +11,7 @@ from __future__ import annotations
 
 class Options:
     def __post_init__(self) -> None:
-        """The end of the chain: nothing left to check."""
+        """Hand over to the next class in the MRO that checks values (a TRL config), if any."""
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()

@@ -108,7 +108,7 @@ def train_base(config: Config, out: Path, timer: Timer) -> Path:
         hidden_size=config.hidden_size,
         num_layers=config.num_layers,
         output_dir=str(out / "base"),
-        train_steps=config.base_steps,
+        max_steps=config.base_steps,
         report_to="none",
         save_steps=10**9,
         threads=config.threads,
@@ -123,7 +123,7 @@ def train_methods(config: Config, base: Path, seed: int, out: Path, timer: Timer
     common = dict(
         **dataclasses.asdict(task_args(config)),
         model=str(base),
-        train_steps=config.policy_steps,
+        max_steps=config.policy_steps,
         seed=seed,
         report_to="none",
         save_steps=10**9,
@@ -132,10 +132,10 @@ def train_methods(config: Config, base: Path, seed: int, out: Path, timer: Timer
     )
     rl = dict(
         num_generations=config.num_generations,
-        per_device_batch_size=config.prompts_per_step * config.num_generations,
+        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
         learning_rate=config.rl_learning_rate,
-        warmup_ratio=0.0,
-        lr_scheduler="constant",
+        warmup_steps=0.0,
+        lr_scheduler_type="constant",
     )
     paths = {
         "sft": out / "sft",

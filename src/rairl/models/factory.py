@@ -34,10 +34,14 @@ class ModelArgs(Options):
     hidden_size: int = field(default=128, metadata={"help": "tiny only: width of the Llama model"})
     num_layers: int = field(default=4, metadata={"help": "tiny only: number of decoder layers"})
     num_heads: int = field(default=4, metadata={"help": "tiny only: attention heads"})
-    max_length: int = field(default=512, metadata={"help": "tiny only: context length (positions)"})
+    max_position_embeddings: int = field(default=512, metadata={"help": "tiny only: context length (positions)"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 | float16"})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank through peft; 0 trains all weights"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "module names LoRA adapts (TRL's ModelConfig name); 'all-linear': every linear layer"},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "run a checkpoint's own code (off unless asked)"})
 
     def __post_init__(self) -> None:
@@ -68,9 +72,9 @@ def tiny_config(tokenizer, hidden_size: int, num_layers: int, num_heads: int, ma
 
 
 def build_tiny(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object]:
-    tokenizer = build_char_tokenizer(model_max_length=args.max_length)
+    tokenizer = build_char_tokenizer(model_max_length=args.max_position_embeddings)
     torch.manual_seed(seed)
-    config = tiny_config(tokenizer, args.hidden_size, args.num_layers, args.num_heads, args.max_length)
+    config = tiny_config(tokenizer, args.hidden_size, args.num_layers, args.num_heads, args.max_position_embeddings)
     model = LlamaForCausalLM(config).to(_DTYPES[args.dtype])
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -146,14 +150,22 @@ def load_policy(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, object
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
     if args.lora_r > 0:
-        model = add_lora(model, args.lora_r, args.lora_alpha)
+        model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_target_modules)
     n = sum(p.numel() for p in model.parameters())
     logger.info("policy %s: %.2fM parameters", args.model, n / 1e6)
     return model, tokenizer
 
 
-def add_lora(model: PreTrainedModel, r: int, alpha: int) -> PreTrainedModel:
+def lora_targets(names: list[str] | str) -> list[str] | str:
+    """peft's `target_modules`: the string 'all-linear' alone, else the list of module names."""
+    names = [names] if isinstance(names, str) else list(names)
+    return "all-linear" if names == ["all-linear"] else names
+
+
+def add_lora(
+    model: PreTrainedModel, r: int, alpha: int, target_modules: list[str] | str = "all-linear"
+) -> PreTrainedModel:
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=lora_targets(target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, config)

@@ -35,10 +35,10 @@ class TaskArgs(Options):
         default="trace", metadata={"help": "jsonl task: field holding the expert response (optional per row)"}
     )
     answer_field: str = field(default="answer", metadata={"help": "jsonl task: field holding the final answer"})
-    min_steps: int = field(default=2, metadata={"help": "arith: fewest operations in train/test problems"})
-    max_steps: int = field(default=4, metadata={"help": "arith: most operations in train/test problems"})
-    ood_min_steps: int = field(default=5, metadata={"help": "arith: fewest operations in the OOD split"})
-    ood_max_steps: int = field(default=6, metadata={"help": "arith: most operations in the OOD split"})
+    min_ops: int = field(default=2, metadata={"help": "arith: fewest operations in train/test problems"})
+    max_ops: int = field(default=4, metadata={"help": "arith: most operations in train/test problems"})
+    ood_min_ops: int = field(default=5, metadata={"help": "arith: fewest operations in the OOD split"})
+    ood_max_ops: int = field(default=6, metadata={"help": "arith: most operations in the OOD split"})
     max_operand: int = field(default=9, metadata={"help": "arith: operands are drawn from 1..max_operand"})
     ops: str = field(default="+-*", metadata={"help": "arith: operations to draw from, a subset of '+-*/'"})
     max_value: int = field(default=20, metadata={"help": "arith: every running value stays in 0..max_value"})
@@ -50,10 +50,10 @@ class TaskArgs(Options):
 @register("arith")
 def _arith(args: TaskArgs) -> Task:
     return ArithTask(
-        min_steps=args.min_steps,
-        max_steps=args.max_steps,
-        ood_min_steps=args.ood_min_steps,
-        ood_max_steps=args.ood_max_steps,
+        min_ops=args.min_ops,
+        max_ops=args.max_ops,
+        ood_min_ops=args.ood_min_ops,
+        ood_max_ops=args.ood_max_ops,
         max_operand=args.max_operand,
         ops=args.ops,
         max_value=args.max_value,

@@ -3,7 +3,7 @@
 A problem starts from a value `v_0` and applies `n` operations `v_{i+1} = v_i op_i b_i`. The expert response
 writes one step per line, `v_i op_i b_i = v_{i+1}`, then `#### v_n`. Every step is machine-checkable, so any
 response, the policy's included, gets the index of its first wrong step (`first_error`).
-The in-distribution splits have `min_steps..max_steps` operations; `ood` has more (`ood_min_steps..ood_max_steps`).
+The in-distribution splits have `min_ops..max_ops` operations; `ood` has more (`ood_min_ops..ood_max_ops`).
 """
 
 from __future__ import annotations
@@ -114,10 +114,10 @@ class ArithTask(Task):
 
     def __init__(
         self,
-        min_steps: int = 2,
-        max_steps: int = 4,
-        ood_min_steps: int = 5,
-        ood_max_steps: int = 6,
+        min_ops: int = 2,
+        max_ops: int = 4,
+        ood_min_ops: int = 5,
+        ood_max_ops: int = 6,
         max_operand: int = 9,
         ops: str = "+-*",
         max_value: int = 20,
@@ -125,17 +125,17 @@ class ArithTask(Task):
         n_eval: int = 300,
         seed: int = 0,
     ):
-        if not 1 <= min_steps <= max_steps:
-            raise ValueError(f"arith: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
-        if not max_steps < ood_min_steps <= ood_max_steps:
+        if not 1 <= min_ops <= max_ops:
+            raise ValueError(f"arith: need 1 <= min_ops <= max_ops, got {min_ops}, {max_ops}")
+        if not max_ops < ood_min_ops <= ood_max_ops:
             raise ValueError(
-                f"arith: the OOD split must have more steps than training: got max_steps={max_steps}, "
-                f"ood_min_steps={ood_min_steps}, ood_max_steps={ood_max_steps}"
+                f"arith: the OOD split must have more steps than training: got max_ops={max_ops}, "
+                f"ood_min_ops={ood_min_ops}, ood_max_ops={ood_max_ops}"
             )
         if bad := set(ops) - set("+-*/"):
             raise ValueError(f"arith: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
-        self.min_steps, self.max_steps = min_steps, max_steps
-        self.ood_min_steps, self.ood_max_steps = ood_min_steps, ood_max_steps
+        self.min_ops, self.max_ops = min_ops, max_ops
+        self.ood_min_ops, self.ood_max_ops = ood_min_ops, ood_max_ops
         self.max_operand, self.ops, self.max_value = max_operand, ops, max_value
         self.n_train, self.n_eval, self.seed = n_train, n_eval, seed
         self._cache: dict[str, list[Example]] = {}
@@ -149,7 +149,7 @@ class ArithTask(Task):
 
     def _generate(self, split: str) -> list[Example]:
         rng = random.Random(self.seed * 1000 + _SPLIT_SEEDS[split])
-        lo, hi = (self.ood_min_steps, self.ood_max_steps) if split == "ood" else (self.min_steps, self.max_steps)
+        lo, hi = (self.ood_min_ops, self.ood_max_ops) if split == "ood" else (self.min_ops, self.max_ops)
         # Problems (numbers and operations) are distinct within a split, and an evaluation split never repeats
         # a problem of the splits it is compared against (_DISJOINT_FROM): no train/test or validation/test overlap.
         seen = {ex.meta["problem"] for other in _DISJOINT_FROM[split] for ex in self.examples(other)}
@@ -163,7 +163,7 @@ class ArithTask(Task):
                 if attempts > 100 * count:
                     raise ValueError(
                         f"arith: found only {len(out)} of {count} distinct {split} problems not in "
-                        f"{list(_DISJOINT_FROM[split])}; raise max_operand or max_steps, or lower n_train/n_eval"
+                        f"{list(_DISJOINT_FROM[split])}; raise max_operand or max_ops, or lower n_train/n_eval"
                     )
                 continue
             seen.add(problem)

@@ -30,9 +30,9 @@ from rairl.tasks import Example, Task, TaskArgs
 from rairl.traces import encode_ids, project_values
 from rairl.trainers import airl_state
 from rairl.trainers.checkpoints import resolve_resume
-from rairl.trainers.common import TrainArgs, finish, set_threads
+from rairl.trainers.common import finish, set_threads
 from rairl.trainers.discriminator_update import DiscriminatorUpdater
-from rairl.trainers.grpo import GRPOArgs, GRPOTrainer, trainer_inputs
+from rairl.trainers.grpo import GRPOConfig, GRPOTrainer, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
 
@@ -85,23 +85,34 @@ class AIRLArgs(Options):
 
 
 @dataclass
-class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs, DiscriminatorArgs, AIRLArgs):
-    output_dir: str = field(default="runs/airl", metadata={"help": "run folder: checkpoints, logs, final models"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "policy peak learning rate (AdamW)"})
-    train_steps: int = field(default=100, metadata={"help": "policy optimizer steps"})
+class AIRLConfig(DiscriminatorArgs, AIRLArgs, GRPOConfig):
+    """`rairl grpo`'s `GRPOConfig` (TRL's, every option) plus the discriminator's and R-AIRL's options."""
 
+    output_dir: str | None = field(
+        default="runs/airl", metadata={"help": "run folder: checkpoints, logs, final models"}
+    )
+
+
+@dataclass
+class Config(TaskArgs, ModelArgs, AIRLConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.expert_passthrough and (self.gradient_accumulation_steps != 1 or self.kl_coef != 0):
+        if self.mask_truncated_completions:
+            raise ValueError(
+                "mask_truncated_completions is not supported by R-AIRL: TRL then blanks a truncated sample's "
+                "completion mask, and the discriminator, the token rewards and the group statistics need its tokens; "
+                "leave it off (truncated samples are scored and trained on, as with TRL's default)"
+            )
+        if self.expert_passthrough and (self.gradient_accumulation_steps != 1 or self.beta != 0):
             raise ValueError(
                 "expert_passthrough changes the batch size after generation: it needs gradient_accumulation_steps=1 "
-                f"and kl_coef=0 (got {self.gradient_accumulation_steps}, {self.kl_coef})"
+                f"and beta=0 (got {self.gradient_accumulation_steps}, {self.beta})"
             )
-        if self.expert_passthrough and self.per_device_batch_size % self.num_generations:
+        if self.expert_passthrough and self.per_device_train_batch_size % self.num_generations:
             raise ValueError(
                 "expert_passthrough appends one expert per group on each process, so every process must hold whole "
-                f"groups: per_device_batch_size ({self.per_device_batch_size}) must be a multiple of num_generations "
-                f"({self.num_generations})"
+                f"groups: per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple of "
+                f"num_generations ({self.num_generations})"
             )
 
 
@@ -288,7 +299,7 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
             hidden_size=config.disc_hidden_size,
             num_layers=config.disc_num_layers,
             num_heads=config.disc_num_heads,
-            max_length=config.max_length,
+            max_position_embeddings=config.max_position_embeddings,
         )
         backbone, tokenizer = build_tiny(small, seed=config.seed + 1)
         disc = Discriminator.from_causal_lm(backbone, config.disc_likelihood, config.disc_temperature, **init)
@@ -296,7 +307,7 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
         disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature, **init)
         tokenizer = load_tokenizer(config.disc_model)
     if config.disc_lora_r:
-        disc.add_lora(config.disc_lora_r, config.disc_lora_alpha)
+        disc.add_lora(config.disc_lora_r, config.disc_lora_alpha, config.disc_lora_target_modules)
     return RewardModel(
         disc,
         tokenizer,
@@ -323,7 +334,7 @@ def build_trainer(config: Config) -> AIRLTrainer:
 
 def run(config: Config) -> dict[str, Any]:
     set_threads(config.threads)
-    resume_from = resolve_resume(config.resume, config.output_dir)
+    resume_from = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     trainer = build_trainer(config)
     summary = train_and_save(trainer, config, resume_from)
     # Several processes: close the process group before the interpreter exits (left open, gloo can abort the

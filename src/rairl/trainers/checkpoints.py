@@ -107,7 +107,7 @@ def newest_complete(output_dir: str | os.PathLike) -> str | None:
 
 
 def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> str | None:
-    """The checkpoint folder to resume from, or None to start fresh (see `TrainArgs.resume`)."""
+    """The checkpoint folder to resume from, or None to start fresh (see `RunArgs.resume_from_checkpoint`)."""
     if not resume:
         return None
     remove_staging(output_dir)
@@ -115,21 +115,21 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> str | N
         found = newest_complete(output_dir)
         if found is None and resume == "last":
             raise FileNotFoundError(
-                f"--resume last: no complete checkpoint-STEP folder in {output_dir}; "
-                "use --resume auto to start fresh when there is none"
+                f"--resume_from_checkpoint last: no complete checkpoint-STEP folder in {output_dir}; "
+                "use --resume_from_checkpoint auto to start fresh when there is none"
             )
         if found is None:
-            logger.info("--resume auto: no complete checkpoint in %s, starting fresh", output_dir)
+            logger.info("--resume_from_checkpoint auto: no complete checkpoint in %s, starting fresh", output_dir)
         else:
             logger.info("resuming from %s", found)
         return found
     if not Path(resume, "trainer_state.json").is_file():
         raise FileNotFoundError(
-            f"--resume {resume}: not a Trainer checkpoint (no trainer_state.json there); "
+            f"--resume_from_checkpoint {resume}: not a Trainer checkpoint (no trainer_state.json there); "
             f"pass a checkpoint-STEP folder, 'last' or 'auto'"
         )
     if problem := checkpoint_problem(resume):
-        logger.warning("--resume %s: %s; trying it as given", resume, problem)
+        logger.warning("--resume_from_checkpoint %s: %s; trying it as given", resume, problem)
     return resume
 
 

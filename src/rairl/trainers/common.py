@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from datasets import Dataset
@@ -29,87 +28,53 @@ from rairl.trainers.monitor import SpikeCallback
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
-_LR_SCHEDULERS = ("linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup")
-_PRECISIONS = ("no", "bf16", "fp16")
 
 
 @dataclass
-class TrainArgs(Options):
-    # `train_steps`, not `max_steps`: TaskArgs already owns `--max_steps` (arith: most operations per problem).
-    output_dir: str = field(default="runs/sft", metadata={"help": "run folder: checkpoints, logs, final model"})
-    seed: int = field(default=0, metadata={"help": "seed of model initialisation, data order and dropout"})
-    train_steps: int = field(default=1000, metadata={"help": "optimizer steps to train for"})
-    per_device_batch_size: int = field(default=32, metadata={"help": "sequences per step on each device"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW second-moment decay β2"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of train_steps of linear warm-up, in [0, 1)"})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "schedule: " + ", ".join(_LR_SCHEDULERS)})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
-    logging_steps: int = field(default=10, metadata={"help": "log (log.jsonl, TensorBoard, console) every N steps"})
-    save_steps: int = field(default=500, metadata={"help": "write a checkpoint every N steps"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "keep at most this many checkpoints"})
-    resume: str | None = field(
-        default=None,
-        metadata={
-            "help": "continue from a checkpoint: a checkpoint folder, 'last' (the newest in output_dir, error if "
-            "none) or 'auto' (the newest if there is one, else start fresh)"
-        },
-    )
-    report_to: str = field(default="tensorboard", metadata={"help": "'tensorboard' (under output_dir/runs) or 'none'"})
+class RunArgs(Options):
+    """What rairl adds to a TRL trainer config (`trl.SFTConfig`, `trl.GRPOConfig`) and the TRL defaults it changes.
+
+    A trainer's config is TRL's class with this mixed in first (`class SFTConfig(RunArgs, trl.SFTConfig)`), so every
+    TRL and `TrainingArguments` option keeps its TRL name, is accepted on the command line and in `--config` YAML,
+    and reaches the trainer unchanged: the config object *is* the trainer's `args`. The fields below re-declare a
+    TRL field only to change its default for small CPU runs; each help says what TRL's default is.
+    """
+
+    train_split: str = field(default="train", metadata={"help": "split of the task trained on"})
     threads: int = field(
         default=0, metadata={"help": "CPU threads for torch; 0 = $OMP_NUM_THREADS if set, else every usable core"}
     )
-    mixed_precision: str = field(default="no", metadata={"help": "autocast on GPUs: 'no', 'bf16' or 'fp16'"})
-    activation_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue from a checkpoint: a checkpoint folder, 'last' (the newest complete one in output_dir, "
+            "error if none) or 'auto' (the newest if there is one, else start fresh)"
+        },
+    )
+    # TRL defaults changed (TRL's in the help):
+    bf16: bool | None = field(
+        default=False, metadata={"help": "bf16 mixed precision (TRL: on unless fp16; off here: it slows CPUs)"}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False, metadata={"help": "recompute activations to save memory (TRL: on; off here: small models)"}
+    )
+    warmup_steps: float = field(
+        default=0.05, metadata={"help": "linear warm-up: steps, or a fraction of max_steps when < 1 (TRL: 0)"}
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule (TRL: linear)"})
+    save_total_limit: int | None = field(default=2, metadata={"help": "keep at most this many checkpoints"})
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "data-loader worker processes (0: the data is a few MB of token ids)"}
+    )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        rules = [
-            ("train_steps", self.train_steps >= 1, ">= 1"),
-            ("per_device_batch_size", self.per_device_batch_size >= 1, ">= 1"),
-            ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, ">= 1"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("adam_beta2", 0 < self.adam_beta2 < 1, "in (0, 1)"),
-            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
-            ("logging_steps", self.logging_steps >= 1, ">= 1"),
-            ("save_steps", self.save_steps >= 1, ">= 1"),
-            ("threads", self.threads >= 0, ">= 0 (0 = automatic)"),
-            ("lr_scheduler", self.lr_scheduler in _LR_SCHEDULERS, f"one of {list(_LR_SCHEDULERS)}"),
-            ("mixed_precision", self.mixed_precision in _PRECISIONS, f"one of {list(_PRECISIONS)}"),
-            ("report_to", self.report_to in ("tensorboard", "none"), "'tensorboard' or 'none'"),
-        ]
-        for name, ok, rule in rules:
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """The `transformers.TrainingArguments` fields these options set (TRL configs subclass it)."""
-        return dict(
-            output_dir=self.output_dir,
-            seed=self.seed,
-            data_seed=self.seed,
-            max_steps=self.train_steps,
-            per_device_train_batch_size=self.per_device_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            adam_beta2=self.adam_beta2,
-            warmup_steps=self.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps in transformers 5
-            lr_scheduler_type=self.lr_scheduler,
-            max_grad_norm=self.max_grad_norm,
-            logging_steps=self.logging_steps,
-            save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit,
-            report_to=[] if self.report_to == "none" else [self.report_to],
-            # TRL's configs default to bf16 autocast and activation checkpointing; both slow a small CPU model down.
-            bf16=self.mixed_precision == "bf16",
-            fp16=self.mixed_precision == "fp16",
-            activation_checkpointing=self.activation_checkpointing,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            dataloader_num_workers=0,  # the data is a few MB of token ids; worker processes only cost start-up time
-        )
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
+        if self.data_seed is None:
+            self.data_seed = self.seed
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
+        super().__post_init__()  # TRL's and TrainingArguments' own checks
 
 
 def set_threads(threads: int) -> int:

@@ -16,42 +16,35 @@ from typing import Any
 
 import trl
 from datasets import Dataset
-from trl import GRPOConfig
 
 from rairl.chat import plain_text, trainer_prompt
 from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
-from rairl.options import Options
 from rairl.tasks import Example, Task, TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
-from rairl.trainers.common import TrainArgs, finish, log_callbacks, set_threads
+from rairl.trainers.common import RunArgs, finish, log_callbacks, set_threads
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class GRPOArgs(Options):
-    num_generations: int = field(default=8, metadata={"help": "group size G: samples per prompt"})
-    max_completion_length: int = field(default=64, metadata={"help": "most tokens per sample"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
-    kl_coef: float = field(
-        default=0.0, metadata={"help": "β, weight of the KL to the reference (0: no reference copy)"}
-    )
-    clip_epsilon: float = field(default=0.2, metadata={"help": "ε of the clipped surrogate"})
-    train_split: str = field(default="train", metadata={"help": "split whose prompts are trained on"})
+class GRPOConfig(RunArgs, trl.GRPOConfig):
+    """TRL's `GRPOConfig` (every option, TRL's names: `beta` is the KL weight, `epsilon` the clip range, `loss_type`,
+    `use_vllm`, ...) with rairl's defaults for small CPU runs; `rairl airl` extends it with the discriminator's."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (group statistics), got {self.num_generations}")
+    output_dir: str | None = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs, final model"})
+    max_steps: int = field(default=100, metadata={"help": "optimizer steps to train for"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW; TRL: 1e-6)"})
+    per_device_train_batch_size: int = field(
+        default=32, metadata={"help": "sequences (prompts × num_generations) per step on each device (TRL: 8)"}
+    )
+    max_completion_length: int | None = field(default=64, metadata={"help": "most tokens per sample (TRL: 512)"})
+    disable_dropout: bool = field(default=True, metadata={"help": "no dropout in the policy (TRL: off)"})
 
 
 @dataclass
-class Config(TaskArgs, ModelArgs, TrainArgs, GRPOArgs):
-    output_dir: str = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs, final model"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
-    train_steps: int = field(default=100, metadata={"help": "optimizer steps to train for"})
+class Config(TaskArgs, ModelArgs, GRPOConfig):
+    pass
 
 
 class GRPOTrainer(AtomicCheckpoints, trl.GRPOTrainer):
@@ -75,28 +68,10 @@ def correctness_reward(task: Task, examples: dict[str, Example]) -> Callable[...
     return correctness
 
 
-def grpo_config(config: Any, **overrides: Any) -> GRPOConfig:
-    """TRL `GRPOConfig` from our options (TrainArgs + GRPOArgs)."""
-    kwargs = config.trainer_kwargs()
-    kwargs.update(
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        beta=config.kl_coef,
-        epsilon=config.clip_epsilon,
-        disable_dropout=True,
-        remove_unused_columns=False,
-        shuffle_dataset=True,
-    )
-    kwargs.update(overrides)
-    return GRPOConfig(**kwargs)
-
-
 def policy_source(model, tokenizer, config: Any) -> Any:
     """With a KL term TRL loads a reference copy from the model's path; a tiny model built in memory is
     saved first so that the path exists. Without KL (β = 0) the model object itself is used: no copy."""
-    if config.kl_coef == 0 or model.config._name_or_path:
+    if config.beta == 0 or model.config._name_or_path:
         return model
     path = Path(config.output_dir, "initial_policy")
     model.save_pretrained(path)
@@ -114,7 +89,7 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
     kwargs = dict(
         model=policy_source(model, tokenizer, config),
         reward_funcs=[correctness_reward(task, examples)],
-        args=grpo_config(config),
+        args=config,  # the config is TRL's GRPOConfig: every option given reaches the trainer
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=log_callbacks(),
@@ -124,7 +99,7 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
 
 def run(config: Config) -> dict[str, Any]:
     set_threads(config.threads)
-    resume_from = resolve_resume(config.resume, config.output_dir)
+    resume_from = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     trainer = GRPOTrainer(**trainer_inputs(config)[2])
     start = time.perf_counter()
     trainer.train_to_end(resume_from)

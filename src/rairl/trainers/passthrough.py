@@ -20,13 +20,13 @@ def append_experts(
     """Append one expert row per group of this process's slice of the batch.
 
     Every process appends the same number of rows (TRL gathers per-row metrics, which needs equal row counts):
-    the config requires `per_device_batch_size` to be a multiple of `num_generations`, so no group straddles
+    the config requires `per_device_train_batch_size` to be a multiple of `num_generations`, so no group straddles
     two processes and each slice starts a group.
     """
     for key in ("old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"):
         if key in out:
             raise ValueError(
-                f"expert_passthrough does not support batches carrying {key!r}; use kl_coef=0, "
+                f"expert_passthrough does not support batches carrying {key!r}; use beta=0, "
                 "gradient_accumulation_steps=1 and no vLLM"
             )
     G, n = trainer.num_generations, len(examples)

@@ -5,7 +5,7 @@ prompt-completion dataset, which masks the prompt and appends EOS to every compl
 
     L(θ) = − Σ_{(x, τ_E)} Σ_{t=1..T} log π_θ(y_t | x, y_<t) / Σ T        (y = τ_E + EOS, mean over tokens)
 
-Sequences longer than `max_seq_length` tokens are cut at the end (TRL `truncation_mode="keep_start"`): with
+Sequences longer than `max_length` tokens are cut at the end (TRL `truncation_mode="keep_start"`): with
 the character tokenizer a long GSM8K trace may lose its last lines, `#### ANSWER` included, so the count of
 cut sequences is logged.
 
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import trl
-from trl import SFTConfig
 
 from rairl.config import config_dict
 from rairl.io import write_json
@@ -33,7 +32,7 @@ from rairl.models import ModelArgs, load_policy
 from rairl.models.factory import TINY
 from rairl.tasks import TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
-from rairl.trainers.common import TrainArgs, demonstrations, finish, log_callbacks, set_threads
+from rairl.trainers.common import RunArgs, demonstrations, finish, log_callbacks, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -42,36 +41,41 @@ _DEFAULT_SEQ_LENGTH = 1024  # TRL's default, for checkpoints other than the tiny
 
 
 @dataclass
-class Config(TaskArgs, ModelArgs, TrainArgs):
-    # Defaults tuned on the embedded default (arith, tiny 4x128): see the module docstring.
-    train_steps: int = field(default=1300, metadata={"help": "optimizer steps to train for"})
-    per_device_batch_size: int = field(default=16, metadata={"help": "sequences per step on each device"})
-    learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (AdamW)"})
-    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW second-moment decay β2"})
-    train_split: str = field(default="train", metadata={"help": "split of the task whose expert traces are learned"})
-    max_seq_length: int | None = field(
+class SFTConfig(RunArgs, trl.SFTConfig):
+    """TRL's `SFTConfig` (every option, TRL's names) with rairl's defaults, tuned on the embedded default (arith,
+    tiny 4x128): see the module docstring."""
+
+    max_steps: int = field(default=1300, metadata={"help": "optimizer steps to train for"})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "sequences per step on each device"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (AdamW; TRL: 2e-5)"})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW second-moment decay β2 (TRL: 0.999)"})
+    output_dir: str | None = field(default="runs/sft", metadata={"help": "run folder: checkpoints, logs, final model"})
+    max_length: int | None = field(
         default=None,
         metadata={
-            "help": "cut training sequences (prompt + response + EOS) to this many tokens; "
-            f"default: the tiny model's --max_length, else {_DEFAULT_SEQ_LENGTH}"
+            "help": "cut training sequences (prompt + response + EOS) to this many tokens; default: the tiny "
+            f"model's --max_position_embeddings, else {_DEFAULT_SEQ_LENGTH} (TRL's)"
         },
     )
+    truncation_mode: str = field(default="keep_start", metadata={"help": "keep_start: cut sequences at the end"})
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "loss on the response only (prompt tokens get label -100)"}
+    )
 
+
+@dataclass
+class Config(TaskArgs, ModelArgs, SFTConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_seq_length is not None and self.max_seq_length < 2:
-            raise ValueError(f"max_seq_length must be >= 2 tokens, got {self.max_seq_length}")
-        if self.model == TINY and self.max_seq_length is not None and self.max_seq_length > self.max_length:
+        if self.max_length is None:  # the default depends on the model
+            self.max_length = self.max_position_embeddings if self.model == TINY else _DEFAULT_SEQ_LENGTH
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2 tokens, got {self.max_length}")
+        if self.model == TINY and self.max_length > self.max_position_embeddings:
             raise ValueError(
-                f"max_seq_length ({self.max_seq_length}) exceeds the tiny model's context --max_length "
-                f"({self.max_length}); raise --max_length or lower --max_seq_length"
+                f"max_length ({self.max_length}) exceeds the tiny model's context --max_position_embeddings "
+                f"({self.max_position_embeddings}); raise --max_position_embeddings or lower --max_length"
             )
-
-
-def sequence_length(config: Config) -> int:
-    if config.max_seq_length is not None:
-        return config.max_seq_length
-    return config.max_length if config.model == TINY else _DEFAULT_SEQ_LENGTH
 
 
 def count_truncated(dataset, tokenizer, max_length: int) -> int:
@@ -87,39 +91,33 @@ class SFTTrainer(AtomicCheckpoints, trl.SFTTrainer):
 
 def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer:
     """TRL `SFTTrainer` with completion-only loss on `{"prompt", "completion"}` rows, no packing."""
-    max_length = sequence_length(config)
+    max_length = config.max_length
     if cut := count_truncated(train_dataset, tokenizer, max_length):
         logger.warning(
-            "%d of %d training sequences exceed max_seq_length=%d tokens and are cut at the end (their final "
-            "lines are not learned); raise --max_seq_length (and --max_length for the tiny model) to keep them",
+            "%d of %d training sequences exceed max_length=%d tokens and are cut at the end (their final "
+            "lines are not learned); raise --max_length (and --max_position_embeddings for the tiny model) to "
+            "keep them",
             cut,
             len(train_dataset),
             max_length,
         )
-    args = SFTConfig(
-        **config.trainer_kwargs(),
-        max_length=max_length,
-        truncation_mode="keep_start",
-        packing=False,
-        completion_only_loss=True,  # prompt tokens get label -100; TRL appends EOS to each completion
-    )
-    return SFTTrainer(
-        model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=log_callbacks()
+    return SFTTrainer(  # the config is the trainer's args: every TRL option given reaches it
+        model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer, callbacks=log_callbacks()
     )
 
 
 def run(config: Config) -> dict[str, Any]:
     """Train the policy on the task's demonstrations; the final model lands at the root of `output_dir`."""
     threads = set_threads(config.threads)
-    resume_from = resolve_resume(config.resume, config.output_dir)
+    resume_from = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     task = get_task(config)
     model, tokenizer = load_policy(config, seed=config.seed)
     train_dataset = demonstrations(task, config.train_split, tokenizer)
     trainer = build_trainer(config, model, tokenizer, train_dataset)
     logger.info(
         "sft: %d steps of %d sequences on %d threads%s",
-        config.train_steps,
-        config.per_device_batch_size * config.gradient_accumulation_steps,
+        config.max_steps,
+        config.per_device_train_batch_size * config.gradient_accumulation_steps,
         threads,
         f", resuming from {resume_from}" if resume_from else "",
     )
