@@ -5,7 +5,7 @@ import torch
 
 from rairl.cli import main
 from rairl.commands.sample import Config
-from rairl.inference.sampling import generate, sample_rows
+from rairl.inference.sampling import generate, sample_rows, sample_to_file
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, TaskArgs, get_task
 
@@ -128,3 +128,57 @@ def test_rairl_sample_cli(tmp_path):
 def test_rairl_sample_cli_reports_bad_options(tmp_path, capsys):
     assert main(["sample", "--n", "2", "--greedy", "--output", str(tmp_path / "s.jsonl")]) == 1
     assert "--n 1" in capsys.readouterr().err
+
+
+def arith_examples(count: int):
+    task = get_task(TaskArgs(task="arith", n_eval=count))
+    return task, task.examples("test")
+
+
+def sample_file(tiny, examples, task, path, **kw):
+    model, tokenizer = tiny
+    options = dict(settings={"model": "tiny"}, seed=3, n=2, chunk=2, temperature=1.0, max_new_tokens=8)
+    return sample_to_file(model, tokenizer, task, examples, path, **{**options, **kw})
+
+
+def test_sample_to_file_resumes_after_a_crash_with_the_same_rows(tiny, tmp_path, monkeypatch):
+    task, examples = arith_examples(5)  # chunks of 2: [0, 1], [2, 3], [4]
+    reference = sample_file(tiny, examples, task, tmp_path / "ref.jsonl")
+    assert [(r["id"], r["sample"]) for r in reference] == [(ex.id, j) for ex in examples for j in range(2)]
+
+    import rairl.inference.sampling as sampling
+
+    calls = []
+    real = sampling.sample_rows
+
+    def crash_on_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies after chunk 0 was written
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "sample_rows", crash_on_second_chunk)
+    out = tmp_path / "run.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        sample_file(tiny, examples, task, out)
+    partial = tmp_path / "run.jsonl.partial"
+    assert not out.exists() and len(partial.read_text().splitlines()) == 4  # chunk 0: 2 examples × 2 samples
+    with partial.open("a") as f:
+        f.write('{"id": "arith-test-2", "sam')  # a write cut short by the crash
+    calls.clear()
+    monkeypatch.setattr(sampling, "sample_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = sample_file(tiny, examples, task, out)
+    assert resumed == reference and len(calls) == 2  # chunks [2, 3] and [4]: chunk 0 was not sampled again
+    assert [json.loads(line) for line in out.read_text().splitlines()] == reference
+    assert not partial.exists() and not (tmp_path / "run.jsonl.partial.json").exists()
+
+
+def test_sample_to_file_refuses_to_resume_with_other_options(tiny, tmp_path):
+    task, examples = arith_examples(3)
+    out = tmp_path / "run.jsonl"
+    (tmp_path / "run.jsonl.partial").write_text("")
+    (tmp_path / "run.jsonl.partial.json").write_text(
+        json.dumps({"model": "tiny", "n": 2, "chunk": 2, "seed": 4, "ids": [ex.id for ex in examples]})
+    )
+    with pytest.raises(ValueError, match=r"run\.jsonl\.partial was sampled with other options \(seed differ\)"):
+        sample_file(tiny, examples, task, out)

@@ -10,15 +10,19 @@ token sits at the same position and generation continues from it; results come b
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from rairl.chat import render_prompts
+from rairl.io import write_json, write_jsonl, write_text
 from rairl.models import ModelArgs, load_policy
 from rairl.options import Options
 from rairl.tasks import Example, Task
@@ -184,23 +188,93 @@ def sample_rows(
         progress=progress,
         ids=[ex.id for ex in examples],
     )
-    rows = []
-    for ex, prompt, group in zip(examples, prompts, responses):
-        for j, response in enumerate(group):
-            answer = task.extract_answer(response)
-            rows.append(
-                {
-                    "id": ex.id,
-                    "sample": j,
-                    "question": ex.question,
-                    "prompt": prompt,
-                    "response": response,
-                    "answer": answer,
-                    "gold": ex.answer,
-                    "correct": bool(task.is_correct(answer, ex)),
-                    "first_error": task.first_error(response, ex),
-                }
+    return [
+        verdict_row(task, ex, prompt, j, response)
+        for ex, prompt, group in zip(examples, prompts, responses)
+        for j, response in enumerate(group)
+    ]
+
+
+def verdict_row(task: Task, ex: Example, prompt: str, sample: int, response: str) -> dict[str, Any]:
+    answer = task.extract_answer(response)
+    return {
+        "id": ex.id,
+        "sample": sample,
+        "question": ex.question,
+        "prompt": prompt,
+        "response": response,
+        "answer": answer,
+        "gold": ex.answer,
+        "correct": bool(task.is_correct(answer, ex)),
+        "first_error": task.first_error(response, ex),
+    }
+
+
+def sample_to_file(
+    model,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    output: str | Path,
+    *,
+    settings: dict[str, Any],
+    seed: int,
+    n: int = 1,
+    chunk: int = 1,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """`sample_rows` in chunks of `chunk` examples, each chunk's rows appended to `OUTPUT.partial` (flushed and
+    fsynced) as soon as they exist, the whole file written atomically to `output` at the end: a run stopped at any
+    moment and started again with the same `settings` skips the chunks already done and gives the same rows as an
+    uninterrupted run (chunks are fixed by position, and chunk c samples under seed `seed + c`).
+
+    `settings` (the options that shape the samples) are stored beside the partial file (`OUTPUT.partial.json`);
+    resuming with different ones is a ValueError, not a silent mix. A line cut by a crash is dropped, and a chunk
+    counts as done only when all its examples have their `n` rows.
+    """
+    output = Path(output)
+    partial, meta = output.with_name(output.name + ".partial"), output.with_name(output.name + ".partial.json")
+    settings = {**settings, "n": n, "chunk": chunk, "seed": seed, "ids": [ex.id for ex in examples]}
+    done: dict[str, list[dict[str, Any]]] = {}
+    if partial.is_file() and meta.is_file():
+        stored = json.loads(meta.read_text(encoding="utf-8"))
+        if stored != settings:
+            changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+            raise ValueError(
+                f"{partial} was sampled with other options ({', '.join(changed)} differ); rerun with the same "
+                f"options to resume it, or delete {partial} and {meta} to start again"
             )
+        kept = []
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a write a crash cut short
+                continue
+            done.setdefault(row["id"], []).append(row)
+            kept.append(line + "\n")
+        write_text(partial, "".join(kept))  # without the cut line, so that new rows start on a line of their own
+    else:
+        write_json(meta, settings)
+        partial.write_text("", encoding="utf-8")
+    chunks = [list(examples[i : i + chunk]) for i in range(0, len(examples), chunk)]
+    todo = [c for c, part in enumerate(chunks) if any(len(done.get(ex.id, [])) != n for ex in part)]
+    if len(todo) < len(chunks):
+        logger.info("%s: resuming, %d of %d chunks already sampled", partial, len(chunks) - len(todo), len(chunks))
+    with partial.open("a", encoding="utf-8") as f, tqdm(total=len(examples), desc="sample", unit="question") as bar:
+        bar.update(len(examples) - sum(len(chunks[c]) for c in todo))
+        for c in todo:
+            torch.manual_seed(seed + c)
+            rows = sample_rows(model, tokenizer, task, chunks[c], n=n, progress=False, **options)
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+            for ex in chunks[c]:
+                done[ex.id] = [r for r in rows if r["id"] == ex.id]
+            bar.update(len(chunks[c]))
+    rows = [r for ex in examples for r in sorted(done[ex.id], key=lambda r: r["sample"])]
+    write_jsonl(output, rows)
+    partial.unlink()
+    meta.unlink()
     return rows
 
 
