@@ -52,6 +52,9 @@ class RunArgs(Options):
         },
     )
     # TRL defaults changed (TRL's in the help):
+    seed: int = field(
+        default=0, metadata={"help": "seed of model initialisation, data order, dropout and sampling (TRL: 42)"}
+    )
     bf16: bool | None = field(
         default=False, metadata={"help": "bf16 mixed precision (TRL: on unless fp16; off here: it slows CPUs)"}
     )
