@@ -296,3 +296,23 @@ def test_a_lora_discriminator_trains_adapters_and_head_and_saves_merged_weights_
         logits = alone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.squeeze(-1)
     assert torch.allclose(logits, wh_b, atol=1e-5) and not torch.allclose(wh_b, torch.zeros_like(wh_b))
     assert not reloaded.has_lora
+
+
+def test_token_logprobs_in_chunks_equal_one_log_softmax(monkeypatch):
+    import rairl.discriminator as discriminator
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 11)
+    h = torch.randn(3, 7, 8, requires_grad=True)
+    ids = torch.randint(0, 11, (3, 7))
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    mask[:, 2:] = True
+    mask[2, 5:] = False
+    rows, cols = mask.nonzero(as_tuple=True)
+    expected = torch.zeros(3, 7)
+    expected[rows, cols] = torch.log_softmax(head(h[rows, cols - 1]), -1).gather(1, ids[rows, cols, None]).squeeze(1)
+    monkeypatch.setattr(discriminator, "LOGIT_CHUNK", 4)  # 13 positions: chunks of 4, 4, 4, 1
+    got = discriminator.token_logprobs(head, h, ids, mask)
+    assert torch.allclose(got, expected, atol=1e-6)
+    got.sum().backward()  # gradients flow through every chunk: each predicting position gets one
+    assert h.grad[rows, cols - 1].abs().sum(dim=1).gt(0).all()

@@ -50,6 +50,7 @@ from rairl.prompt_sharing import shared_prompt_hidden
 
 META_FILE = "rairl_discriminator.json"
 LIKELIHOOD_FILE = "likelihood_head.safetensors"
+LOGIT_CHUNK = 1024  # response positions per LM-head call (SmolLM2's 49k vocabulary: 0.2 GB of float32 logits)
 REFERENCE_DIR = "reference"  # the frozen LM that ℓ_t is read from, when likelihood_from = "reference"
 LOSSES = ("bce", "wgan_gp", "nnpu")
 LIKELIHOOD_FROM = ("backbone", "reference")
@@ -361,15 +362,17 @@ def token_logprobs(
 ) -> torch.Tensor:
     """ℓ_t = log p(y_t | x, y_<t) on response tokens, 0 elsewhere. h: (B, T, H) -> (B, T) float32.
 
-    Only response positions go through the LM head, so a large vocabulary costs (response tokens × V), not (B × T × V).
+    Only response positions go through the LM head, `LOGIT_CHUNK` at a time, as `logit(y_t) − logsumexp(logits)`:
+    a large vocabulary costs (LOGIT_CHUNK × V) floats at once, not (response tokens × V) nor (B × T × V).
     """
     ell = torch.zeros(input_ids.shape, dtype=torch.float32, device=h.device)
     target = response_mask.clone()
     target[:, 0] = False  # the first token has no prediction
     rows, cols = target.nonzero(as_tuple=True)
-    if rows.numel():
-        logits = lm_head(h[rows, cols - 1]).float()  # (N, V): position t-1 predicts token t
-        ell[rows, cols] = torch.log_softmax(logits, dim=-1).gather(1, input_ids[rows, cols, None]).squeeze(1)
+    for start in range(0, rows.numel(), LOGIT_CHUNK):
+        r, c = rows[start : start + LOGIT_CHUNK], cols[start : start + LOGIT_CHUNK]
+        logits = lm_head(h[r, c - 1]).float()  # (N, V): position t-1 predicts token t
+        ell[r, c] = logits.gather(1, input_ids[r, c, None]).squeeze(1) - logits.logsumexp(dim=-1)
     return ell
 
 
