@@ -161,6 +161,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             hi = [by_k[k][split]["ci95"][1] - m for k, m in zip(by_k, means)]
             ax.errorbar(ks, means, yerr=[lo, hi], marker="o", capsize=3, label=method)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
         ax.set_xlabel("demonstrations k")
         ax.set_ylabel("greedy accuracy (95% CI)")
         ax.set_title(title)
