@@ -140,12 +140,11 @@ def estimate_memory(
     return parts
 
 
-def check_recipe(index_file: Path, recipe: str, launch: Launch) -> dict[str, Any]:
-    """Parse one recipe under one launch, build its models on the meta device, check the LoRA targets, estimate
-    the memory; the result says whether it fits."""
+def check_recipe(index: dict[str, Any], index_file: Path, recipe: str, launch: Launch) -> dict[str, Any]:
+    """Parse one recipe of the index (loaded from `index_file`) under one launch, build its models on the meta
+    device, check the LoRA targets, estimate the memory; the result says whether it fits."""
     from rairl.trainers import airl  # a trainer config: imported here, so that reading the index stays light
 
-    index = yaml.safe_load(Path(index_file).read_text(encoding="utf-8"))
     root = Path(index_file).parent
     # use_cpu: TrainingArguments refuses bf16 where no GPU is visible; the check builds nothing on a device
     config = parse_config(airl.Config, ["--config", str(root / recipe), *launch.flags, "--use_cpu", "true"])
@@ -180,7 +179,7 @@ def check_all(index_file: Path) -> list[dict[str, Any]]:
     index = yaml.safe_load(Path(index_file).read_text(encoding="utf-8"))
     root = Path(index_file).parent
     launches = [load_launch(root, name, values) for name, values in index["launches"].items()]
-    return [check_recipe(index_file, recipe, launch) for recipe in index["recipes"] for launch in launches]
+    return [check_recipe(index, index_file, recipe, launch) for recipe in index["recipes"] for launch in launches]
 
 
 def format_checks(rows: list[dict[str, Any]]) -> str:

@@ -4,15 +4,12 @@ or whose estimate exceeds its GPU is an error."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rairl.io import write_json
 from rairl.recipes import check_all, format_checks
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
