@@ -62,11 +62,13 @@ SIZE = {"n_eval": 128, "max_steps": 30, "batch": 32, "warmup": 20, "n": 8}
 SMOKE = {"n_eval": 8, "max_steps": 1, "batch": 8, "warmup": 0, "n": 2}
 
 
-def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -> None:
+def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int], task: str) -> None:
     run_once(
         out / "train_summary.json",
         [
             "airl",
+            "--task",
+            task,
             "--model",
             base,
             "--granularity",
@@ -102,13 +104,13 @@ def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int]) -
     )
 
 
-def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]) -> dict[str, Any]:
+def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int], task: str) -> dict[str, Any]:
     """Rerank and localise with the run's discriminator in every score form; the reports by name."""
     reports: dict[str, Any] = {"localize": {}}
     n = str(size["n_eval"])
     common = [
         "--task",
-        "arith",
+        task,
         "--n_eval",
         n,
         "--reward_model",
@@ -228,6 +230,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=None, help="base policy folder (default: train the demo's base)")
+    parser.add_argument("--task", default="arith", choices=demo.GENERATED, help="the task (a generated one)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--output", default="runs/method_check")
@@ -239,9 +242,9 @@ def main() -> None:
     if base is None:
         base = str(out / "base")
         if not (out / "base" / "config.json").is_file():
-            demo.train_base(demo.Config(output_dir=str(out)), out, demo.Timer())
+            demo.train_base(demo.Config(output_dir=str(out), task=args.task), out, demo.Timer())
     seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict[str, Any] = {"seeds": seeds, "base": base, "variants": {}, "health": {}}
+    results: dict[str, Any] = {"task": args.task, "seeds": seeds, "base": base, "variants": {}, "health": {}}
     for seed in seeds:
         samples = out / f"samples_seed{seed}.jsonl"
         if not samples.is_file():
@@ -252,7 +255,7 @@ def main() -> None:
                         "--model",
                         base,
                         "--task",
-                        "arith",
+                        args.task,
                         "--n_eval",
                         str(size["n_eval"]),
                         "--split",
@@ -271,9 +274,9 @@ def main() -> None:
         per_seed = []
         for seed in seeds:
             run_dir = out / variant / f"seed{seed}"
-            train(variant, seed, base, run_dir, size)
+            train(variant, seed, base, run_dir, size, args.task)
             samples = out / f"samples_seed{seed}.jsonl"
-            per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, samples, seed, size)})
+            per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, samples, seed, size, args.task)})
         results["health"][variant] = [health(Path(r["dir"])) for r in per_seed]
         results["variants"][variant] = {form: summarise(per_seed, form, size["n"]) for form in FORMS}
         write_json(out / "results.json", results)

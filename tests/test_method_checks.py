@@ -90,6 +90,8 @@ def test_method_check_tables_every_variant_and_form(tiny_policy, tmp_path):
     run(
         "method_check.py",
         "--smoke",
+        "--task",
+        "countdown_gen",
         "--base",
         str(tiny_policy),
         "--seeds",
@@ -100,6 +102,7 @@ def test_method_check_tables_every_variant_and_form(tiny_policy, tmp_path):
         str(tmp_path),
     )
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["task"] == "countdown_gen"
     forms = results["variants"]["reference_zero"]
     assert set(forms) == {"logit", "f"}
     for form, r in forms.items():

@@ -44,11 +44,13 @@ from rairl.trainers.common import set_threads
 logger = logging.getLogger(__name__)
 
 METHODS = ("base", "sft", "airl_dense", "airl_outcome", "grpo_verifier")
+GENERATED = ("arith", "countdown_gen")  # tasks with seeded train/validation/test/ood splits
 
 
 @dataclass
 class Config:
     output_dir: str = field(default="runs/demo", metadata={"help": "run folder"})
+    task: str = field(default="arith", metadata={"help": "a generated task: arith or countdown_gen"})
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
     fast: bool = field(default=False, metadata={"help": "a ~2-minute smoke run: same outputs, weaker figures"})
     base_steps: int = field(default=1000, metadata={"help": "warm-start SFT steps of the base policy"})
@@ -72,6 +74,8 @@ class Config:
             self.base_steps, self.policy_steps, self.disc_warmup_steps = 60, 3, 2
             self.n_eval, self.n_samples, self.num_generations, self.prompts_per_step = 16, 4, 4, 4
             self.hidden_size, self.num_layers = 64, 2
+        if self.task not in GENERATED:
+            raise ValueError(f"--task must be a generated task ({', '.join(GENERATED)}), got {self.task!r}")
         if not self.seed_list:
             raise ValueError(f"--seeds must list at least one seed, got {self.seeds!r}")
         if not 0 < self.base_fraction <= 1:
@@ -83,7 +87,7 @@ class Config:
 
 
 def task_args(config: Config, n_train: int | None = None) -> TaskArgs:
-    return TaskArgs(task="arith", n_eval=config.n_eval, **({"n_train": n_train} if n_train else {}))
+    return TaskArgs(task=config.task, n_eval=config.n_eval, **({"n_train": n_train} if n_train else {}))
 
 
 class Timer:

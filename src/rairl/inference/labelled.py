@@ -92,6 +92,9 @@ def injected(task: Task, spec: SourceSpec) -> Benchmark:
             dropped += 1
             continue
         checked = task.first_error(bad.response, ex)
+        if checked == NO_ERROR:
+            dropped += 1  # the change left a correct trace (a dropped step a Countdown answer does not need)
+            continue
         disagree += checked is not None and checked != bad.first_changed_step
         prompt = task.prompt(ex)
         meta = {"prompt": prompt, "example_id": ex.id}

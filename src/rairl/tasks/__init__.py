@@ -10,6 +10,7 @@ from rairl.registry import Registry
 from rairl.tasks.arith import ArithTask
 from rairl.tasks.base import Example, Task
 from rairl.tasks.countdown import CountdownTask
+from rairl.tasks.countdown_gen import CountdownGenTask
 from rairl.tasks.gsm8k import GSM8KTask
 from rairl.tasks.jsonl import JsonlTask
 from rairl.tasks.medreason import MedReasonTask
@@ -24,7 +25,8 @@ register = TASKS.register
 @dataclass
 class TaskArgs(Options):
     task: str = field(
-        default="arith", metadata={"help": "task name: arith, gsm8k, countdown, mmlu_pro, medreason, jsonl"}
+        default="arith",
+        metadata={"help": "task name: arith, countdown_gen, gsm8k, countdown, mmlu_pro, medreason, jsonl"},
     )
     data: str | None = field(
         default=None,
@@ -35,21 +37,26 @@ class TaskArgs(Options):
         default="trace", metadata={"help": "jsonl task: field holding the expert response (optional per row)"}
     )
     answer_field: str = field(default="answer", metadata={"help": "jsonl task: field holding the final answer"})
-    min_ops: int = field(default=2, metadata={"help": "arith: fewest operations in train/test problems"})
-    max_ops: int = field(default=4, metadata={"help": "arith: most operations in train/test problems"})
-    ood_min_ops: int = field(default=5, metadata={"help": "arith: fewest operations in the OOD split"})
-    ood_max_ops: int = field(default=6, metadata={"help": "arith: most operations in the OOD split"})
-    max_operand: int = field(default=9, metadata={"help": "arith: operands are drawn from 1..max_operand"})
-    ops: str = field(default="+-*", metadata={"help": "arith: operations to draw from, a subset of '+-*/'"})
-    max_value: int = field(default=20, metadata={"help": "arith: every running value stays in 0..max_value"})
-    n_train: int = field(default=5000, metadata={"help": "arith: training problems"})
-    n_eval: int = field(default=300, metadata={"help": "arith: problems in each evaluation split"})
-    task_seed: int = field(default=0, metadata={"help": "arith: seed of the problem generator"})
+    min_ops: int = field(default=2, metadata={"help": "arith, countdown_gen: fewest operations in train/test problems"})
+    max_ops: int = field(default=4, metadata={"help": "arith, countdown_gen: most operations in train/test problems"})
+    ood_min_ops: int = field(default=5, metadata={"help": "arith, countdown_gen: fewest operations in the OOD split"})
+    ood_max_ops: int = field(default=6, metadata={"help": "arith, countdown_gen: most operations in the OOD split"})
+    max_operand: int = field(
+        default=9, metadata={"help": "arith, countdown_gen: operands are drawn from 1..max_operand"}
+    )
+    ops: str = field(
+        default="+-*", metadata={"help": "arith, countdown_gen: operations to draw from, a subset of '+-*/'"}
+    )
+    max_value: int = field(
+        default=20, metadata={"help": "arith, countdown_gen: every running value stays in 0..max_value"}
+    )
+    n_train: int = field(default=5000, metadata={"help": "arith, countdown_gen: training problems"})
+    n_eval: int = field(default=300, metadata={"help": "arith, countdown_gen: problems in each evaluation split"})
+    task_seed: int = field(default=0, metadata={"help": "arith, countdown_gen: seed of the problem generator"})
 
 
-@register("arith")
-def _arith(args: TaskArgs) -> Task:
-    return ArithTask(
+def _generated(task: type[ArithTask], args: TaskArgs) -> Task:
+    return task(
         min_ops=args.min_ops,
         max_ops=args.max_ops,
         ood_min_ops=args.ood_min_ops,
@@ -61,6 +68,16 @@ def _arith(args: TaskArgs) -> Task:
         n_eval=args.n_eval,
         seed=args.task_seed,
     )
+
+
+@register("arith")
+def _arith(args: TaskArgs) -> Task:
+    return _generated(ArithTask, args)
+
+
+@register("countdown_gen")
+def _countdown_gen(args: TaskArgs) -> Task:
+    return _generated(CountdownGenTask, args)
 
 
 @register("gsm8k")

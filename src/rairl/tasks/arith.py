@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from rairl.tasks.answers import numbers_equal
@@ -23,7 +24,7 @@ _PHRASES = {
     "*": ["multiplies them by {b}", "gets {b} times as many"],
     "/": ["splits them into {b} piles and keeps one"],
 }
-_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4}
 _DISJOINT_FROM = {"train": (), "validation": ("train",), "test": ("train", "validation"), "ood": ("train",)}
 
@@ -93,7 +94,7 @@ def check_steps(response_steps: list[str], problem: ArithProblem) -> int:
     for i, (op, b) in enumerate(problem.ops):
         if i >= len(response_steps):
             return i
-        m = _STEP_RE.match(response_steps[i])
+        m = STEP_RE.match(response_steps[i])
         if not m or (int(m[1]), m[2], int(m[3]), int(m[4])) != (values[i], op, b, values[i + 1]):
             return i
     n = len(problem.ops)
@@ -126,14 +127,14 @@ class ArithTask(Task):
         seed: int = 0,
     ):
         if not 1 <= min_ops <= max_ops:
-            raise ValueError(f"arith: need 1 <= min_ops <= max_ops, got {min_ops}, {max_ops}")
+            raise ValueError(f"{self.name}: need 1 <= min_ops <= max_ops, got {min_ops}, {max_ops}")
         if not max_ops < ood_min_ops <= ood_max_ops:
             raise ValueError(
-                f"arith: the OOD split must have more steps than training: got max_ops={max_ops}, "
+                f"{self.name}: the OOD split must have more steps than training: got max_ops={max_ops}, "
                 f"ood_min_ops={ood_min_ops}, ood_max_ops={ood_max_ops}"
             )
         if bad := set(ops) - set("+-*/"):
-            raise ValueError(f"arith: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
+            raise ValueError(f"{self.name}: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
         self.min_ops, self.max_ops = min_ops, max_ops
         self.ood_min_ops, self.ood_max_ops = ood_min_ops, ood_max_ops
         self.max_operand, self.ops, self.max_value = max_operand, ops, max_value
@@ -142,7 +143,7 @@ class ArithTask(Task):
 
     def examples(self, split: str) -> list[Example]:
         if split not in _SPLIT_SEEDS:
-            raise ValueError(f"arith: unknown split {split!r}; known splits: {sorted(_SPLIT_SEEDS)}")
+            raise ValueError(f"{self.name}: unknown split {split!r}; known splits: {sorted(_SPLIT_SEEDS)}")
         if split not in self._cache:
             self._cache[split] = self._generate(split)
         return self._cache[split]
@@ -152,31 +153,36 @@ class ArithTask(Task):
         lo, hi = (self.ood_min_ops, self.ood_max_ops) if split == "ood" else (self.min_ops, self.max_ops)
         # Problems (numbers and operations) are distinct within a split, and an evaluation split never repeats
         # a problem of the splits it is compared against (_DISJOINT_FROM): no train/test or validation/test overlap.
-        seen = {ex.meta["problem"] for other in _DISJOINT_FROM[split] for ex in self.examples(other)}
+        seen = {self.key(ex.meta["problem"]) for other in _DISJOINT_FROM[split] for ex in self.examples(other)}
         count = self.n_train if split == "train" else self.n_eval
         out: list[Example] = []
         attempts = 0
         while len(out) < count:
             problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, self.max_value)
             attempts += 1
-            if problem in seen:
+            if self.key(problem) in seen:
                 if attempts > 100 * count:
                     raise ValueError(
-                        f"arith: found only {len(out)} of {count} distinct {split} problems not in "
+                        f"{self.name}: found only {len(out)} of {count} distinct {split} problems not in "
                         f"{list(_DISJOINT_FROM[split])}; raise max_operand or max_ops, or lower n_train/n_eval"
                     )
                 continue
-            seen.add(problem)
-            out.append(
-                Example(
-                    id=f"arith-{split}-{len(out)}",
-                    question=word_problem(problem, rng),
-                    answer=str(problem.values()[-1]),
-                    expert=problem.expert(),
-                    meta={"problem": problem, "n_steps": len(problem.ops)},
-                )
-            )
+            seen.add(self.key(problem))
+            out.append(self.example(problem, rng, f"{self.name}-{split}-{len(out)}"))
         return out
+
+    def key(self, problem: ArithProblem) -> Hashable:
+        """What makes two problems the same (no split repeats one, no evaluation split shares one with training)."""
+        return problem
+
+    def example(self, problem: ArithProblem, rng: random.Random, example_id: str) -> Example:
+        return Example(
+            id=example_id,
+            question=word_problem(problem, rng),
+            answer=str(problem.values()[-1]),
+            expert=problem.expert(),
+            meta={"problem": problem, "n_steps": len(problem.ops)},
+        )
 
     def is_correct(self, predicted: str | None, example: Example) -> bool:
         return numbers_equal(predicted, example.answer)
