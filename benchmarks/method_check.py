@@ -62,7 +62,8 @@ SIZE = {"n_eval": 128, "max_steps": 30, "batch": 32, "warmup": 20, "n": 8}
 SMOKE = {"n_eval": 8, "max_steps": 1, "batch": 8, "warmup": 0, "n": 2}
 
 
-def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int], task: str) -> None:
+def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int], task: str, extra: tuple = ()) -> None:
+    """One R-AIRL dense run of `variant` at the demo's budget; `extra` flags come last (they override)."""
     run_once(
         out / "train_summary.json",
         [
@@ -100,6 +101,7 @@ def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int], t
             "--output_dir",
             str(out),
             *VARIANTS[variant],
+            *extra,
         ],
     )
 

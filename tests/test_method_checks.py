@@ -111,3 +111,23 @@ def test_method_check_tables_every_variant_and_form(tiny_policy, tmp_path):
         assert r["localize"][f"{form}_injected"]["exact_vs_likelihood"]["n"] > 0
     (health,) = results["health"]["reference_zero"]
     assert len(health["likelihood_weights"]) == 2
+
+    # disc_selection.py reads that folder: it keeps every checkpoint's discriminator and evaluates the best one
+    run(
+        "disc_selection.py",
+        "--smoke",
+        "--task",
+        "countdown_gen",
+        "--method_check",
+        str(tmp_path),
+        "--base",
+        str(tiny_policy),
+        "--seeds",
+        "0",
+        "--every",
+        "1",
+    )
+    selection = json.loads((tmp_path / "selection" / "selection.json").read_text())
+    assert set(selection["auc"]["0"]) == {"1"} and 0.0 <= selection["auc"]["0"]["1"] <= 1.0
+    assert selection["variants"]["best_separation"]["steps"] == [1] == selection["variants"]["last"]["steps"]
+    assert "best_vs_likelihood" in selection["variants"]["best_separation"]["f"]["rerank"]

@@ -245,3 +245,18 @@ def test_score_cli_names_file_line_and_field_of_bad_input(saved_rm, tmp_path, ca
     assert f"{src}, line 2, field 'response'" in capsys.readouterr().err
     assert main(["score", "--reward_model", str(saved_rm), "--input", str(src), "--aggregates", "meen"]) == 1
     assert "Did you mean 'mean'" in capsys.readouterr().err
+
+
+def test_long_scoring_shows_a_progress_bar_and_a_step_does_not(capsys):
+    from rairl.reward_model import PROGRESS_MIN_BATCHES, forward_minibatches
+    from rairl.traces import TraceBatch
+
+    ids = torch.ones(PROGRESS_MIN_BATCHES, 3, dtype=torch.long)
+    batch = TraceBatch(ids, torch.ones_like(ids), torch.ones_like(ids), [[2]] * PROGRESS_MIN_BATCHES)
+    for rows, shown in (
+        ([[i] for i in range(PROGRESS_MIN_BATCHES)], True),
+        ([list(range(PROGRESS_MIN_BATCHES))], False),
+    ):
+        out = forward_minibatches(lambda b: b.input_ids.float(), batch, rows, "cpu")
+        assert torch.equal(out, ids.float())
+        assert (f"score:   0%|          | 0/{PROGRESS_MIN_BATCHES}" in capsys.readouterr().err) == shown

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from rairl.chat import has_template, plain_text
 from rairl.discriminator import Discriminator
@@ -45,6 +46,7 @@ SETTINGS = ("granularity", "interval", "clip_beta", "max_length", "score_form")
 #   logit: r_t, the backfilled, clipped AIRL reward v_t = s_t (it holds AIRL's -log π entropy term)
 #   f:     backfill(v)_t + ℓ_t, the reward with the policy's log-likelihood added back (f = s + log π), unclipped
 SCORE_FORMS = ("logit", "f")
+PROGRESS_MIN_BATCHES = 8  # scoring this many mini-batches or more shows a progress bar
 
 
 def sorted_minibatches(batch: TraceBatch, batch_size: int) -> list[list[int]]:
@@ -64,10 +66,12 @@ def forward_minibatches(
     """`fn` (a (b, t) -> (b, t) scorer) over the given mini-batches of `batch`'s rows, without gradient.
 
     Returns (B, T) float32 on CPU in input order, 0 on padding columns ((B, T, ...) when `fn` gives (b, t, ...)).
+    A progress bar shows when there are at least `PROGRESS_MIN_BATCHES` mini-batches (long scoring, not a step's).
     """
     out = None
+    bar = tqdm(minibatches, desc="score", unit="batch", disable=len(minibatches) < PROGRESS_MIN_BATCHES, leave=False)
     with torch.no_grad():
-        for idx in minibatches:
+        for idx in bar:
             s = fn(batch.select(idx).to(device)).float().cpu()
             if out is None:
                 out = torch.zeros(batch.input_ids.shape + s.shape[2:], dtype=torch.float32)
