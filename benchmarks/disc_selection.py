@@ -32,6 +32,7 @@ from rairl.inference.labelled import SourceSpec, injected, joined  # noqa: E402
 from rairl.io import write_json  # noqa: E402
 from rairl.reward_model import RewardModel  # noqa: E402
 from rairl.tasks import TaskArgs, get_task  # noqa: E402
+from rairl.trainers.airl_state import STATE_DIR  # noqa: E402
 
 VARIANT = "reference_zero"  # the default
 
@@ -41,6 +42,10 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     greater = (positive[:, None] > negative[None, :]).mean()
     ties = (positive[:, None] == negative[None, :]).mean()
     return float(greater + ties / 2)
+
+
+def kept_discriminator(run_dir: Path, step: int) -> Path:
+    return run_dir / f"checkpoint-{step}" / STATE_DIR / "discriminator"
 
 
 def separation(disc_dir: Path, traces: list) -> float:
@@ -57,9 +62,7 @@ def link(run_dir: Path, step: int) -> Path:
     folder = run_dir / f"selected-{step}"
     folder.mkdir(exist_ok=True)
     if not (folder / "discriminator").exists():
-        os.symlink(
-            (run_dir / f"checkpoint-{step}" / "airl_state" / "discriminator").resolve(), folder / "discriminator"
-        )
+        os.symlink(kept_discriminator(run_dir, step).resolve(), folder / "discriminator")
     return folder
 
 
@@ -85,10 +88,7 @@ def main() -> None:
         train(VARIANT, seed, base, run_dir, size, args.task, keep)
         selection = injected(task, SourceSpec(split="train", limit=size["n_eval"], seed=seed)).traces
         steps = sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*"))
-        aucs = {
-            step: separation(run_dir / f"checkpoint-{step}" / "airl_state" / "discriminator", selection)
-            for step in steps
-        }
+        aucs = {step: separation(kept_discriminator(run_dir, step), selection) for step in steps}
         results["auc"][seed] = aucs
         best = max(aucs, key=lambda s: (aucs[s], s))  # the later one on a tie
         print(f"seed {seed}: AUC by checkpoint {aucs}; best {best}", flush=True)

@@ -24,6 +24,7 @@ _PHRASES = {
     "*": ["multiplies them by {b}", "gets {b} times as many"],
     "/": ["splits them into {b} piles and keeps one"],
 }
+ANSWER_LINE = re.compile(r"\s*####\s*(.+?)\s*")  # a step that is the answer line (fullmatch)
 STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4}
 _DISJOINT_FROM = {"train": (), "validation": ("train",), "test": ("train", "validation"), "ood": ("train",)}
@@ -44,10 +45,11 @@ class ArithProblem:
             values.append(apply(op, values[-1], b))
         return values
 
-    def expert(self) -> str:
+    def expert(self, answer: str | None = None) -> str:
+        """The steps `v_i op_i b_i = v_{i+1}`, then `#### ANSWER` (default: the final value)."""
         v = self.values()
         lines = [f"{v[i]}{op}{b}={v[i + 1]}" for i, (op, b) in enumerate(self.ops)]
-        return "\n".join(lines + [f"#### {v[-1]}"])
+        return "\n".join(lines + [f"#### {v[-1] if answer is None else answer}"])
 
 
 def _allowed_ops(value: int, b: int, ops: str, max_value: int) -> list[str]:
@@ -100,7 +102,7 @@ def check_steps(response_steps: list[str], problem: ArithProblem) -> int:
     n = len(problem.ops)
     if n >= len(response_steps):
         return n
-    answer = re.fullmatch(r"\s*####\s*(.+?)\s*", response_steps[n])
+    answer = ANSWER_LINE.fullmatch(response_steps[n])
     if not answer or not numbers_equal(answer[1], str(values[-1])) or len(response_steps) > n + 1:
         return n
     return -1

@@ -19,17 +19,15 @@ is wrong where it should stand). The OOD split has more numbers (`ood_min_ops + 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Hashable
 from fractions import Fraction
 
-from rairl.tasks.arith import STEP_RE, ArithProblem, ArithTask
+from rairl.tasks.arith import ANSWER_LINE, STEP_RE, ArithProblem, ArithTask
 from rairl.tasks.base import Example
 from rairl.tasks.countdown import check_equation
 
 _OPS = {"+": Fraction.__add__, "-": Fraction.__sub__, "*": Fraction.__mul__, "/": Fraction.__truediv__}
-_ANSWER_LINE = re.compile(r"\s*####\s*(.+?)\s*")
 
 
 def puzzle_numbers(problem: ArithProblem) -> list[int]:
@@ -50,7 +48,7 @@ def check_steps(steps: list[str], numbers: list[int], target: int) -> int:
     """0-based index of the first wrong step (the answer line counts as the last step), -1 if all are right."""
     available = Counter(Fraction(n) for n in numbers)
     for i, step in enumerate(steps):
-        answer = _ANSWER_LINE.fullmatch(step)
+        answer = ANSWER_LINE.fullmatch(step)
         if answer:
             return -1 if i == len(steps) - 1 and check_equation(answer[1], numbers, target) else i
         m = STEP_RE.match(step)
@@ -76,12 +74,12 @@ class CountdownGenTask(ArithTask):
     def example(self, problem: ArithProblem, rng: random.Random, example_id: str) -> Example:
         numbers = puzzle_numbers(problem)
         rng.shuffle(numbers)
-        target = problem.values()[-1]
+        target, solution = problem.values()[-1], equation(problem)
         return Example(
             id=example_id,
             question=f"Use {', '.join(map(str, numbers))} to make {target}.",
-            answer=equation(problem),
-            expert=problem.expert().rsplit("\n", 1)[0] + f"\n#### {equation(problem)}",
+            answer=solution,
+            expert=problem.expert(answer=solution),
             meta={"problem": problem, "numbers": numbers, "target": target, "n_steps": len(problem.ops)},
         )
 
