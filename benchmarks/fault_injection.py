@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from rairl.trainers.common import SUMMARY_FILE
+
 TINY = [
     "--hidden_size",
     "32",
@@ -139,9 +141,8 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
-def steps(out: Path, command: str) -> int:
-    name = "rairl_run.json" if command == "sft" else "train_summary.json"
-    return int(json.loads((out / name).read_text())["steps"])
+def steps(out: Path) -> int:
+    return int(json.loads((out / SUMMARY_FILE).read_text())["steps"])
 
 
 def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float)
     ref = rairl(args, ref_dir, timeout=900)
     assert ref["rc"] == 0, ref["stderr_tail"]
     reference = weights(ref_dir, command)
-    saves = steps(ref_dir, command) // 2  # checkpoints every 2 steps
+    saves = steps(ref_dir) // 2  # checkpoints every 2 steps
     points = []
     for i in range(kills):
         out = root / f"{command}_kill{i}"
@@ -168,15 +169,15 @@ def sweep(command: str, kills: int, root: Path, rng: random.Random, atol: float)
             "resume_rc": resumed["rc"],
         }
         if resumed["rc"] == 0:
-            point.update(steps=steps(out, command), max_abs_diff=max_diff(weights(out, command), reference))
-            point["ok"] = point["steps"] == steps(ref_dir, command) and point["max_abs_diff"] <= atol
+            point.update(steps=steps(out), max_abs_diff=max_diff(weights(out, command), reference))
+            point["ok"] = point["steps"] == steps(ref_dir) and point["max_abs_diff"] <= atol
         else:
             point.update(ok=False, stderr_tail=resumed["stderr_tail"])
         points.append(point)
         print(command, i, point, flush=True)
     return {
         "reference_wall_s": round(ref["wall_s"], 1),
-        "reference_steps": steps(ref_dir, command),
+        "reference_steps": steps(ref_dir),
         "kill_points": len(points),
         "killed": sum(p["killed"] for p in points),
         "inside_save": sum(p["inside_save"] for p in points),

@@ -190,7 +190,7 @@ def main() -> None:
         base = str(out / "base")
         if not (out / "base" / "config.json").is_file():
             config = demo.Config(output_dir=str(out), fast=args.smoke)
-            demo.train_base(config, out, demo.Timer())
+            demo.train_base(config, out)
     seeds = [int(s) for s in args.seeds.split(",")]
     ks = [int(k) for k in (args.demos or size["demos"]).split(",")]
     verdicts: dict[str, dict[int, list[dict[str, list[float]]]]] = {m: {k: [] for k in ks} for m in METHODS}

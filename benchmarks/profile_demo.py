@@ -48,33 +48,17 @@ SMOKE = dict(
 TOP = 25
 
 
-class PhaseRunner:
-    """Stands in for `rairl.commands.demo.Timer`: runs `fn` only for the phase it was made for (under `wrap`)."""
-
-    def __init__(self, phase: str, wrap):
-        self.phase, self.wrap, self.ran = phase, wrap, False
-        self.phases: dict[str, float] = {}
-
-    def run(self, name: str, fn, *args, **kwargs):
-        if name.rsplit("/", 1)[-1] != self.phase:
-            return None
-        self.ran = True
-        return self.wrap(lambda: fn(*args, **kwargs))
-
-
 def run_phase(phase: str, demo_config, base: Path | None, out: Path, wrap) -> None:
-    """One run of `phase` as the demo runs it, into `out`, with `wrap(call)` around the phase itself."""
+    """One run of `phase` as the demo runs it (its own functions), into `out`, with `wrap(call)` around it."""
     from rairl.commands import demo
 
-    runner = PhaseRunner(phase, wrap)
     if phase == "base":
-        demo.train_base(demo_config, out, runner)
+        wrap(lambda: demo.train_base(demo_config, out))
     elif phase in TRAINED:
-        demo.train_methods(demo_config, base, demo_config.seed_list[0], out, runner)
+        seed = demo_config.seed_list[0]
+        wrap(lambda: demo.train_method(demo_config, str(base), seed, phase, str(out / phase)))
     else:
-        runner.run("evaluate", demo.evaluate, demo_config, {"base": base}, out / "eval")
-    if not runner.ran:
-        raise RuntimeError(f"phase {phase!r} did not run: the demo names its phases differently now")
+        wrap(lambda: demo.evaluate(demo_config, {"base": str(base)}, str(out / "eval"), 0))
 
 
 def cprofile_table(prof: cProfile.Profile, sort: str) -> tuple[str, list[dict[str, Any]]]:
@@ -106,7 +90,7 @@ def torch_table(prof) -> tuple[str, list[dict[str, Any]]]:
 
 
 def demo_ranking(path: Path) -> list[tuple[str, float]]:
-    phases = json.loads(path.read_text())["phases_s"]
+    phases = json.loads(path.read_text())["jobs_s"]
     return sorted(phases.items(), key=lambda kv: -kv[1])
 
 
@@ -138,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rairl-profile-") as tmp:
         base = Path(args.base) if args.base else None
         if base is None and args.phase != "base":
-            base = demo.train_base(demo_config, Path(tmp, "setup"), demo.Timer())
+            demo.train_base(demo_config, Path(tmp, "setup"))
+            base = Path(tmp, "setup", "base")
         payload["base"] = str(args.base) if args.base else "trained by this script with the demo's settings"
 
         walls = []

@@ -11,8 +11,11 @@
    forward on the very same length-sorted mini-batches, on GSM8K train expert traces (prompt rendered with the chat
    template); the discriminator is SmolLM2 with the default likelihood from a frozen reference copy, so one trace
    costs two decoder forwards (and the LM head on its response tokens): MFU of the bare forward.
-4. `step`: `benchmarks/step_time.py`'s R-AIRL step (discriminator = the policy's architecture) over stock
-   `trl.GRPOTrainer`'s, both on SmolLM2, samples forced to exactly `--completion_length` tokens.
+4. `step`: `benchmarks/step_time.py`'s steps on SmolLM2 with LoRA (r 16) on GSM8K train prompts, G = 4, samples
+   ending at EOS (at most 256 tokens: realistic lengths, not forced): stock `trl.GRPOTrainer` (`grpo`), R-AIRL with
+   a discriminator of its own and its reference copy (`airl_separate`: before issue 21) and R-AIRL on one shared
+   base (`airl_shared`: the default with LoRA on both sides). Each variant runs in a child process, so its peak RSS
+   (the kernel's `ru_maxrss`) is its own. `step_ratio_airl_over_grpo` = airl_shared / grpo (medians).
 Each figure is the median of ≥ 5 measured repeats after one warm-up. Writes `results/smollm2_speed.json`.
 """
 
@@ -27,7 +30,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402
-import step_time  # noqa: E402
 
 MODEL = "smollm2-135m"
 SIZE = {
@@ -37,7 +39,8 @@ SIZE = {
     "traces": 16,
     "batch": 8,
     "repeats": 5,
-    "completion_length": 32,
+    "completion_length": 256,
+    "lora_r": 16,
     "num_generations": 4,
     "prompts_per_step": 2,
 }
@@ -49,6 +52,7 @@ SMOKE = {
     "batch": 2,
     "repeats": 1,
     "completion_length": 4,
+    "lora_r": 2,
     "num_generations": 2,
     "prompts_per_step": 1,
 }
@@ -137,6 +141,33 @@ def scoring(size: dict[str, int], peak: float) -> dict[str, Any]:
     return out
 
 
+STEP_VARIANTS = ("grpo", "airl_separate", "airl_shared")
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+
+
+def step_in_child(variant: str, size: dict[str, int], args) -> dict[str, Any]:
+    """`step_time.py` for one variant in a child process: its step figures and its peak RSS in MiB."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rairl-step-") as tmp:
+        argv = [sys.executable, str(Path(__file__).with_name("step_time.py")), "--model", MODEL, "--task", "gsm8k",
+                "--data", str(GSM8K), "--lora_r", str(size["lora_r"]), "--free_length", "--completion_length",
+                str(size["completion_length"]), "--num_generations", str(size["num_generations"]),
+                "--prompts_per_step", str(size["prompts_per_step"]), "--steps", str(size["repeats"]), "--warmup", "1",
+                "--variants", variant, "--out", tmp, "--threads", str(args.threads)]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status:
+            raise RuntimeError(f"step_time.py --variants {variant} failed:\n{output[-3000:]}")
+        (path,) = Path(tmp).glob("step_time_*.json")
+        result = json.loads(path.read_text())["results"][variant]
+    return {**result, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     args = p.parse_args()
@@ -150,17 +181,9 @@ def main() -> None:
     sft = sft_step(model, size, peak["gflops"]["median"])
     del model
     score = scoring(size, peak["gflops"]["median"])
-    setup = step_time.Setup(
-        model=MODEL,
-        num_generations=size["num_generations"],
-        threads=threads,
-        completion_length=size["completion_length"],
-        prompts_per_step=size["prompts_per_step"],
-        steps=size["repeats"],
-        warmup=1,
-    )
-    steps = step_time.run_all(setup, ["grpo", "airl_disc_same"])
-    ratio = common.ratio(steps["airl_disc_same"]["step_s"], steps["grpo"]["step_s"])
+    steps = {v: step_in_child(v, size, args) for v in STEP_VARIANTS}
+    ratio = common.ratio(steps["airl_shared"]["step_s"], steps["grpo"]["step_s"])
+    before = common.ratio(steps["airl_separate"]["step_s"], steps["grpo"]["step_s"])
     payload = {
         "size": size,
         "threads": threads,
@@ -168,7 +191,8 @@ def main() -> None:
         "sft_step": sft,
         "scoring": score,
         "step": steps,
-        "airl_over_grpo": ratio,
+        "step_ratio_airl_over_grpo": ratio,
+        "step_ratio_separate_over_grpo": before,
     }
     path = common.save("smollm2_speed", payload, args)
     print(
@@ -186,11 +210,15 @@ def main() -> None:
                     f"{score['bare_tokens_per_s']['median']:.1f} tokens/s",
                     f"MFU {score['bare_mfu']:.1%}",
                 ],
-                [
-                    "R-AIRL step / GRPO step",
-                    f"{ratio:.2f}x",
-                    f"{common.fmt(steps['airl_disc_same']['step_s'])} vs {common.fmt(steps['grpo']['step_s'])}",
+                *[
+                    [
+                        f"{v} step (peak RSS)",
+                        common.fmt(steps[v]["step_s"]),
+                        f"{steps[v]['peak_rss_mib']:.0f} MiB, {steps[v]['completion_tokens']['mean']} tokens/sample",
+                    ]
+                    for v in STEP_VARIANTS
                 ],
+                ["R-AIRL step / GRPO step", f"{ratio:.2f}x shared base", f"{before:.2f}x separate models"],
             ],
             ["what", "figure", "note"],
         )

@@ -15,6 +15,9 @@ EOS are suppressed (an untrained policy would otherwise draw <pad>/<unk>, which 
     airl_disc_half  R-AIRL, a fresh tiny discriminator half as wide (same depth)
     airl_disc_same_every2  as airl_disc_same, D updated on every second step (update ratio 1:2); its
                     steps alternate, so compare its mean (an even number of measured steps covers whole cycles)
+    airl_separate   with --lora_r: LoRA policy, and a LoRA discriminator of its own (with its reference copy)
+    airl_shared     with --lora_r: both on one shared base (`rairl.models.shared_base`), ℓ_t computed once
+`--task gsm8k --data FILE` takes a real task's prompts, `--free_length` lets samples end at EOS (L the cap).
 
 A step is timed from `on_step_begin` to `on_step_end` (generation, scoring, loss, backward, optimizer step); the
 first `--warmup` steps are dropped and the median and spread of the next `--steps` are reported. Parts, timed by
@@ -75,6 +78,10 @@ class Setup:
     mixed_precision: str = "no"
     threads: int = 0
     seed: int = 0
+    task: str = "arith"  # gsm8k with `data`: the prompts of a real task
+    data: str | None = None
+    lora_r: int = 0  # LoRA on the policy and (R-AIRL) on the discriminator; with both, the base is shared
+    free_length: bool = False  # samples stop at EOS (at most completion_length tokens), not forced to exactly L
 
     @property
     def batch_size(self) -> int:
@@ -196,7 +203,10 @@ def config(setup: Setup, policy: Path, output_dir: Path, **overrides: Any):
     return airl.Config(
         model=str(policy),
         max_position_embeddings=setup.max_length,
-        task="arith",
+        task=setup.task,
+        data=setup.data,
+        lora_r=setup.lora_r,
+        disc_lora_r=setup.lora_r,
         n_train=max(64, 2 * total * setup.prompts_per_step),
         output_dir=str(output_dir),
         seed=setup.seed,
@@ -245,6 +255,9 @@ def variants(setup: Setup) -> dict[str, tuple[Callable, dict[str, str], dict[str
         "airl_disc_same": (airl_trainer, AIRL_PARTS, {"disc_model": "policy"}),
         "airl_disc_half": (airl_trainer, AIRL_PARTS, half),
         "airl_disc_same_every2": (airl_trainer, AIRL_PARTS, {"disc_model": "policy", "disc_update_every": 2}),
+        # with --lora_r: the discriminator a model of its own (and its reference copy), or on the policy's base
+        "airl_separate": (airl_trainer, AIRL_PARTS, {"disc_model": "policy", "disc_share_base": False}),
+        "airl_shared": (airl_trainer, AIRL_PARTS, {"disc_model": "policy", "disc_share_base": True}),
     }
 
 
@@ -261,7 +274,7 @@ def run_variant(name: str, setup: Setup, workdir: Path, policy: Path) -> dict[st
     cfg = config(setup, policy, workdir / name, **overrides)
     common.set_threads(setup.threads)
     trainer = build(cfg)
-    generation = force_length(trainer, setup.completion_length)
+    generation = {} if setup.free_length else force_length(trainer, setup.completion_length)
     timer = instrument(trainer, parts)
     trainer.remove_callback(ProgressCallback)  # no progress bar or metrics dict in the figures' console output
     trainer.train()
@@ -272,7 +285,11 @@ def run_variant(name: str, setup: Setup, workdir: Path, policy: Path) -> dict[st
     result = {
         "step_s": common.summarize([s["total"] for s in measured]),
         "parts_s": {p: common.summarize([s[p] for s in measured]) for p in names},
-        "completion_tokens": {"min": min(timer.lengths), "max": max(timer.lengths)},
+        "completion_tokens": {
+            "min": min(timer.lengths),
+            "max": max(timer.lengths),
+            "mean": round(sum(timer.lengths) / len(timer.lengths), 1),
+        },
         "policy_params": n_params(trainer.model),
         "generation_kwargs": generation,
     }
@@ -321,6 +338,10 @@ def add_setup_args(p) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="measured optimizer steps per variant (≥ 5)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="steps dropped before measuring")
     p.add_argument("--mixed_precision", default=d.mixed_precision, help="no | bf16 | fp16 (GPU autocast)")
+    p.add_argument("--task", default=d.task, help="arith, or gsm8k with --data (a real task's prompts)")
+    p.add_argument("--data", default=d.data, help="the task's data file (gsm8k: ../shared/data/gsm8k/train.jsonl)")
+    p.add_argument("--lora_r", type=int, default=d.lora_r, help="LoRA rank of the policy and the discriminator")
+    p.add_argument("--free_length", action="store_true", help="samples end at EOS (L is the cap), as in training")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -341,8 +362,9 @@ def main(argv: list[str] | None = None) -> None:
         payload["target_ratio"] = 1.3
     path = common.save("step_time" if setup.model == "tiny" else f"step_time_{Path(setup.model).name}", payload, args)
     shape = f"{setup.hidden_size}x{setup.num_layers}" if setup.model == "tiny" else setup.model
+    length = f"at most {setup.completion_length}" if setup.free_length else f"exactly {setup.completion_length}"
     print(
-        f"step time (s), {setup.batch_size} sequences of exactly {setup.completion_length} tokens "
+        f"step time (s), {setup.batch_size} sequences of {length} tokens "
         f"(G={setup.num_generations}), policy {shape}, "
         f"median of {setup.steps} steps after {setup.warmup} warm-up"
     )

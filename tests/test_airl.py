@@ -124,6 +124,28 @@ def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monke
     assert not any(k.startswith("disc/") for row in read_log(tmp_path) for k in row)
 
 
+def test_perturbed_warmup_trains_on_perturbed_experts_without_sampling(tmp_path, monkeypatch):
+    trainer = airl.build_trainer(
+        config(tmp_path, "--disc_warmup_negatives", "perturbed", "--disc_warmup_perturbed", "3")
+    )
+    seen = []
+    update = DiscriminatorUpdater.update
+
+    def spy(self, prompts, experts, policy_batch, perturbed_per_expert=0):
+        stats = update(self, prompts, experts, policy_batch, perturbed_per_expert)
+        seen.append((policy_batch is None, perturbed_per_expert, sorted(k for k in stats if k.startswith("disc/acc"))))
+        return stats
+
+    monkeypatch.setattr(DiscriminatorUpdater, "update", spy)
+    monkeypatch.setattr(type(trainer), "_generate", lambda *a, **k: pytest.fail("the perturbed warm-up sampled"))
+    before = {k: v.clone() for k, v in trainer.reward_model.discriminator.state_dict().items()}
+    trainer.warmup_discriminator(2)
+    assert seen == [(True, 3, ["disc/acc_expert", "disc/acc_perturbed"])] * 2
+    assert differs(before, trainer.reward_model.discriminator.state_dict())
+    with pytest.raises(ValueError, match="disc_warmup_negatives must be one of"):
+        config(tmp_path, "--disc_warmup_negatives", "replay")
+
+
 def test_update_ratio_updates_the_discriminator_on_every_kth_step(tmp_path, monkeypatch):
     updated_at = []
     update = DiscriminatorUpdater.update

@@ -69,7 +69,7 @@ def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_a
     with caplog.at_level("INFO"):
         assert main(["sft", "--max_steps", "4", "--resume_from_checkpoint", "last", *common]) == 0
     assert "the run is finished, nothing left to train" in caplog.text
-    assert json.loads((out / "rairl_run.json").read_text())["steps"] == 4
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 4
     assert (out / "log.jsonl").read_text().count("\n") == log_lines  # no step was trained or logged
 
 

@@ -156,6 +156,18 @@ def test_bce_loss_by_hand_with_smoothing_and_class_balance():
     assert (expert + 3 * negative) / 4 != pytest.approx(loss.item(), rel=1e-3)
 
 
+def test_bce_loss_weighs_perturbed_negatives_within_their_class():
+    scores = torch.tensor([[2.0], [-1.0], [0.5]])
+    mask = torch.ones(3, 1, dtype=torch.bool)
+    is_expert = torch.tensor([True, False, False])
+    # the second negative (a perturbed expert, say) weighs 3: negatives' mean = (1·l_1 + 3·l_2) / 4
+    expected = (bce(2.0, 0.95) + (bce(-1.0, 0.05) + 3 * bce(0.5, 0.05)) / 4) / 2
+    loss = bce_loss(scores, mask, is_expert, smoothing=0.1, weights=torch.tensor([1.0, 1.0, 3.0]))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    unweighted = bce_loss(scores, mask, is_expert, smoothing=0.1)
+    assert unweighted.item() == pytest.approx((bce(2.0, 0.95) + (bce(-1.0, 0.05) + bce(0.5, 0.05)) / 2) / 2, rel=1e-6)
+
+
 def test_bce_loss_checks_shapes():
     with pytest.raises(ValueError, match="shapes"):
         bce_loss(torch.zeros(2, 3), torch.ones(2, 4, dtype=torch.bool), torch.tensor([True, False]), 0.1)

@@ -131,3 +131,21 @@ def test_method_check_tables_every_variant_and_form(tiny_policy, tmp_path):
     assert set(selection["auc"]["0"]) == {"1"} and 0.0 <= selection["auc"]["0"]["1"] <= 1.0
     assert selection["variants"]["best_separation"]["steps"] == [1] == selection["variants"]["last"]["steps"]
     assert "best_vs_likelihood" in selection["variants"]["best_separation"]["f"]["rerank"]
+
+
+def test_grpo_sweep_smoke_reports_each_row_against_its_base(tmp_path):
+    out = tmp_path / "sweep"
+    run("grpo_sweep.py", "--smoke", "--rows", "demo_before,annealed_base", "--workers", "1", "--output", str(out))
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["rows"]) == {"demo_before", "annealed_base"}
+    for row in results["rows"].values():
+        assert {"validation_minus_base", "test_minus_base", "slope_per_100_steps"} <= set(row)
+        assert row["validation_minus_base"]["n"] == 8  # n_eval questions × one seed, paired to its base
+
+
+def test_reference_grpo_smoke_compares_both_trainers_with_cis(tmp_path):
+    run("reference_grpo.py", "--smoke", "--output", str(tmp_path / "ref"), "--out", str(tmp_path), "--threads", "1")
+    results = json.loads((tmp_path / "reference_grpo.json").read_text())
+    for key in ("reference_minus_base", "trl_minus_base", "reference_minus_trl"):
+        assert results[key]["n"] == 8 and len(results[key]["ci95"]) == 2
+    assert {"seed0/reference", "seed0/trl"} == set(results["runs"])

@@ -127,7 +127,7 @@ def test_sft_smoke(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert (out / "model.safetensors").is_file() and list(out.glob("checkpoint-3/*.safetensors"))
     assert list(out.glob("runs/*/events.out.tfevents.*")), "no TensorBoard event file"
-    assert json.loads((out / "rairl_run.json").read_text())["steps"] == 3
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
 
     initial, _ = load_policy(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256), seed=0)
     trained, _ = load_policy(ModelArgs(model=str(out)))
@@ -146,7 +146,7 @@ def test_sft_resume_continues_the_step_count(tmp_path):
     assert main(["sft", "--max_steps", "6", "--resume_from_checkpoint", "last", *common]) == 0
     second = read_log(out)[len(first) :]
     assert [row["step"] for row in second if "loss" in row] == [5, 6]
-    assert json.loads((out / "rairl_run.json").read_text())["steps"] == 6
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
 
 
 def test_sft_resume_last_without_checkpoint_is_a_clean_error(tmp_path, capsys):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rairl.evaluation.error_ranking import ranking_metrics
 from rairl.evaluation.metrics import paired_diff, pass_at_k, summarize
 from rairl.evaluation.processbench import processbench_metrics
 from rairl.evaluation.selection import normalise_answer, selection_values
@@ -20,6 +21,7 @@ from rairl.evaluation.selection import normalise_answer, selection_values
 # The paper's headline figures (R-AIRL, arXiv 2510.01857) that the demo's claims are checked against.
 PAPER_RERANK_GAIN = 0.174  # best success@1|N − pass@1
 PAPER_LOCALIZE_ACC = 0.861  # exact first-error accuracy on injected errors
+RL_MOVES = 0.05  # the demo's regime must move verifier GRPO this far above its base (greedy, paired CI above 0)
 # The aggregations the demo's rerank claims read, chosen on validation data (benchmarks/method_check.py), never on
 # the test figures they are reported on.
 RERANK_PICKS = ("reward_min", "likelihood_mean")
@@ -61,14 +63,28 @@ def pool_eval(per_seed: list[dict], methods: Sequence[str], n: int) -> dict[str,
     }
 
 
-def compare_to_sft(per_seed: list[dict], methods: Sequence[str], n: int) -> dict[str, Any]:
-    """Paired difference of greedy accuracy, method − SFT, over the same questions and seeds."""
+def paired_greedy(per_seed: list[dict], method: str, reference: str, split: str) -> tuple[list[float], list[float]]:
+    """Per-question greedy verdicts of `method` and `reference` on the same questions, seeds pooled. A reference
+    evaluated in one seed only (the base: one policy shared by every seed) is paired with each seed's run."""
+    shared = next((run["rows"][reference] for run in per_seed if reference in run["rows"]), None)
+    if shared is None:
+        raise ValueError(f"no run holds {reference!r}")
+    ours, ref = [], []
+    for run in per_seed:
+        if method not in run["rows"]:
+            continue
+        ours += [float(r["correct"]) for r in run["rows"][method][split]["greedy"]]
+        ref += [float(r["correct"]) for r in run["rows"].get(reference, shared)[split]["greedy"]]
+    return ours, ref
+
+
+def compare(per_seed: list[dict], methods: Sequence[str], reference: str) -> dict[str, Any]:
+    """Paired difference of greedy accuracy, method − reference, over the same questions and seeds:
+    `{"<method>_minus_<reference>_id": summary, "..._ood": summary}`."""
     out = {}
     for m in methods:
         for name, split in (("id", "test"), ("ood", "ood")):
-            ours = eval_values(per_seed, m, split, n)["greedy"]
-            sft = eval_values(per_seed, "sft", split, n)["greedy"]
-            out[f"{m}_minus_sft_{name}"] = paired_diff(ours, sft)
+            out[f"{m}_minus_{reference}_{name}"] = paired_diff(*paired_greedy(per_seed, m, reference, split))
     return out
 
 
@@ -122,7 +138,8 @@ def pool_rerank(per_seed: list[dict], name: str, n: int, picks: tuple[str, str] 
 
 
 def pool_localize(per_seed: list[dict], names: Sequence[str]) -> dict[str, Any]:
-    """ProcessBench metrics of the reward (top level) and the likelihood baseline, pooled over seeds."""
+    """ProcessBench and ranking metrics (Hit@1, Hit@3, MAP) of the reward (top level) and the likelihood baseline,
+    pooled over seeds."""
     out = {}
     for name in names:
         preds = []
@@ -130,20 +147,24 @@ def pool_localize(per_seed: list[dict], names: Sequence[str]) -> dict[str, Any]:
             preds += _read_jsonl(Path(run["dir"], f"localize_{name}", "predictions.jsonl"))
         labels = [p["label"] for p in preds]
         entry = processbench_metrics([p["predicted"] for p in preds], labels)
+        entry.update(ranking_metrics([p["step_scores"] for p in preds], labels))
         if preds and "likelihood_predicted" in preds[0]:
             entry["likelihood"] = processbench_metrics([p["likelihood_predicted"] for p in preds], labels)
+            entry["likelihood"].update(ranking_metrics([p["likelihood_step_scores"] for p in preds], labels))
         entry["thresholds"] = [run["localize"][name]["reward"]["threshold"] for run in per_seed]
         out[name] = entry
     return out
 
 
-def verdict(figure: dict[str, Any], threshold: float) -> str:
-    """Does `figure` reach `threshold`? 'yes' when its whole 95% CI does, 'no' when none of it does, 'unclear' when
-    the interval straddles the threshold (or the figure is missing)."""
+def verdict(figure: dict[str, Any], threshold: float, strict: bool = False) -> str:
+    """Does `figure` reach `threshold` (exceed it, when `strict`)? 'yes' when its whole 95% CI does, 'no' when none
+    of it does, 'unclear' when the interval straddles the threshold (or the figure is missing)."""
     lo, hi = figure["ci95"]
     if lo is None or hi is None:
         return "unclear"
-    return "yes" if lo >= threshold else "no" if hi < threshold else "unclear"
+    clears = lo > threshold if strict else lo >= threshold
+    fails = hi <= threshold if strict else hi < threshold
+    return "yes" if clears else "no" if fails else "unclear"
 
 
 def _claim(name: str, paper: str, ours: dict[str, Any], holds: str, note: str = "") -> dict[str, Any]:
@@ -152,11 +173,25 @@ def _claim(name: str, paper: str, ours: dict[str, Any], holds: str, note: str = 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The paper's claims, our figure with its CI, and whether the CI clears the claim's bar (`verdict`)."""
-    training, rerank, localize = results["training"], results["rerank"], results["localize"]
-    out = []
+    training, comparisons = results["training"], results["comparisons"]
+    rerank, localize = results["rerank"], results["localize"]
+    grpo = comparisons["grpo_verifier_minus_base_id"]
+    out = [
+        _claim(
+            "verifier GRPO − base, id greedy accuracy (diff)",
+            f"moves: ≥ +{RL_MOVES:.2f}",
+            grpo,
+            "yes" if (grpo["mean"] or 0) >= RL_MOVES and verdict(grpo, 0.0, strict=True) == "yes" else "no",
+            "the reference must move before methods are compared",
+        )
+    ]
+    for method in ("airl_dense", "airl_outcome"):
+        diff = comparisons[f"{method}_minus_base_id"]
+        claim = f"R-AIRL ({method}) > base, id greedy accuracy (diff)"
+        out.append(_claim(claim, "holds", diff, verdict(diff, 0.0, strict=True)))
     best = max(("airl_dense", "airl_outcome"), key=lambda m: training[m]["id"]["greedy"]["mean"] or 0.0)
     for split, relation in (("id", ">="), ("ood", ">")):  # the paper's wording; both read "the CI clears 0"
-        diff = results["comparisons"][f"{best}_minus_sft_{split}"]
+        diff = comparisons[f"{best}_minus_sft_{split}"]
         note = (
             f"{best} {training[best][split]['greedy']['mean']:.3f}, sft {training['sft'][split]['greedy']['mean']:.3f}"
         )
@@ -165,7 +200,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"R-AIRL ({best}) {relation} SFT, {split} greedy accuracy (diff)",
                 "holds (GSM8K)",
                 diff,
-                verdict(diff, 0.0),
+                verdict(diff, 0.0, strict=relation == ">"),
                 note,
             )
         )
@@ -190,20 +225,47 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{PAPER_LOCALIZE_ACC * 100:.1f}%",
             acc,
             verdict(acc, PAPER_LOCALIZE_ACC),
-            f"likelihood baseline: {localize['injected'].get('likelihood', {}).get('acc_error', {}).get('mean')}",
+            f"likelihood baseline: {_mean(localize['injected'], 'acc_error')}",
         )
     )
-    f1 = localize["natural"]["f1"]
+    for source in ("injected", "natural"):
+        for key in ("hit@1", "map"):
+            out.append(
+                _claim(
+                    f"{key} of the first error, {source} errors",
+                    "reported (newer)",
+                    localize[source][key],
+                    "-",
+                    f"likelihood baseline: {_mean(localize[source], key)}",
+                )
+            )
     out.append(
         _claim(
             "F1 on the policy's natural errors",
             "reported (ProcessBench-style)",
-            f1,
+            localize["natural"]["f1"],
             "-",
-            f"likelihood baseline F1: {localize['natural'].get('likelihood', {}).get('f1', {}).get('mean')}",
+            f"likelihood baseline F1: {_mean(localize['natural'], 'f1')}",
         )
     )
     return out
+
+
+def _mean(entry: dict[str, Any], key: str) -> float | None:
+    """The likelihood baseline's mean of `key` beside a localisation entry (None when it was not run)."""
+    value = entry.get("likelihood", {}).get(key, {}).get("mean")
+    return None if value is None else round(value, 3)
+
+
+def format_comparisons(results: dict[str, Any]) -> str:
+    """Every paired training comparison (method − reference, greedy accuracy), in distribution and OOD."""
+    lines = [f"{'comparison (greedy accuracy, paired)':<40} {'id':<34} ood"]
+    for key, diff in results["comparisons"].items():
+        if key.endswith("_id"):
+            name = key.removesuffix("_id")
+            ood = results["comparisons"].get(f"{name}_ood")
+            lines.append(f"{name:<40} {format_summary(diff, True):<34} {format_summary(ood, True) if ood else ''}")
+    return "\n".join(lines)
 
 
 def format_summary(s: Any, signed: bool) -> str:
@@ -223,6 +285,6 @@ def format_claims(results: dict[str, Any]) -> str:
         f"{'claim':<58} {'paper':<16} {'ours (mean [95% CI] n)':<40} holds",
     ]
     for c in results["claims"]:
-        ours = format_summary(c["ours"], signed="accuracy" not in c["claim"] or "(diff)" in c["claim"])
+        ours = format_summary(c["ours"], signed=any(t in c["claim"] for t in ("(diff)", " − ", ">=")))
         lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {ours[:40]:<40} {c['holds']}")
     return "\n".join(lines)

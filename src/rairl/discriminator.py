@@ -31,8 +31,10 @@ the *merged* weights (base + B·A), so it still loads alone; the adapters themse
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,7 @@ from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, 
 from rairl.io import DataError, read_json, require
 from rairl.models.factory import check_model_folder, lora_targets
 from rairl.models.gguf import resolve_model
+from rairl.models.shared_base import DISC_ADAPTER, SharedBase
 from rairl.options import Options
 from rairl.prompt_sharing import shared_prompt_hidden
 
@@ -83,6 +86,9 @@ class DiscriminatorArgs(Options):
         default=0.3, metadata={"help": "nnpu: share π of the policy's samples taken to be expert-like (≈ its pass@1)"}
     )
     disc_smoothing: float = field(default=0.1, metadata={"help": "label smoothing ε: targets 1-ε/2 and ε/2"})
+    disc_perturbed_weight: float = field(
+        default=1.0, metadata={"help": "bce: weight of a perturbed expert among the negatives (a policy sample: 1)"}
+    )
     disc_gp_weight: float = field(default=10.0, metadata={"help": "wgan_gp: weight of the gradient penalty"})
     disc_temperature: float = field(default=1.0, metadata={"help": "reward = s_t / temperature"})
     disc_batch_size: int = field(default=32, metadata={"help": "traces per scoring forward pass"})
@@ -94,6 +100,13 @@ class DiscriminatorArgs(Options):
         default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"}
     )
     disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
+    disc_share_base: bool = field(
+        default=True,
+        metadata={
+            "help": "with LoRA on both sides (--lora_r, --disc_lora_r) and --disc_model policy: one copy of the base "
+            "serves the policy, the discriminator (a second adapter) and the reference (adapters off); one process"
+        },
+    )
     disc_lora_target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"],
         metadata={"help": "module names LoRA adapts in the discriminator's backbone ('all-linear': every linear)"},
@@ -113,6 +126,8 @@ class DiscriminatorArgs(Options):
             raise ValueError(f"disc_pu_prior must be in (0, 1), got {self.disc_pu_prior}")
         if not 0.0 <= self.disc_smoothing < 1.0:
             raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
+        if self.disc_perturbed_weight <= 0:
+            raise ValueError(f"disc_perturbed_weight must be > 0, got {self.disc_perturbed_weight}")
         if self.disc_temperature <= 0:
             raise ValueError(f"disc_temperature must be > 0, got {self.disc_temperature}")
         if self.disc_lora_r < 0:
@@ -129,6 +144,7 @@ class Discriminator(nn.Module):
         temperature: float = 1.0,
         *,
         reference: PreTrainedModel | None = None,
+        shared: SharedBase | None = None,
     ):
         super().__init__()
         if lm_head is not None and reference is not None:
@@ -137,8 +153,15 @@ class Discriminator(nn.Module):
         self.lm_head = lm_head
         if lm_head is not None:
             lm_head.requires_grad_(False)  # reads log-probs in the original LM's output space
-        # a plain attribute, not a sub-module: frozen, never in the optimiser, DDP or the classifier's state dict
-        self.__dict__["reference"] = reference.requires_grad_(False).eval() if reference is not None else None
+        # plain attributes, not sub-modules: never in the optimiser, DDP or the classifier's state dict. A reference
+        # of its own is frozen here; a shared base's is the policy's LM with its adapters off (`SharedBase.role`).
+        self.__dict__["shared"] = shared
+        self.__dict__["_ell_cache"] = LikelihoodCache()  # ℓ_t per trace, for a shared base's frozen W only
+        if shared is not None and reference is not None and reference is not shared.lm:
+            raise ValueError("on a shared base, ℓ_t is read from the shared base itself (adapters off)")
+        if shared is None and reference is not None:
+            reference.requires_grad_(False).eval()
+        self.__dict__["reference"] = reference
         if self.uses_likelihood:
             self.likelihood = nn.Parameter(torch.tensor([0.0, 1.0]))  # (a_1, a_2)
         self.temperature = temperature
@@ -158,6 +181,14 @@ class Discriminator(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         params = list(self.classifier.score.parameters())
         return params + ([self.likelihood] if self.uses_likelihood else [])
+
+    def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """What the discriminator's optimiser trains: the head, and the backbone's trainable weights (its own LoRA
+        adapter on a shared base, never the policy's)."""
+        if self.shared is None:
+            return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        own = {id(p) for p in self.shared.parameters(DISC_ADAPTER)} | {id(p) for p in self.head_parameters()}
+        return [(n, p) for n, p in self.named_parameters() if id(p) in own]
 
     def zero_head(self) -> Discriminator:
         """w = 0, b = 0, a = 0: s_t = 0 everywhere (and f_t = ℓ_t, the likelihood baseline) until D trains."""
@@ -181,10 +212,18 @@ class Discriminator(nn.Module):
 
     @property
     def has_lora(self) -> bool:
-        return hasattr(getattr(self.classifier, self.classifier.base_model_prefix), "merge_and_unload")
+        return self.shared is not None or hasattr(
+            getattr(self.classifier, self.classifier.base_model_prefix), "merge_and_unload"
+        )
 
     def merged_classifier(self) -> PreTrainedModel:
         """The classifier with its LoRA adapters merged into the weights (a copy); itself when it has none."""
+        if self.shared is not None:  # a standalone classifier: W + B_D A_D under this head
+            merged = AutoModelForTokenClassification.from_config(self.config)
+            backbone = self.shared.merged(DISC_ADAPTER).get_decoder()
+            getattr(merged, merged.base_model_prefix).load_state_dict(backbone.state_dict())
+            merged.score.load_state_dict(self.classifier.score.state_dict())
+            return merged.to(self.classifier.score.weight.dtype)
         if not self.has_lora:
             return self.classifier
         merged = copy.deepcopy(self.classifier)
@@ -192,8 +231,8 @@ class Discriminator(nn.Module):
         setattr(merged, prefix, getattr(merged, prefix).merge_and_unload())
         return merged
 
-    def _apply(self, fn, *args, **kwargs):  # .to(device) / .float() reach the reference LM too
-        if self.reference is not None:
+    def _apply(self, fn, *args, **kwargs):  # .to(device) / .float() reach a reference LM of its own too
+        if self.reference is not None and self.shared is None:
             self.reference._apply(fn, *args, **kwargs)
         return super()._apply(fn, *args, **kwargs)
 
@@ -209,21 +248,28 @@ class Discriminator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(s, ℓ): scores s (B, T) and the token log-likelihoods ℓ (B, T) they read (None without likelihood)."""
         base = getattr(self.classifier, self.classifier.base_model_prefix)
-        h = None if response_mask is None else shared_prompt_hidden(base, input_ids, attention_mask, response_mask)
-        if h is None:  # no prompt shared between rows: one plain pass
-            h = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        with self.shared.role("discriminator") if self.shared is not None else contextlib.nullcontext():
+            h = None if response_mask is None else shared_prompt_hidden(base, input_ids, attention_mask, response_mask)
+            if h is None:  # no prompt shared between rows: one plain pass
+                h = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         s = self.classifier.score(self.classifier.dropout(h)).squeeze(-1).float()  # (B, T)
         if not self.uses_likelihood:
             return s, None
         if response_mask is None:
             raise ValueError("a likelihood-aware discriminator needs response_mask")
-        if self.reference is not None:
+        if self.shared is not None:  # W is frozen: a trace's ℓ_t is computed once, then read (`LikelihoodCache`)
+            ell = self._ell_cache.fill(input_ids, attention_mask, response_mask, self._shared_logprobs)  # (B, T)
+        elif self.reference is not None:
             with torch.no_grad():
                 ell = lm_logprobs(self.reference, input_ids, attention_mask, response_mask)  # (B, T)
         else:
             ell = token_logprobs(self.lm_head, h, input_ids, response_mask)  # (B, T), 0 outside the response
         running_min = torch.cummin(ell, dim=1).values
         return s + self.likelihood[0] * ell + self.likelihood[1] * running_min, ell
+
+    def _shared_logprobs(self, input_ids, attention_mask, response_mask) -> torch.Tensor:
+        with torch.no_grad(), self.shared.role("reference"):
+            return lm_logprobs(self.reference, input_ids, attention_mask, response_mask)
 
     def rewards(self, scores: torch.Tensor) -> torch.Tensor:
         """v_t = log D_t - log(1 - D_t) = s_t, over the temperature."""
@@ -280,6 +326,25 @@ class Discriminator(nn.Module):
         return disc.zero_head() if head_init == "zero" else disc
 
     @classmethod
+    def from_shared_base(
+        cls, shared: SharedBase, likelihood: bool = True, temperature: float = 1.0, *, head_init: str = "zero"
+    ) -> Discriminator:
+        """A discriminator over the policy's own base (`SharedBase`): its backbone is the policy's decoder under the
+        discriminator's adapter, ℓ_t the adapter-free base's; only the head is new. No base weight is copied."""
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+        lm = shared.lm
+        config = copy.deepcopy(lm.config)
+        config.num_labels = 1
+        config.architectures = None
+        with torch.device("meta"):  # the classifier's own backbone is never allocated: the shared one replaces it
+            classifier = AutoModelForTokenClassification.from_config(config)
+        setattr(classifier, classifier.base_model_prefix, lm.get_decoder())
+        classifier.score = nn.Linear(config.hidden_size, 1).to(lm.dtype)
+        disc = cls(classifier, None, temperature, reference=lm if likelihood else None, shared=shared)
+        return disc.zero_head() if head_init == "zero" else disc
+
+    @classmethod
     def from_checkpoint(cls, path: str, likelihood: bool, temperature: float = 1.0, **kwargs) -> Discriminator:
         """Start from a causal LM checkpoint (a path or Hugging Face id; safetensors only). `kwargs`: those of
         `from_causal_lm` (likelihood_from, head_init)."""
@@ -302,7 +367,9 @@ class Discriminator(nn.Module):
             if self.lm_head is not None:
                 tensors.update({f"lm_head.{k}": v.contiguous() for k, v in self.lm_head.state_dict().items()})
             save_file(tensors, str(path / LIKELIHOOD_FILE))
-        if self.reference is not None:
+        if self.shared is not None and self.uses_likelihood:
+            self.shared.merged(None).save_pretrained(path / REFERENCE_DIR)
+        elif self.reference is not None:
             self.reference.save_pretrained(path / REFERENCE_DIR)
 
     @classmethod
@@ -328,6 +395,42 @@ class Discriminator(nn.Module):
         if disc.uses_likelihood:
             disc.likelihood.data.copy_(tensors["likelihood"])
         return disc
+
+
+class LikelihoodCache:
+    """ℓ_t of the traces a frozen LM has scored, by their token ids: a trace met again (the update's policy samples
+    in the scoring pass, an expert in a later step) is read, not run. Holds the `capacity` most recent traces."""
+
+    def __init__(self, capacity: int = 4096):  # far above one batch: a batch never evicts its own rows
+        self.capacity = capacity
+        self.rows: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(ids: torch.Tensor, attention: torch.Tensor, response: torch.Tensor) -> tuple:
+        keep = attention.bool()
+        return tuple(ids[keep].tolist()), tuple(response[keep].tolist())
+
+    def fill(self, input_ids, attention_mask, response_mask, compute) -> torch.Tensor:
+        """(B, T) ℓ of every row: cached rows copied in, the others `compute(ids, attention, response)`d together
+        and kept."""
+        keys = [self.key(*rows) for rows in zip(input_ids, attention_mask, response_mask)]
+        missing = [b for b, k in enumerate(keys) if k not in self.rows]
+        self.hits, self.misses = self.hits + len(keys) - len(missing), self.misses + len(missing)
+        for k in keys:  # this batch's rows are the most recent: evicting makes room before them
+            if k in self.rows:
+                self.rows.move_to_end(k)
+        if missing:
+            idx = torch.tensor(missing, device=input_ids.device)
+            fresh = compute(input_ids[idx], attention_mask[idx], response_mask[idx])  # (M, T)
+            for row, b in enumerate(missing):
+                self.rows[keys[b]] = fresh[row, attention_mask[b].bool()].detach()
+                if len(self.rows) > self.capacity:
+                    self.rows.popitem(last=False)
+        ell = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+        for b, k in enumerate(keys):
+            ell[b, attention_mask[b].bool()] = self.rows[k]
+        return ell
 
 
 def read_meta(path: Path) -> dict:
@@ -390,21 +493,35 @@ def per_sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def class_balanced(per_seq: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:
-    """½·mean over experts + ½·mean over negatives (a class absent from the batch drops out)."""
-    parts = [per_seq[sel].mean() for sel in (is_expert, ~is_expert) if sel.any()]
-    return torch.stack(parts).mean()
+def class_balanced(per_seq: torch.Tensor, is_expert: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """½·mean over experts + ½·(weighted) mean over negatives (a class absent from the batch drops out).
+    `weights` (B,): each negative's weight in its class mean (default 1 each)."""
+
+    def mean(sel: torch.Tensor) -> torch.Tensor:
+        if weights is None:
+            return per_seq[sel].mean()
+        w = weights[sel].to(per_seq.dtype)
+        return (per_seq[sel] * w).sum() / w.sum()
+
+    return torch.stack([mean(sel) for sel in (is_expert, ~is_expert) if sel.any()]).mean()
 
 
-def bce_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Class-balanced BCE with label smoothing on labelled positions. scores, label_mask: (B, T); is_expert: (B,)."""
+def bce_loss(
+    scores: torch.Tensor,
+    label_mask: torch.Tensor,
+    is_expert: torch.Tensor,
+    smoothing: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Class-balanced BCE with label smoothing on labelled positions. scores, label_mask: (B, T); is_expert: (B,);
+    weights (B,): each negative's weight within the negatives' mean (`class_balanced`)."""
     if scores.shape != label_mask.shape or is_expert.shape != scores.shape[:1]:
         raise ValueError(
             f"shapes: scores {tuple(scores.shape)}, mask {tuple(label_mask.shape)}, labels {tuple(is_expert.shape)}"
         )
     target = torch.where(is_expert, 1.0 - smoothing / 2, smoothing / 2).to(scores.dtype)[:, None].expand_as(scores)
     bce = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
-    return class_balanced(per_sequence_mean(bce, label_mask), is_expert)
+    return class_balanced(per_sequence_mean(bce, label_mask), is_expert, weights)
 
 
 def nnpu_loss(

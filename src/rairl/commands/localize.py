@@ -13,6 +13,7 @@ from typing import Any
 from transformers import set_seed
 
 from rairl.config import config_dict
+from rairl.evaluation.error_ranking import ranking_metrics
 from rairl.evaluation.processbench import NO_ERROR, processbench_metrics
 from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer
@@ -49,6 +50,7 @@ class Config(TaskArgs, RewardArgs):
         default=DEFAULT_LOGPROB_THRESHOLD, metadata={"help": "likelihood threshold on log π (default log 0.1)"}
     )
     calibrate: bool = field(default=False, metadata={"help": "pick both thresholds by F1 on a validation benchmark"})
+    hit_k: int = field(default=3, metadata={"help": "k of Hit@k: the first wrong step among the k lowest-scored"})
     val_source: str | None = field(default=None, metadata={"help": "validation source (default: --source)"})
     val_split: str = field(default="validation", metadata={"help": "validation split (injected/natural)"})
     val_file: str | None = field(default=None, metadata={"help": "validation ProcessBench file (source file)"})
@@ -70,10 +72,10 @@ class Config(TaskArgs, RewardArgs):
             raise ValueError("--calibrate with a file source needs --val_file (another file: never tune on test data)")
         if self.calibrate and self.val_file and self.val_file == self.file:
             raise ValueError(f"--val_file must differ from --file ({self.file}): never tune on the test set")
-        if self.limit < 0 or self.val_limit < 0 or self.n_samples < 1:
+        if self.limit < 0 or self.val_limit < 0 or self.n_samples < 1 or self.hit_k < 1:
             raise ValueError(
-                f"need limit, val_limit >= 0 and n_samples >= 1, got limit={self.limit}, "
-                f"val_limit={self.val_limit}, n_samples={self.n_samples}"
+                f"need limit, val_limit >= 0 and n_samples, hit_k >= 1, got limit={self.limit}, "
+                f"val_limit={self.val_limit}, n_samples={self.n_samples}, hit_k={self.hit_k}"
             )
 
     @property
@@ -137,6 +139,7 @@ def run(config: Config) -> dict[str, Any]:
             "val_f1": val_f1,
             "step_reduce": reduce,
             **processbench_metrics(predicted, labels, seed=config.seed),
+            **ranking_metrics(steps, labels, ks=sorted({1, config.hit_k}), seed=config.seed),
             "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
         }
         rows[name] = {"predicted": predicted, "steps": steps}
@@ -180,7 +183,7 @@ def format_table(report: dict[str, Any], names: list[str]) -> str:
     lines = [
         f"{report['source']}: {report['n_error']} erroneous + {report['n_correct']} correct traces"
         f" ({report['dropped']} dropped)",
-        f"{'method':<12} {'τ':>8}  {'acc_error':<24} {'acc_correct':<24} {'F1':<24}",
+        f"{'method':<12} {'τ':>8}  {'acc_error':<24} {'acc_correct':<24} {'F1':<24} hit@1 / hit@k / MAP",
     ]
     for name in names:
         r = report[name]
@@ -188,5 +191,7 @@ def format_table(report: dict[str, Any], names: list[str]) -> str:
         for key in ("acc_error", "acc_correct", "f1"):
             s = r[key]
             cells.append("-" if s["mean"] is None else f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]")
-        lines.append(f"{name:<12} {r['threshold']:>8.3f}  {cells[0]:<24} {cells[1]:<24} {cells[2]:<24}")
+        ranking = " / ".join("-" if r[k]["mean"] is None else f"{r[k]['mean']:.3f}" for k in r if k.startswith("hit@"))
+        ranking += " / " + ("-" if r["map"]["mean"] is None else f"{r['map']['mean']:.3f}")
+        lines.append(f"{name:<12} {r['threshold']:>8.3f}  {cells[0]:<24} {cells[1]:<24} {cells[2]:<24} {ranking}")
     return "\n".join(lines)

@@ -19,9 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from rairl.discriminator import Discriminator, DiscriminatorArgs
-from rairl.io import atomic_dir, write_json
+from rairl.io import atomic_dir
 from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
+from rairl.models.shared_base import DISC_ADAPTER, SharedBase
 from rairl.options import Options
 from rairl.reward_model import SCORE_FORMS, RewardModel
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
@@ -37,6 +38,7 @@ from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
 
 logger = logging.getLogger(__name__)
+WARMUP_NEGATIVES = ("policy", "perturbed")
 
 
 @dataclass
@@ -57,6 +59,16 @@ class AIRLArgs(Options):
         default=1, metadata={"help": "update D on every k-th policy step only (update ratio n_disc : k)"}
     )
     disc_warmup_steps: int = field(default=20, metadata={"help": "W: discriminator-only steps before the policy moves"})
+    disc_warmup_negatives: str = field(
+        default="policy",
+        metadata={
+            "help": "negatives of the warm-up: 'policy' (the initial policy's samples and perturbed experts) or "
+            "'perturbed' (perturbed expert traces alone, the authors' newer recipe; no generation)"
+        },
+    )
+    disc_warmup_perturbed: int = field(
+        default=2, metadata={"help": "disc_warmup_negatives=perturbed: perturbed copies of each expert per step"}
+    )
     disc_frozen: bool = field(default=False, metadata={"help": "never update D (no backward pass at all)"})
     disc_path: str | None = field(default=None, metadata={"help": "start from this saved discriminator directory"})
     perturbed_per_expert: int = field(default=1, metadata={"help": "perturbed expert traces per prompt as negatives"})
@@ -76,6 +88,12 @@ class AIRLArgs(Options):
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
         if self.score_form not in SCORE_FORMS:
             raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {self.score_form!r}")
+        if self.disc_warmup_negatives not in WARMUP_NEGATIVES:
+            raise ValueError(
+                f"disc_warmup_negatives must be one of {WARMUP_NEGATIVES}, got {self.disc_warmup_negatives!r}"
+            )
+        if self.disc_warmup_perturbed < 1:
+            raise ValueError(f"disc_warmup_perturbed must be >= 1, got {self.disc_warmup_perturbed}")
         if self.n_disc < 1 and not self.disc_frozen:
             raise ValueError(f"n_disc must be >= 1 (or set --disc_frozen), got {self.n_disc}")
         if self.disc_update_every < 1:
@@ -135,6 +153,11 @@ class AIRLTrainer(GRPOTrainer):
         self.monitor = HealthMonitor(window=airl.monitor_window)
         self.shared_tokenizer = reward_model.tokenizer.get_vocab() == self.processing_class.get_vocab()
         module = reward_model.discriminator.to(self.accelerator.device)
+        if module.shared is not None and self.accelerator.num_processes > 1:
+            raise ValueError(
+                "a shared base (--disc_share_base) runs in one process: under DDP the policy's wrapper would own the "
+                "discriminator's adapter too; pass --disc_share_base false"
+            )
         self.updater: DiscriminatorUpdater | None = None
         if airl.disc_frozen:
             module.requires_grad_(False).eval()
@@ -152,6 +175,19 @@ class AIRLTrainer(GRPOTrainer):
         self._verifier: torch.Tensor | None = None
         self._nonfinite_steps = 0  # steps in a row with non-finite rewards
 
+    def create_optimizer(self, model=None):
+        """TRL's optimiser over the policy's trainable weights only: on a shared base the discriminator's adapter
+        (also inside the policy's model) belongs to the discriminator's optimiser."""
+        shared = self.reward_model.discriminator.shared
+        own = shared.parameters(DISC_ADAPTER) if shared is not None else []
+        for p in own:
+            p.requires_grad_(False)
+        try:
+            return super().create_optimizer(model)
+        finally:
+            for p in own:
+                p.requires_grad_(True)
+
     # ------------------------------------------------------------------ discriminator
     def policy_batch(self, examples: list[Example], prompt_ids: list[list[int]], completion_ids: list[list[int]]):
         """The samples in the discriminator's token space, and their decoded texts. With the policy's tokenizer the
@@ -162,11 +198,12 @@ class AIRLTrainer(GRPOTrainer):
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         return self.reward_model.encode([self.task.prompt(ex) for ex in examples], texts), texts
 
-    def update_discriminator(self, examples: list[Example], policy_batch) -> dict[str, float]:
-        """The updater's steps on this step's samples; stats averaged across processes."""
+    def update_discriminator(self, examples: list[Example], policy_batch, perturbed_per_expert: int = 0):
+        """The updater's steps on this step's samples (None: experts against perturbed copies alone); stats
+        averaged across processes."""
         unique = list({ex.id: ex for ex in examples}.values())
         prompts, experts = [self.task.prompt(ex) for ex in unique], [ex.expert for ex in unique]
-        stats = self.updater.update(prompts, experts, policy_batch)
+        stats = self.updater.update(prompts, experts, policy_batch, perturbed_per_expert)
         if self.accelerator.num_processes > 1:  # averaged: every process logs and monitors (and stops) alike
             keys = sorted(stats)
             values = torch.tensor([stats[k] for k in keys], device=self.accelerator.device)
@@ -174,7 +211,9 @@ class AIRLTrainer(GRPOTrainer):
         return stats
 
     def warmup_discriminator(self, steps: int) -> None:
-        """W discriminator-only steps on the initial policy's samples (the policy does not move)."""
+        """W discriminator-only steps (the policy does not move): experts against the initial policy's samples and
+        perturbed experts, or (`disc_warmup_negatives=perturbed`) against `disc_warmup_perturbed` perturbed copies
+        of each expert alone."""
         if steps <= 0 or self.updater is None:
             return
         self.model.train()
@@ -185,8 +224,11 @@ class AIRLTrainer(GRPOTrainer):
             except StopIteration:
                 loader = iter(self.get_train_dataloader())
                 inputs = next(loader)
-            prompt_ids, completion_ids = self._generate([x["prompt"] for x in inputs])[:2]
             examples = [self.examples[x["example_id"]] for x in inputs]
+            if self.airl.disc_warmup_negatives == "perturbed":
+                stats = self.update_discriminator(examples, None, self.airl.disc_warmup_perturbed)
+                continue
+            prompt_ids, completion_ids = self._generate([x["prompt"] for x in inputs])[:2]
             batch, _ = self.policy_batch(examples, prompt_ids, completion_ids)
             stats = self.update_discriminator(examples, batch)
         logger.info("after warm-up: %s", {k: round(v, 3) for k, v in stats.items()})
@@ -287,9 +329,26 @@ class AIRLTrainer(GRPOTrainer):
             self._load_extra_state(Path(checkpoint))
 
 
+def shares_base(config: Config) -> bool:
+    """Whether the policy, the discriminator and the reference run on one copy of the base (`SharedBase`)."""
+    return config.disc_share_base and config.disc_model == "policy" and config.lora_r > 0 and config.disc_lora_r > 0
+
+
 def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardModel:
     init = dict(likelihood_from=config.disc_likelihood_from, head_init=config.disc_head_init)
-    if config.disc_path:
+    if shares_base(config):
+        if config.disc_likelihood and config.disc_likelihood_from != "reference":
+            raise ValueError(
+                "a shared base reads ℓ_t from the frozen base (--disc_likelihood_from reference); for ℓ_t through the "
+                "trained backbone use a discriminator of its own (--disc_share_base false)"
+            )
+        if config.disc_path:
+            raise ValueError("--disc_path starts from a saved discriminator: use it with --disc_share_base false")
+        shared = SharedBase(policy, config.disc_lora_r, config.disc_lora_alpha, config.disc_lora_target_modules)
+        disc = Discriminator.from_shared_base(
+            shared, config.disc_likelihood, config.disc_temperature, head_init=config.disc_head_init
+        )
+    elif config.disc_path:
         disc = Discriminator.from_pretrained(config.disc_path)
         tokenizer = load_tokenizer(config.disc_path)
     elif config.disc_model == "policy":
@@ -306,7 +365,7 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
     else:
         disc = Discriminator.from_checkpoint(config.disc_model, config.disc_likelihood, config.disc_temperature, **init)
         tokenizer = load_tokenizer(config.disc_model)
-    if config.disc_lora_r:
+    if config.disc_lora_r and disc.shared is None:
         disc.add_lora(config.disc_lora_r, config.disc_lora_alpha, config.disc_lora_target_modules)
     return RewardModel(
         disc,
@@ -360,10 +419,9 @@ def train_and_save(trainer: AIRLTrainer, config: Config, resume_from: str | None
     wall = time.perf_counter() - start
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
 
-    def write_discriminator_and_summary() -> None:
+    def write_discriminator() -> None:
         with atomic_dir(Path(config.output_dir, "discriminator")) as tmp:
             trainer.reward_model.save_pretrained(tmp)
-        write_json(Path(config.output_dir, "train_summary.json"), summary)
 
-    finish(trainer, config.output_dir, write_discriminator_and_summary)
+    finish(trainer, config.output_dir, summary, write_discriminator)
     return summary

@@ -23,7 +23,7 @@ def save(trainer, checkpoint: Path) -> None:
         trainer.reward_model.save_pretrained(tmp / "discriminator")
         disc = trainer.reward_model.discriminator
         if disc.has_lora:
-            trainable = {k: p.detach().contiguous() for k, p in disc.named_parameters() if p.requires_grad}
+            trainable = {k: p.detach().contiguous() for k, p in disc.named_trainable()}
             save_file(trainable, str(tmp / TRAINABLE_FILE))
         if trainer.updater is not None:
             trainer.updater.save(tmp)
@@ -36,7 +36,7 @@ def load(trainer, checkpoint: Path) -> None:
     disc = trainer.reward_model.discriminator
     if disc.has_lora:  # the frozen base is rebuilt as it was; the adapters and the head come back by name
         trainable = load_file(str(folder / TRAINABLE_FILE))
-        expected = {k for k, p in disc.named_parameters() if p.requires_grad}
+        expected = {k for k, _ in disc.named_trainable()}
         if set(trainable) != expected:
             raise ValueError(
                 f"{folder / TRAINABLE_FILE}: holds {len(trainable)} tensors that do not match this "

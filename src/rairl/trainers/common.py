@@ -20,7 +20,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, TrainerCallback
 
 from rairl.chat import render_prompt
-from rairl.io import atomic_dir
+from rairl.io import atomic_dir, write_json
 from rairl.options import Options
 from rairl.tasks import Task
 from rairl.trainers.monitor import SpikeCallback
@@ -28,6 +28,7 @@ from rairl.trainers.monitor import SpikeCallback
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
+SUMMARY_FILE = "train_summary.json"  # written last by `finish`: steps, wall time, the command's config
 
 
 @dataclass
@@ -157,10 +158,19 @@ def save_final(model: PreTrainedModel, tokenizer, output_dir: str | os.PathLike)
     return output_dir
 
 
-def finish(trainer, output_dir: str | os.PathLike, write_more: Callable[[], None]) -> None:
-    """End of a run: the main process writes the final model and tokenizer (`save_final`) and whatever `write_more`
-    adds; the other processes wait for it, so the outputs are complete when this returns on any process."""
+def finish(trainer, output_dir: str | os.PathLike, summary: dict, write_more: Callable[[], None] | None = None) -> None:
+    """End of a run: the main process writes whatever `write_more` adds (first: the policy's save merges its LoRA
+    adapters in place, and a shared base's discriminator lives in the same model), the final model and tokenizer
+    (`save_final`), and last `summary` as `SUMMARY_FILE` (so a run folder holding it is finished, `finished`); the
+    other processes wait for it, so the outputs are complete when this returns on any process."""
     if trainer.accelerator.is_main_process:
+        if write_more is not None:
+            write_more()
         save_final(trainer.model, trainer.processing_class, output_dir)
-        write_more()
+        write_json(Path(output_dir, SUMMARY_FILE), summary)
     trainer.accelerator.wait_for_everyone()
+
+
+def finished(output_dir: str | os.PathLike) -> bool:
+    """Whether a trainer's run in `output_dir` ran to its end and wrote everything (`finish`)."""
+    return Path(output_dir, SUMMARY_FILE).is_file()

@@ -131,7 +131,10 @@ def discriminator_step(
     module.train()
     scores = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
     if args.disc_loss == "bce":
-        loss = bce_loss(scores, label_mask, is_expert, args.disc_smoothing)
+        weights = None
+        if args.disc_perturbed_weight != 1.0:
+            weights = torch.tensor([args.disc_perturbed_weight if k == "perturbed" else 1.0 for k in data.kinds])
+        loss = bce_loss(scores, label_mask, is_expert, args.disc_smoothing, weights)
     elif args.disc_loss == "nnpu":
         unlabeled = torch.tensor([k in ("policy", "replay") for k in data.kinds], device=device)
         loss = nnpu_loss(scores, label_mask, is_expert, unlabeled, args.disc_pu_prior, args.disc_smoothing)
@@ -143,12 +146,12 @@ def discriminator_step(
     loss.backward()
     # A non-finite loss (or gradient) skips the step. Decided on the gradient norm, which DDP has already averaged,
     # so every process skips alike (a process that skipped the backward alone would hang the others).
-    norm = torch.nn.utils.clip_grad_norm_(module.parameters(), args.disc_max_grad_norm)
+    own = {id(p) for group in optimizer.param_groups for p in group["params"]}  # not a shared base's policy adapter
+    norm = torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if id(p) in own], args.disc_max_grad_norm)
     finite = bool(torch.isfinite(norm))
     if finite:
         optimizer.step()
-    else:
-        optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)  # no gradient left behind for another optimiser (a shared base's policy)
     correct = accuracy(scores.detach(), label_mask, is_expert).float().cpu()
     stats = {"disc/loss": loss.item(), "disc/skipped_nonfinite": float(not finite)}
     for kind in ("expert", "policy", "perturbed", "replay"):
@@ -161,7 +164,7 @@ def discriminator_step(
 def make_optimizer(module: Discriminator, args: DiscriminatorArgs) -> torch.optim.Optimizer:
     """AdamW with two groups: the backbone at `disc_lr`, the fresh head (w, a, b) at `disc_head_lr`."""
     head = {id(p) for p in module.head_parameters()}
-    backbone = [p for p in module.parameters() if p.requires_grad and id(p) not in head]
+    backbone = [p for _, p in module.named_trainable() if id(p) not in head]
     return torch.optim.AdamW(
         [{"params": backbone, "lr": args.disc_lr}, {"params": module.head_parameters(), "lr": args.disc_head_lr}],
         weight_decay=0.0,
@@ -226,21 +229,30 @@ class DiscriminatorUpdater:
         self.replay = ReplayBuffer(replay_size)
         self.rng = random.Random(seed)
 
-    def update(self, prompts: list[str], experts: list[str], policy_batch: TraceBatch) -> dict[str, float]:
+    def update(
+        self, prompts: list[str], experts: list[str], policy_batch: TraceBatch | None, perturbed_per_expert: int = 0
+    ) -> dict[str, float]:
+        """`policy_batch` None: the experts against their perturbed copies alone (`perturbed_per_expert` each, or the
+        updater's number), as the perturbed warm-up does before the policy has been sampled."""
         rm, pad = self.reward_model, self.reward_model.tokenizer.pad_token_id
-        perturbed = perturbed_experts(rm, prompts, experts, self.perturbed_per_expert, self.rng)
-        replayed = self.replay.sample(self.replay_per_step, self.rng)
-        k, negatives = self.args.disc_policy_negatives, policy_batch
-        if 0 < k < len(policy_batch):  # a random subset of this step's samples: the update's cost stays bounded
-            negatives = policy_batch.select(sorted(self.rng.sample(range(len(policy_batch)), k)))
-        parts = [("expert", rm.encode(prompts, experts)), ("policy", negatives), ("perturbed", perturbed)]
-        if replayed:
+        per_expert = perturbed_per_expert or self.perturbed_per_expert
+        perturbed = perturbed_experts(rm, prompts, experts, per_expert, self.rng)
+        parts = [("expert", rm.encode(prompts, experts))]
+        if policy_batch is not None:
+            replayed = self.replay.sample(self.replay_per_step, self.rng)
+            k, negatives = self.args.disc_policy_negatives, policy_batch
+            if 0 < k < len(policy_batch):  # a random subset of this step's samples: the update's cost stays bounded
+                negatives = policy_batch.select(sorted(self.rng.sample(range(len(policy_batch)), k)))
+            parts.append(("policy", negatives))
+        parts.append(("perturbed", perturbed))
+        if policy_batch is not None and replayed:
             parts.append(("replay", pack(replayed, pad)))
         data = assemble(parts, pad)
         stats: dict[str, float] = {}
         for _ in range(self.n_disc):
             stats = discriminator_step(self.module, rm.discriminator, self.optimizer, rm, data, self.args)
-        self.replay.add(rows_of(policy_batch))
+        if policy_batch is not None:
+            self.replay.add(rows_of(policy_batch))
         return stats
 
     def save(self, folder: Path) -> None:

@@ -18,7 +18,6 @@ import trl
 from datasets import Dataset
 
 from rairl.chat import plain_text, trainer_prompt
-from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.tasks import Example, Task, TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
@@ -105,5 +104,5 @@ def run(config: Config) -> dict[str, Any]:
     trainer.train_to_end(resume_from)
     wall = time.perf_counter() - start
     summary = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall}
-    finish(trainer, config.output_dir, lambda: write_json(Path(config.output_dir, "train_summary.json"), summary))
+    finish(trainer, config.output_dir, summary)
     return summary

@@ -38,13 +38,39 @@ def reward_correctness_stats(rewards: torch.Tensor, correct: torch.Tensor) -> di
     return stats
 
 
-def _slope(values: list[float]) -> float:
+def slope(values: list[float]) -> float:
     """Least-squares slope of values against their index."""
     n = len(values)
     mean_x, mean_y = (n - 1) / 2, sum(values) / n
     cov = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
     var = sum((i - mean_x) ** 2 for i in range(n))
     return cov / var if var else 0.0
+
+
+# What a run's log says about whether it learned (`log_summary`): the verifier's correctness of each step's
+# samples (every RL trainer logs it: R-AIRL runs the verifier for monitoring only), the learned reward's correlation
+# with it, and the discriminator's accuracy on experts, policy samples and perturbed experts.
+SUMMARY_KEYS = ("rewards/correctness/mean", "reward/corr", "disc/acc_expert", "disc/acc_policy", "disc/acc_perturbed")
+
+
+def log_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Of a run's log rows (`log.jsonl`): for each of `SUMMARY_KEYS` it holds, the means of its first and last thirds
+    of steps and its least-squares slope per 100 steps; the largest grad-norm over the median grad-norm."""
+    out: dict[str, dict[str, float]] = {}
+    for key in SUMMARY_KEYS:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        if values:
+            third = max(1, len(values) // 3)
+            out[key] = {
+                "first_third": statistics.fmean(values[:third]),
+                "last_third": statistics.fmean(values[-third:]),
+                "slope_per_100_steps": 100 * slope(values),
+                "steps": len(values),
+            }
+    grads = [r["grad_norm"] for r in rows if isinstance(r.get("grad_norm"), (int, float))]
+    if grads:
+        out["grad_norm"] = {"max": max(grads), "median": statistics.median(grads)}
+    return out
 
 
 class HealthMonitor:
@@ -62,8 +88,8 @@ class HealthMonitor:
             self.rewards.append(stats["reward/mean"])
             self.accuracy.append(stats["policy/accuracy"])
         if len(self.rewards) == self.window:
-            reward_up = _slope(list(self.rewards)) > 0
-            accuracy_drop = _slope(list(self.accuracy)) * (self.window - 1)
+            reward_up = slope(list(self.rewards)) > 0
+            accuracy_drop = slope(list(self.accuracy)) * (self.window - 1)
             if reward_up and accuracy_drop < -self.min_drop:
                 warnings.append(
                     f"decoupling: mean reward rose while accuracy fell by {-accuracy_drop:.3f} over the last "

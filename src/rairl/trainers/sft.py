@@ -21,13 +21,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trl
 
 from rairl.config import config_dict
-from rairl.io import write_json
 from rairl.models import ModelArgs, load_policy
 from rairl.models.factory import TINY
 from rairl.tasks import TaskArgs, get_task
@@ -36,7 +34,6 @@ from rairl.trainers.common import RunArgs, demonstrations, finish, log_callbacks
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "rairl_run.json"  # not config.json: that name belongs to the saved model
 _DEFAULT_SEQ_LENGTH = 1024  # TRL's default, for checkpoints other than the tiny model
 
 
@@ -127,6 +124,5 @@ def run(config: Config) -> dict[str, Any]:
     logger.info("sft: trained to step %d in %.1f s", trainer.state.global_step, wall_time_s)
 
     result = {"output_dir": config.output_dir, "steps": trainer.state.global_step, "wall_time_s": wall_time_s}
-    run_file = {"command": "sft", "config": config_dict(config), **result}
-    finish(trainer, config.output_dir, lambda: write_json(Path(config.output_dir, RUN_FILE), run_file))
+    finish(trainer, config.output_dir, {"command": "sft", "config": config_dict(config), **result})
     return result
