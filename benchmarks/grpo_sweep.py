@@ -59,6 +59,10 @@ ROWS: dict[str, dict[str, Any]] = {
     "eps0.1_mu2_lr1e-4": dict(epsilon=0.1, num_iterations=2, learning_rate=1e-4),
     "p8_lr5e-5_s60": dict(prompts=8, max_steps=60),
     "p16_lr5e-5": dict(prompts=16),
+    # LoRA (r 16 on every linear layer): the update confined to a low-rank subspace, at LoRA's usual higher rates
+    "lora16_p8_lr5e-4": dict(prompts=8, lora_r=16, learning_rate=5e-4),
+    "lora16_p8_lr1e-3": dict(prompts=8, lora_r=16, learning_rate=1e-3),
+    "lora16_p8_lr2e-3": dict(prompts=8, lora_r=16, learning_rate=2e-3),
 }
 SMOKE = dict(max_steps=2, prompts=2, num_generations=2)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, environment, flags, out_dir, parser, run_once  # noqa: E402
+from common import RESULTS, environment, flags, out_dir, parser, run_once, set_threads  # noqa: E402
 
 from rairl.demo_results import (  # noqa: E402
     RERANK_PICKS,
@@ -53,10 +53,11 @@ MODEL = "smollm2-135m"
 METHODS = ("sft", "airl_dense", "grpo_verifier")
 
 
-def evaluate(policy: Path | str, out: Path, splits: str, size: dict, n: int, threads: list[str]) -> dict[str, Any]:
-    """`rairl eval`: greedy and N samples per question (T = 1) on `splits`; returns its metrics.json."""
+def evaluate(policy: Path | str, out: Path, splits: str, size: dict, n: int) -> dict[str, Any]:
+    """`rairl eval`: greedy and N samples per question (T = 1) on `splits`; returns its metrics.json. (Inference
+    commands use the process's torch threads, set once in `main`; trainers take `--threads`.)"""
     argv = ["eval", *flags(model=policy, splits=splits, n=n, k="1", n_eval=size["n_eval"], max_new_tokens=48,
-                           batch_size=64, output_dir=out), *threads]  # fmt: skip
+                           batch_size=64, output_dir=out)]  # fmt: skip
     run_once(out / "metrics.json", argv)
     return json.loads((out / "metrics.json").read_text())
 
@@ -90,7 +91,7 @@ def train_base(out: Path, size: dict, threads: list[str]) -> tuple[Path, list[di
             )  # fmt: skip
             run_once(kept / "config.json", ["sft", *options, *threads])
             snapshot(run, kept)
-        metrics = evaluate(kept, kept / "eval", "validation,test", size, 4, threads)["splits"]
+        metrics = evaluate(kept, kept / "eval", "validation,test", size, 4)["splits"]
         curve.append({"steps": steps, **{s: metrics[s]["pass@1"] for s in ("validation", "test")}})
         gains = [b["validation"]["mean"] - a["validation"]["mean"] for a, b in zip(curve, curve[1:])]
         if curve[-1]["validation"]["mean"] >= TARGET_PASS1 or (len(gains) >= 2 and max(gains[-2:]) < PLATEAU):
@@ -124,14 +125,14 @@ def main() -> None:
     args = p.parse_args()
     size = dict(SMOKE if args.smoke else SIZE)
     out = Path(args.output or ("runs/smollm2_track_smoke" if args.smoke else "runs/smollm2_track"))
-    threads = ["--threads", str(args.threads)] if args.threads else []
+    threads = ["--threads", str(set_threads(args.threads))]
     base, curve = train_base(out, size, threads)
     results: dict[str, Any] = {"size": size, "base": str(base), "sft_curve": curve}
     if args.stop_after != "sft":
         seeds = [int(s) for s in size["seeds"].split(",")]
         runs = {m: [train_method(m, base, s, out, size, threads) for s in seeds] for m in METHODS}
         if args.stop_after != "methods":
-            results.update(judge(base, runs, seeds, out, size, threads))
+            results.update(judge(base, runs, seeds, out, size))
     ratio = RESULTS / "smollm2_speed.json"
     if ratio.is_file():
         results["step_ratio_airl_over_grpo"] = json.loads(ratio.read_text()).get("step_ratio_airl_over_grpo")
@@ -151,14 +152,14 @@ def read_rows(folder: Path, split: str) -> dict[str, list[dict]]:
     }
 
 
-def judge(base: Path, runs: dict[str, list[Path]], seeds: list[int], out: Path, size: dict, threads: list[str]):
+def judge(base: Path, runs: dict[str, list[Path]], seeds: list[int], out: Path, size: dict) -> dict[str, Any]:
     """Stages 3-4: accuracy of every policy, then reranking and localisation by the learned reward."""
-    evaluate(base, base / "eval_final", "test,ood", size, size["n_rerank"], threads)
+    evaluate(base, base / "eval_final", "test,ood", size, size["n_rerank"])
     per_seed = []
     for i, seed in enumerate(seeds):
         rows = {}
         for method, paths in runs.items():
-            evaluate(paths[i], paths[i] / "eval", "test,ood", size, 4, threads)
+            evaluate(paths[i], paths[i] / "eval", "test,ood", size, 4)
             rows[method] = {s: read_rows(paths[i] / "eval", s) for s in ("test", "ood")}
         rows["base"] = {s: read_rows(base / "eval_final", s) for s in ("test", "ood")}
         per_seed.append({"seed": seed, "dir": str(out), "rows": rows})
@@ -168,12 +169,12 @@ def judge(base: Path, runs: dict[str, list[Path]], seeds: list[int], out: Path, 
     disc, task = runs["airl_dense"][0] / "discriminator", flags(n_eval=size["n_eval"])
     samples = base / "eval_final" / "test_samples.jsonl"
     run_once(out / "rerank_test" / "metrics.json", ["rerank", *task, *flags(
-        samples=samples, reward_model=disc, policy=base, output_dir=out / "rerank_test"), *threads])  # fmt: skip
+        samples=samples, reward_model=disc, policy=base, output_dir=out / "rerank_test")])  # fmt: skip
     for name, source in (("injected", flags(source="injected", split="test", limit=size["n_eval"])),
                          ("natural", flags(source="natural", samples=samples))):  # fmt: skip
         argv = ["localize", *task, *source, *flags(reward_model=disc, policy=base, val_source="injected",
                 val_split="validation", val_limit=size["n_val"], output_dir=out / f"localize_{name}"),
-                "--calibrate", *threads]  # fmt: skip
+                "--calibrate"]  # fmt: skip
         run_once(out / f"localize_{name}" / "metrics.json", argv)
     names = ("injected", "natural")
     first = {

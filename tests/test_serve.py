@@ -156,6 +156,23 @@ def test_concurrent_clients_get_the_in_process_scores(server, disc_dir):
         RemoteReward(url, api_key="wrong", retries=0).score(PROMPTS, RESPONSES)
 
 
+def test_partial_traces_are_scored_without_eos(server, disc_dir):
+    """An outside search loop's beams: `"partial": true` scores unfinished traces as the search does (no EOS)."""
+    url, _ = server
+    rm = RewardModel.from_pretrained(disc_dir)
+    beams = ["1+2=3\n", "3*4=12\n"]
+    for partial in (True, False):
+        body = {"prompts": PROMPTS[:2], "responses": beams, "partial": partial}
+        views = post(url, "/score", body).json()["results"]
+        local = rm.score(PROMPTS[:2], beams, partial=partial)
+        for b, view in enumerate(views):
+            assert len(view["tokens"]) == len(local.tokens[b]) == len(beams[b]) + (0 if partial else 1)
+            assert [st["score"] for st in view["steps"]] == pytest.approx(local.steps[b], abs=1e-5)
+    assert post(url, "/score", {**body, "partial": "yes"}).status_code == 422
+    remote = RemoteReward(url, api_key=KEY).score(PROMPTS[:2], beams, partial=True)
+    assert [len(v["tokens"]) for v in remote] == [len(b) for b in beams]
+
+
 def test_async_client_and_retries(server, disc_dir):
     import asyncio
 

@@ -198,3 +198,22 @@ def test_a_char_policys_samples_scored_by_a_smollm2_discriminator_and_the_revers
         for (_a, b), value in zip(token_offsets(src, ids[:-1])[1], scored.tokens[0][:-1]):
             holder = next(k for k, (s, e) in enumerate(rm_spans) if s < b <= e)
             assert value == direct.tokens[0][holder]
+
+
+def test_search_steps_end_at_line_boundaries_under_bpe_and_the_chat_template(smollm2):
+    """`rairl.inference.search` with SmolLM2 proposing steps (chat template, BPE tokens that hold a newline and
+    more) and its own likelihood scoring them: every step a beam kept ends at the boundary, and only there."""
+    from rairl.inference.likelihood import LikelihoodScorer
+    from rairl.inference.search import Searcher, next_steps
+
+    model, tokenizer = smollm2
+    task = get_task(TaskArgs(task="arith"))
+    prompt = task.prompt(task.examples("test")[0])
+    torch.manual_seed(0)
+    (children,) = next_steps(model, tokenizer, [prompt], [""], 2, boundary="\n", max_step_tokens=12)
+    for child in children:  # a step stops at its first newline (a BPE token may carry a space after it)
+        assert "\n" not in child.text.rstrip()
+    scorer = LikelihoodScorer(model, tokenizer, step_spans=task.step_spans)
+    searcher = Searcher(model, tokenizer, scorer, "\n", m=2, max_steps=2, max_step_tokens=12, progress=False)
+    (result,) = searcher.run("beam", 2, [prompt])
+    assert result.tokens > 0 and result.scorer_calls == 4 and result.response

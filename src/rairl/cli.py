@@ -30,6 +30,7 @@ COMMANDS: Registry[tuple[str, str]] = Registry(
         "score": ("rairl.commands.score", "score traces with a reward model"),
         "rerank": ("rairl.commands.rerank", "best-of-N reranking by the learned reward"),
         "localize": ("rairl.commands.localize", "first-error-step localisation"),
+        "search": ("rairl.commands.search", "reward-guided search: best-of-N, step-level beam search, DVTS"),
         "eval": ("rairl.commands.eval", "greedy accuracy and pass@k with confidence intervals"),
         "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
         "convert": ("rairl.commands.convert", "a GGUF model (or smollm2-135m) as a safetensors folder"),

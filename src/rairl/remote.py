@@ -43,11 +43,13 @@ class RemoteReward:
         return self._post("/get_reward", body)["rewards"]
 
     # ------------------------------------------------------------------ all three views
-    def score(self, prompts: list[str], responses: list[str]) -> list[dict[str, Any]]:
-        return self._post("/score", {"prompts": list(prompts), "responses": list(responses)})["results"]
+    def score(self, prompts: list[str], responses: list[str], partial: bool = False) -> list[dict[str, Any]]:
+        """Token, step and trace views of each trace (`partial`: unfinished traces, scored without EOS)."""
+        body = {"prompts": list(prompts), "responses": list(responses), "partial": partial}
+        return self._post("/score", body)["results"]
 
-    async def ascore(self, prompts: list[str], responses: list[str]) -> list[dict[str, Any]]:
-        body = {"prompts": list(prompts), "responses": list(responses)}
+    async def ascore(self, prompts: list[str], responses: list[str], partial: bool = False) -> list[dict[str, Any]]:
+        body = {"prompts": list(prompts), "responses": list(responses), "partial": partial}
         async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
             for attempt in range(self.retries + 1):
                 try:

@@ -120,13 +120,15 @@ class TraceScorer(ABC):
         step_reduce: str = "last",
         aggregates: Sequence[str] | None = None,
         gamma: float = 0.9,
+        partial: bool = False,
     ) -> TraceScores:
         """All three views of texts from one forward pass. Tokens are this scorer's tokenizer's, EOS last.
 
         `step_spans[b]`: the steps' character spans in `responses[b]` (default: this model's step splitter), for
         steps that are not lines (ProcessBench steps hold newlines). `aggregates`: default all registered.
+        `partial`: the responses are unfinished (a search's partial traces): no EOS is appended.
         """
-        return self._score_texts(prompts, responses, step_spans, step_reduce, aggregates, gamma)[0]
+        return self._score_texts(prompts, responses, step_spans, step_reduce, aggregates, gamma, partial)[0]
 
     def score_ids(
         self,
@@ -214,15 +216,20 @@ class TraceScorer(ABC):
         step_reduce: str,
         aggregates: Sequence[str] | None,
         gamma: float,
+        partial: bool = False,
     ) -> tuple[TraceScores, TraceBatch]:
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts for {len(responses)} responses")
         spans = [list(s) for s in step_spans] if step_spans is not None else [self.step_spans(r) for r in responses]
         if len(spans) != len(responses):
             raise ValueError(f"got step spans for {len(spans)} responses, expected {len(responses)}")
-        batch = encode_texts(self.tokenizer, prompts, responses, spans, self.max_length)
+        batch = encode_texts(self.tokenizer, prompts, responses, spans, self.max_length, add_eos=not partial)
         enc = self.tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)
-        offsets = [[tuple(o) for o in row] + [(len(r), len(r))] for row, r in zip(enc["offset_mapping"], responses)]
+        # the appended EOS is a zero-width token at the end of the text; a partial trace has none
+        offsets = [
+            [tuple(o) for o in row] + ([] if partial else [(len(r), len(r))])
+            for row, r in zip(enc["offset_mapping"], responses)
+        ]
         return self._views(batch, list(responses), offsets, spans, step_reduce, aggregates, gamma), batch
 
     def _views(

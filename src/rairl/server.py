@@ -4,8 +4,9 @@ Endpoints (JSON):
     POST /get_reward   OpenRLHF's shape: {"query": [prompt + response], "prompts": [prompt], "labels": [...]}
                        -> {"rewards": [trace score], "scores": [same], "extra_logs": {...}}; the response is what
                        follows its prompt in the query; the trace aggregation is chosen at start-up
-    POST /score        {"prompts": [...], "responses": [...]} -> for each trace: token rewards with character
-                       offsets, step scores, every aggregation
+    POST /score        {"prompts": [...], "responses": [...], "partial": false} -> for each trace: token rewards
+                       with character offsets, step scores, every aggregation; `"partial": true` scores unfinished
+                       traces (an outside search loop's beams: no EOS appended)
     GET  /health       {"status": "ok"} (no key needed)
     GET  /info         model, granularity, score form, aggregation, limits
 
@@ -32,7 +33,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from rairl.reward_model import RewardModel
 
@@ -59,6 +60,7 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompts: list[StrictStr]
     responses: list[StrictStr]
+    partial: StrictBool = False
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Job:
     tokens: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future = field(repr=False)
+    partial: bool = False
 
 
 class Batcher:
@@ -86,9 +89,9 @@ class Batcher:
         self.jobs.put(None)
         self.thread.join(timeout=30)
 
-    async def score(self, prompts: list[str], responses: list[str], tokens: int):
+    async def score(self, prompts: list[str], responses: list[str], tokens: int, partial: bool = False):
         loop = asyncio.get_running_loop()
-        job = _Job(prompts, responses, tokens, loop, loop.create_future())
+        job = _Job(prompts, responses, tokens, loop, loop.create_future(), partial)
         self.jobs.put(job)
         return await job.future
 
@@ -119,21 +122,24 @@ class Batcher:
                 return
 
     def _run(self, batch: list[_Job]) -> None:
-        prompts = [p for job in batch for p in job.prompts]
-        responses = [r for job in batch for r in job.responses]
-        try:
-            scores = self.model.score(prompts, responses) if prompts else None
-            error = None
-        except Exception as err:  # noqa: BLE001 - reported to every waiting request, the worker lives on
-            logger.exception("scoring failed")
-            scores, error = None, err
+        """Score the batch in one call per kind (finished traces get EOS appended, partial ones do not)."""
+        for partial in sorted({job.partial for job in batch}):
+            jobs = [job for job in batch if job.partial == partial]
+            prompts = [p for job in jobs for p in job.prompts]
+            responses = [r for job in jobs for r in job.responses]
+            try:
+                scores = self.model.score(prompts, responses, partial=partial) if prompts else None
+                error = None
+            except Exception as err:  # noqa: BLE001 - reported to every waiting request, the worker lives on
+                logger.exception("scoring failed")
+                scores, error = None, err
+            at = 0
+            for job in jobs:
+                n = len(job.prompts)
+                result = error if error is not None else (scores, at, n)
+                job.loop.call_soon_threadsafe(_settle, job.future, result)
+                at += n
         self.batches += 1
-        at = 0
-        for job in batch:
-            n = len(job.prompts)
-            result = error if error is not None else (scores, at, n)
-            job.loop.call_soon_threadsafe(_settle, job.future, result)
-            at += n
 
 
 def _settle(future: asyncio.Future, result) -> None:
@@ -235,8 +241,8 @@ def build_app(
                 )
         return sum(lengths)
 
-    async def scored(prompts: list[str], responses: list[str]):
-        return await batcher.score(prompts, responses, token_count(prompts, responses))
+    async def scored(prompts: list[str], responses: list[str], partial: bool = False):
+        return await batcher.score(prompts, responses, token_count(prompts, responses), partial)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -265,7 +271,7 @@ def build_app(
             raise HTTPException(
                 422, f"{len(body.prompts)} prompts for {len(body.responses)} responses: they must match"
             )
-        scores, at, n = await scored(body.prompts, body.responses)
+        scores, at, n = await scored(body.prompts, body.responses, body.partial)
         out = []
         for b in range(at, at + n):
             out.append(

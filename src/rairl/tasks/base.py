@@ -57,6 +57,8 @@ class Task(ABC):
     def examples(self, split: str) -> list[Example]:
         """The examples of `split` (e.g. "train", "test", "ood"); an unknown split raises ValueError."""
 
+    step_boundary: str | None = "\n"  # what ends a step (`line_spans` splits on it); search stops a step there
+
     def prompt(self, example: Example) -> str:
         """Plain-text prompt (no chat template: templates that insert dates make scores depend on the calendar)."""
         return f"Question: {example.question}\nAnswer:\n"

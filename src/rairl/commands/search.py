@@ -1,0 +1,113 @@
+"""`rairl search`: spend test-time compute with the learned process reward (library: `rairl.inference.search`).
+
+For each question of a split, each method (best_of_n | beam | dvts), each N and each scorer (the learned reward,
+and the policy's own likelihood as its twin), search with the policy and keep one answer. Writes `search.jsonl`
+(one row per question, method, scorer and N: the chosen trace, its answer and verdict, tokens generated, scorer
+calls) and `metrics.json` (accuracy with n and a 95% CI, mean tokens and scorer calls per question).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+
+from rairl.config import config_dict
+from rairl.evaluation.metrics import parse_ks, summarize
+from rairl.inference.likelihood import LikelihoodScorer
+from rairl.inference.sampling import load_for_inference, select_examples
+from rairl.inference.scoring import RewardArgs, load_reward_model, step_reduce_of
+from rairl.inference.search import AGGREGATES, METHODS, Searcher, check_budget, search_rows
+from rairl.io import write_json, write_jsonl
+from rairl.models import ModelArgs
+from rairl.tasks import TaskArgs, get_task
+
+logger = logging.getLogger(__name__)
+SCORERS = ("reward", "likelihood")
+
+
+@dataclass
+class Config(TaskArgs, RewardArgs):
+    policy: str = field(default="", metadata={"help": "the policy that proposes steps (and the likelihood scorer)"})
+    methods: str = field(
+        default=",".join(METHODS),
+        metadata={"help": "comma-separated: best_of_n (rerank N samples), beam (N/M beams × M), dvts (N/M trees)"},
+    )
+    scorers: str = field(default=",".join(SCORERS), metadata={"help": "reward (learned) and/or likelihood (policy)"})
+    n: str = field(default="4,8,16", metadata={"help": "comma-separated N: candidates per round (the budget)"})
+    m: int = field(default=4, metadata={"help": "M: next steps drawn per beam (beam, dvts: M divides N)"})
+    step_aggregate: str = field(
+        default="min", metadata={"help": "a partial trace's score from its step scores: last | min | mean"}
+    )
+    split: str = field(default="test", metadata={"help": "the task split searched"})
+    limit: int = field(default=0, metadata={"help": "questions (0 = all)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the steps"})
+    max_steps: int = field(default=10, metadata={"help": "rounds of search (steps per trace) at most"})
+    max_step_tokens: int = field(default=32, metadata={"help": "tokens per step at most"})
+    seed: int = field(default=0, metadata={"help": "sampling seed and bootstrap seed"})
+    output_dir: str = field(default="runs/search", metadata={"help": "folder for search.jsonl and metrics.json"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.policy:
+            raise ValueError("--policy is required: the causal LM that proposes the steps")
+        for name, known in (("methods", METHODS), ("scorers", SCORERS)):
+            if bad := [x for x in getattr(self, name).split(",") if x not in known]:
+                raise ValueError(f"--{name}: unknown {bad}; known: {', '.join(known)}")
+        AGGREGATES.lookup(self.step_aggregate)
+        for method in self.method_list:
+            for n in parse_ks(self.n):
+                check_budget(method, n, self.m)
+
+    @property
+    def method_list(self) -> list[str]:
+        return [x for x in self.methods.split(",") if x]
+
+
+def run(config: Config) -> dict[str, Any]:
+    set_seed(config.seed)
+    task = get_task(config)
+    examples = select_examples(task, config.split, config.limit)
+    model, tokenizer = load_for_inference(ModelArgs(model=config.policy), seed=config.seed)
+    scorers = {}
+    if "reward" in config.scorers:
+        reward_model = load_reward_model(config, task)
+        scorers["reward"] = (reward_model, step_reduce_of(config, reward_model))
+    if "likelihood" in config.scorers:
+        likelihood = LikelihoodScorer(model, tokenizer, step_spans=task.step_spans, batch_size=config.batch_size)
+        scorers["likelihood"] = (likelihood, "min")
+    rows, metrics = [], {}
+    for name, (scorer, step_reduce) in scorers.items():
+        searcher = Searcher(model, tokenizer, scorer, task.step_boundary, m=config.m, how=config.step_aggregate,
+                            step_reduce=step_reduce, temperature=config.temperature, max_steps=config.max_steps,
+                            max_step_tokens=config.max_step_tokens)  # fmt: skip
+        for method in config.method_list:
+            for n in parse_ks(config.n):
+                logger.info("search: %s, N=%d, M=%d, scorer %s, %d questions", method, n, config.m, name, len(examples))
+                found = search_rows(searcher, task, examples, method, n, name)
+                rows += found
+                metrics[f"{method}/{name}/N={n}"] = {
+                    "accuracy": summarize([float(r["correct"]) for r in found], seed=config.seed),
+                    "tokens_per_question": sum(r["tokens"] for r in found) / len(found),
+                    "scorer_calls_per_question": sum(r["scorer_calls"] for r in found) / len(found),
+                }
+    out = Path(config.output_dir)
+    write_jsonl(out / "search.jsonl", rows)
+    report = {"split": config.split, "n_questions": len(examples), "results": metrics, "config": config_dict(config)}
+    write_json(out / "metrics.json", report)
+    print(format_table(metrics))
+    return report
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    lines = [f"{'method/scorer/N':<28} {'accuracy [95% CI]':<24} {'n':>5} {'tokens/q':>9} {'scored/q':>9}"]
+    for key, m in metrics.items():
+        a = m["accuracy"]
+        cell = f"{a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]"
+        lines.append(
+            f"{key:<28} {cell:<24} {a['n']:>5} {m['tokens_per_question']:>9.1f} {m['scorer_calls_per_question']:>9.1f}"
+        )
+    return "\n".join(lines)

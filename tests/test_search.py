@@ -1,0 +1,177 @@
+"""Reward-guided search (rairl.inference.search, `rairl search`): beam bookkeeping on a hand-made scorer, equal-budget
+accounting, the PRM adapter's shape, bad input refused, and the command end to end on a tiny policy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from rairl.cli import main
+from rairl.discriminator import Discriminator
+from rairl.inference.prm import ProcessRewardModel
+from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, top_k
+from rairl.models import ModelArgs, build_tiny
+from rairl.reward_model import RewardModel
+from rairl.tasks import TaskArgs, get_task
+
+TINY = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256)
+
+
+class Views:
+    def __init__(self, steps):
+        self.steps = steps
+
+
+class StepValueScorer:
+    """A hand-made scorer: a step's score is the number written at its end ("a=7" scores 7); calls are recorded."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, prompts, responses, *, aggregates, step_reduce, partial):
+        self.calls.append((list(responses), partial))
+        return Views([[float(line.split("=")[-1]) for line in r.splitlines() if line.strip()] for r in responses])
+
+
+def scripted(tree, m=2):
+    """An `_expand` that grows each partial by its next M scripted steps, taken in order from `tree[partial]` (a
+    step ending in '#' answers), each costing as many tokens as it has characters."""
+    queues = {k: list(v) for k, v in tree.items()}
+
+    def expand(prompts, partials):
+        out = []
+        for partial in partials:
+            children = []
+            steps, queues[partial] = queues[partial][:m], queues[partial][m:]
+            for step in steps:
+                done = step.endswith("#")
+                children.append(Candidate(partial + step.rstrip("#") + ("" if done else "\n"), done, tokens=len(step)))
+            out.append(children)
+        return out
+
+    return expand
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny(TINY, seed=0)
+
+
+def searcher(tiny, scorer, m=2, how="last"):
+    model, tokenizer = tiny
+    return Searcher(model, tokenizer, scorer, "\n", m=m, how=how, max_steps=5, progress=False)
+
+
+def test_top_k_keeps_the_best_and_breaks_ties_by_the_earlier_candidate():
+    cands = [Candidate("a", score=1.0), Candidate("b", score=3.0), Candidate("c", score=3.0), Candidate("d", score=2.0)]
+    assert [c.text for c in top_k(cands, 2)] == ["b", "c"]
+    assert [c.text for c in top_k(cands, 3)] == ["b", "c", "d"]
+    assert aggregate([3.0, -1.0, 2.0], "min") == -1.0 and aggregate([3.0, -1.0, 2.0], "last") == 2.0
+    assert aggregate([3.0, -1.0, 2.0], "mean") == pytest.approx(4 / 3) and aggregate([], "min") == float("-inf")
+
+
+def test_beam_search_keeps_the_top_scored_beams_and_the_answered_ones(tiny, monkeypatch):
+    # N = 4, M = 2: the first round draws N = 4 steps from the prompt and keeps N/M = 2; each round after, the two
+    # live beams draw 2 each. "x=9#" answers early with the best score and must be kept and chosen.
+    tree = {
+        "": ["a=1", "b=5", "c=5", "d=0"],
+        "b=5\n": ["e=2", "x=9#"],
+        "c=5\n": ["f=3", "g=7"],
+        "c=5\ng=7\n": ["h=4#", "i=1#"],
+        "c=5\nf=3\n": ["j=8#", "k=0#"],
+    }
+    s = searcher(tiny, StepValueScorer())
+    monkeypatch.setattr(s, "_expand", scripted(tree))
+    (result,) = s.run("beam", 4, ["Q"])
+    assert result.response == "b=5\nx=9" and result.finished
+    # round 1 keeps b and c (5, 5; not a or d), round 2 keeps x (9, answered, set aside) and g (7),
+    # round 3 expands only g: h (4) is kept
+    assert result.tokens == sum(map(len, ["a=1", "b=5", "c=5", "d=0", "e=2", "x=9#", "f=3", "g=7", "h=4#", "i=1#"]))
+    assert result.scorer_calls == 4 + 4 + 2
+
+
+def test_dvts_runs_independent_subtrees_of_width_one(tiny, monkeypatch):
+    # N = 4, M = 2: two subtrees; the first draws a, b and keeps b; the second draws c, d and keeps d
+    tree = {"": ["a=1", "b=2", "c=0", "d=3"], "b=2\n": ["e=1#", "f=5#"], "d=3\n": ["g=4#", "h=0#"]}
+    s = searcher(tiny, StepValueScorer())
+    monkeypatch.setattr(s, "_expand", scripted(tree))
+    (result,) = s.run("dvts", 4, ["Q"])
+    assert result.response == "b=2\nf=5" and result.finished
+    assert result.tokens == 4 * len("a=1") + 4 * len("e=1#") and result.scorer_calls == 8
+
+
+def test_equal_budget_every_method_draws_n_candidates_per_round(tiny, monkeypatch):
+    drawn = []
+    tree = {"": ["s=1"] * 8, "s=1\n": ["t=2#"] * 8}
+    for method in ("beam", "dvts"):
+        drawn.clear()
+        s = searcher(tiny, StepValueScorer(), m=2)
+        expand = scripted(tree)
+        monkeypatch.setattr(
+            s, "_expand", lambda prompts, partials: drawn.append(len(partials)) or expand(prompts, partials)
+        )
+        (result,) = s.run(method, 8, ["Q"])
+        assert [d * 2 for d in drawn] == [8, 8]  # N = 8 candidates in each of the two rounds
+        assert result.tokens == 8 * len("s=1") + 8 * len("t=2#")
+
+
+def test_bad_budgets_and_missing_step_boundaries_are_refused(tiny, capsys):
+    with pytest.raises(ValueError, match="N=6 must be a multiple of M=4"):
+        check_budget("beam", 6, 4)
+    check_budget("best_of_n", 6, 4)  # best-of-N has no beams
+    with pytest.raises(ValueError, match="no step boundary"):
+        check_boundary(tiny[1], None)
+    vocab = {"[UNK]": 0, "a": 1, "b": 2, "</s>": 3}
+    word = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    word.pre_tokenizer = pre_tokenizers.Whitespace()
+    no_newline = PreTrainedTokenizerFast(tokenizer_object=word, unk_token="[UNK]", eos_token="</s>")
+    with pytest.raises(ValueError, match="no token that writes the step boundary"):
+        check_boundary(no_newline, "\n")
+    assert main(["search", "--reward_model", "x", "--policy", "y", "--n", "6", "--m", "4"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: beam: N=6 must be a multiple of M=4 (N/M beams, each expanded M ways)"
+    ]
+
+
+def test_the_prm_adapter_has_search_and_learns_shape(tiny):
+    scorer = StepValueScorer()
+    prm = ProcessRewardModel(scorer, prompt=lambda q: f"Q: {q}\n")
+    out = prm.score(["q1", "q2"], [["a=1\n\nb=2", "c=3"], ["d=4"]])
+    assert out == [[[1.0, 2.0], [3.0]], [[4.0]]]  # question → candidate → per-step scores
+    assert scorer.calls == [(["a=1\n\nb=2", "c=3", "d=4"], True)]  # scored as partial traces
+    assert prm.score(["q"], [[]]) == [[]]
+
+
+def test_search_command_end_to_end(tiny, tmp_path):
+    model, tokenizer = tiny
+    policy, disc_dir = tmp_path / "policy", tmp_path / "disc"
+    model.save_pretrained(policy)
+    tokenizer.save_pretrained(policy)
+    torch.manual_seed(0)
+    disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
+    RewardModel(disc, tokenizer, score_form="f").save_pretrained(disc_dir)
+    argv = ["search", "--policy", str(policy), "--reward_model", str(disc_dir), "--n", "2,4", "--m", "2",
+            "--limit", "3", "--max_steps", "3", "--max_step_tokens", "8", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "search.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 2 * 3 * 2  # methods × N × questions × scorers
+    assert {r["method"] for r in rows} == {"best_of_n", "beam", "dvts"} and {r["scorer"] for r in rows} == {
+        "reward",
+        "likelihood",
+    }
+    assert all(r["tokens"] > 0 and r["scorer_calls"] > 0 for r in rows)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]
+    assert metrics["beam/reward/N=4"]["accuracy"]["n"] == 3
+
+
+def test_partial_traces_are_scored_without_eos(tiny):
+    model, tokenizer = tiny
+    disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
+    rm = RewardModel(disc, tokenizer, score_form="f", step_spans=get_task(TaskArgs()).step_spans)
+    full, part = rm.score(["Q\n"], ["1+2=3\n"]), rm.score(["Q\n"], ["1+2=3\n"], partial=True)
+    assert len(full.tokens[0]) == len(part.tokens[0]) + 1  # the EOS a finished trace carries
+    assert torch.allclose(full.tokens[0][:-1], part.tokens[0])  # causal: the prefix scores the same
