@@ -111,9 +111,12 @@ def test_equal_budget_every_method_draws_n_candidates_per_round(tiny, monkeypatc
         drawn.clear()
         s = searcher(tiny, StepValueScorer(), m=2)
         expand = scripted(tree)
-        monkeypatch.setattr(
-            s, "_expand", lambda prompts, partials: drawn.append(len(partials)) or expand(prompts, partials)
-        )
+
+        def counted(prompts, partials, expand=expand):
+            drawn.append(len(partials))
+            return expand(prompts, partials)
+
+        monkeypatch.setattr(s, "_expand", counted)
         (result,) = s.run(method, 8, ["Q"])
         assert [d * 2 for d in drawn] == [8, 8]  # N = 8 candidates in each of the two rounds
         assert result.tokens == 8 * len("s=1") + 8 * len("t=2#")
@@ -154,8 +157,8 @@ def test_search_command_end_to_end(tiny, tmp_path):
     torch.manual_seed(0)
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
     RewardModel(disc, tokenizer, score_form="f").save_pretrained(disc_dir)
-    argv = ["search", "--policy", str(policy), "--reward_model", str(disc_dir), "--n", "2,4", "--m", "2",
-            "--limit", "3", "--max_steps", "3", "--max_step_tokens", "8", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    argv = ["search", "--policy", str(policy), "--reward_model", str(disc_dir), "--n", "2,4", "--m", "2", "--limit",
+            "3", "--max_steps", "3", "--max_step_tokens", "8", "--output_dir", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0
     rows = [json.loads(line) for line in (tmp_path / "out" / "search.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * 2 * 3 * 2  # methods × N × questions × scorers

@@ -2,8 +2,8 @@ r"""Reward-guided search over reasoning steps (DESIGN §2.5): best-of-N, step-le
 scorer of partial traces: the learned reward, or the policy's own likelihood as its twin (same code).
 
 A *step* ends at the task's step boundary (`Task.step_boundary`, a newline for line-split tasks): generation of a
-step stops there, or at EOS (the trace has answered), or after `max_step_tokens` (the step goes on next round). A partial trace y_{1..k} is
-scored by its step scores v_1..v_k (the scorer's step view, no EOS appended) aggregated:
+step stops there, or at EOS (the trace has answered), or after `max_step_tokens` (the step goes on next round).
+A partial trace y_{1..k} is scored by its step scores v_1..v_k (the scorer's step view, no EOS appended) aggregated:
 
     score(y_{1..k}) = v_k (last) | min_j v_j (min) | mean_j v_j (mean)
 
