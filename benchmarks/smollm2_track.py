@@ -42,7 +42,7 @@ from rairl.io import write_json  # noqa: E402
 TARGET_PASS1 = 0.4
 PLATEAU = 0.02
 SIZE = dict(
-    chunk=200, max_chunks=10, batch=8, lr=2e-4, lora_r=16, n_eval=128, n_val=64, method_steps=30, prompts=2,
+    chunk=50, max_chunks=20, batch=8, lr=2e-4, lora_r=16, n_eval=128, n_val=64, method_steps=30, prompts=2,
     gens=8, rl_lr=1e-4, warmup=10, seeds="0,1", n_rerank=8,
 )  # fmt: skip
 SMOKE = dict(

@@ -42,9 +42,9 @@ def scripted(tree, m=2):
     step ending in '#' answers), each costing as many tokens as it has characters."""
     queues = {k: list(v) for k, v in tree.items()}
 
-    def expand(prompts, partials):
+    def expand(prompts, parents):
         out = []
-        for partial in partials:
+        for partial in (p.text for p in parents):
             children = []
             steps, queues[partial] = queues[partial][:m], queues[partial][m:]
             for step in steps:

@@ -204,15 +204,17 @@ def test_search_steps_end_at_line_boundaries_under_bpe_and_the_chat_template(smo
     """`rairl.inference.search` with SmolLM2 proposing steps (chat template, BPE tokens that hold a newline and
     more) and its own likelihood scoring them: every step a beam kept ends at the boundary, and only there."""
     from rairl.inference.likelihood import LikelihoodScorer
-    from rairl.inference.search import Searcher, next_steps
+    from rairl.inference.search import Searcher, StepSampler
 
     model, tokenizer = smollm2
     task = get_task(TaskArgs(task="arith"))
     prompt = task.prompt(task.examples("test")[0])
     torch.manual_seed(0)
-    (children,) = next_steps(model, tokenizer, [prompt], [""], 2, boundary="\n", max_step_tokens=12)
-    for child in children:  # a step stops at its first newline (a BPE token may carry a space after it)
-        assert "\n" not in child.text.rstrip()
+    sampler = StepSampler(model, tokenizer, "\n", max_step_tokens=12)
+    rows, steps = sampler.step(sampler.start([prompt]), [0, 0])
+    for ids, _ in steps:  # a step stops at its first newline (a BPE token may carry a space after it)
+        assert "\n" not in tokenizer.decode(ids, skip_special_tokens=True).rstrip()
+    assert rows.mask.shape[0] == 2 and rows.ids == [ids for ids, _ in steps]
     scorer = LikelihoodScorer(model, tokenizer, step_spans=task.step_spans)
     searcher = Searcher(model, tokenizer, scorer, "\n", m=2, max_steps=2, max_step_tokens=12, progress=False)
     (result,) = searcher.run("beam", 2, [prompt])

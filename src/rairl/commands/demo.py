@@ -72,11 +72,13 @@ class Config:
             "peak, as step 1000 of a 1300-step run)"
         },
     )
-    policy_steps: int = field(default=40, metadata={"help": "policy optimizer steps of every method"})
+    policy_steps: int = field(default=30, metadata={"help": "policy optimizer steps of every method"})
     sft_learning_rate: float = field(default=5e-4, metadata={"help": "continued SFT learning rate"})
-    rl_learning_rate: float = field(default=1e-4, metadata={"help": "R-AIRL and GRPO policy learning rate"})
+    rl_learning_rate: float = field(
+        default=5e-5, metadata={"help": "R-AIRL and GRPO policy learning rate (chosen on validation: grpo_sweep.py)"}
+    )
     num_generations: int = field(default=8, metadata={"help": "GRPO/R-AIRL group size"})
-    prompts_per_step: int = field(default=8, metadata={"help": "prompts per policy step (batch = prompts × G)"})
+    prompts_per_step: int = field(default=8, metadata={"help": "prompts per policy step (batch = prompts × G = 64)"})
     disc_warmup_steps: int = field(default=20, metadata={"help": "R-AIRL discriminator warm-up steps"})
     n_eval: int = field(default=128, metadata={"help": "questions per evaluation split"})
     n_samples: int = field(default=8, metadata={"help": "N: samples per question for pass@k and reranking"})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class Candidate:
     score: float = -math.inf
     steps: list[float] = field(default_factory=list)
     tokens: int = 0  # tokens generated for this candidate's last step (the search sums them all)
+    row: int = 0  # its row in the sampler's batch (`Rows`): where its next step continues from
 
 
 def aggregate(step_scores: Sequence[float], how: str) -> float:
@@ -92,62 +94,83 @@ def check_boundary(tokenizer, boundary: str | None) -> str:
     return boundary
 
 
-@torch.inference_mode()
-def next_steps(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    partials: Sequence[str],
-    m: int,
-    *,
-    boundary: str | None,
-    temperature: float = 1.0,
-    max_step_tokens: int = 32,
-    batch_size: int = 64,
-) -> list[list[Candidate]]:
-    """M sampled next steps of each partial trace (`partials[i]` continues `prompts[i]`), batched across traces:
-    `result[i][j]` is partial i extended by sample j (`finished` when it drew EOS; a step that ran out of
-    `max_step_tokens` stays live and goes on in the next round). `boundary` None: no step boundary, each sample runs
-    to EOS or the token limit (a whole response, finished either way)."""
-    texts = [p + r for p, r in zip(render_prompts(tokenizer, list(prompts)), partials)]
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    out: list[list[Candidate]] = []
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
-    try:
-        per_call = max(1, batch_size // m)
-        for start in range(0, len(texts), per_call):
-            chunk = texts[start : start + per_call]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            gen = model.generate(
-                **enc,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_step_tokens,
-                num_return_sequences=m,
-                **({"stop_strings": [boundary], "tokenizer": tokenizer} if boundary else {}),
-                eos_token_id=eos,
-                pad_token_id=pad,
-            )[:, enc["input_ids"].shape[1] :].tolist()  # (len(chunk)·M, new), the M of one trace adjacent
-            for row, ids in enumerate(gen):
-                i = start + row // m
-                if row % m == 0:
-                    out.append([])
-                stop = ids.index(eos) + 1 if eos in ids else len(ids)
-                while stop > 0 and ids[stop - 1] == pad and pad != eos:  # rows that stopped early are padded
-                    stop -= 1
-                new = ids[:stop]
-                step = tokenizer.decode(new, skip_special_tokens=True)
-                ended = eos in new or not boundary  # a step cut by max_step_tokens goes on in the next round
-                out[i].append(Candidate(partials[i] + step, finished=ended, tokens=len(new)))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return out
+@dataclass
+class Rows:
+    """The search's live traces as one batch: each row's KV cache (prompt and steps so far, computed once), its
+    attention mask (left padding, and holes where a row waited for the others), the logits of its next token, and
+    its response token ids. Rows are selected and repeated between rounds; nothing is recomputed."""
+
+    cache: Any
+    mask: torch.Tensor  # (R, L) long
+    logits: torch.Tensor  # (R, V) float32: the next token's distribution of each row
+    ids: list[list[int]]
+
+
+class StepSampler:
+    """Samples next steps for many traces at once, continuing each from its cached prefix (`Rows`).
+
+    A step ends after a token that writes the boundary (BPE tokens may carry more text after it), at EOS (the
+    trace has answered), or after `max_step_tokens` (it goes on in the next round). Sampling is plain: softmax of
+    logits / temperature, no top-k or top-p, as `rairl sample` draws."""
+
+    def __init__(self, model, tokenizer, boundary: str | None, temperature: float = 1.0, max_step_tokens: int = 32):
+        self.model, self.tokenizer, self.temperature = model, tokenizer, temperature
+        self.max_step_tokens = max_step_tokens
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        ends = [i for i, t in enumerate(self._token_texts()) if boundary and boundary in t]
+        self.ends = torch.zeros(len(tokenizer), dtype=torch.bool)
+        self.ends[ends] = True
+
+    def _token_texts(self) -> list[str]:
+        return [self.tokenizer.decode([i]) for i in range(len(self.tokenizer))]
+
+    @torch.inference_mode()
+    def start(self, prompts: Sequence[str]) -> Rows:
+        """One row per prompt (rendered with the chat template): the prompt's forward pass, once."""
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
+        try:
+            enc = self.tokenizer(render_prompts(self.tokenizer, list(prompts)), return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.model.device)  # fmt: skip
+        finally:
+            self.tokenizer.padding_side = side
+        mask = enc["attention_mask"]
+        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position, use_cache=True)
+        return Rows(out.past_key_values, mask, out.logits[:, -1].float(), [[] for _ in prompts])
+
+    @torch.inference_mode()
+    def step(self, rows: Rows, parents: Sequence[int]) -> tuple[Rows, list[tuple[list[int], bool]]]:
+        """One new row per entry of `parents` (a row index of `rows`, repeated for several draws), each extended
+        by one sampled step; returns the new rows and, per row, the step's token ids and whether it drew EOS."""
+        idx = torch.tensor(list(parents), dtype=torch.long, device=rows.mask.device)
+        rows.cache.reorder_cache(idx)  # in place: every layer's keys and values, rows selected and repeated
+        mask, logits = rows.mask[idx], rows.logits[idx]
+        ids = [list(rows.ids[p]) for p in parents]
+        steps: list[list[int]] = [[] for _ in parents]
+        finished = torch.zeros(len(parents), dtype=torch.bool)
+        live = torch.ones(len(parents), dtype=torch.bool)
+        for _ in range(self.max_step_tokens):
+            if not live.any():
+                break
+            probs = torch.softmax(logits[live] / self.temperature, dim=-1)
+            drawn = torch.multinomial(probs, 1).squeeze(1).cpu()
+            token = torch.full((len(parents),), self.pad, dtype=torch.long)
+            token[live] = drawn
+            for b, t in zip(live.nonzero().squeeze(1).tolist(), drawn.tolist()):
+                steps[b].append(t)
+            ended = live & ((token == self.eos) | self.ends[token])
+            finished |= live & (token == self.eos)
+            mask = torch.cat([mask, live.long().to(mask.device)[:, None]], dim=1)  # waiting rows: a hole
+            position = mask.sum(-1, keepdim=True) - 1
+            out = self.model(input_ids=token[:, None].to(mask.device), attention_mask=mask, position_ids=position,
+                             past_key_values=rows.cache, use_cache=True)  # fmt: skip
+            keep = live.to(logits.device)
+            logits = torch.where(keep[:, None], out.logits[:, -1].float(), logits)  # waiting rows keep theirs
+            live &= ~ended
+        for b, step in enumerate(steps):
+            ids[b] += step
+        return Rows(rows.cache, mask, logits, ids), [(s, bool(f)) for s, f in zip(steps, finished)]
 
 
 def score(scorer, prompts: Sequence[str], candidates: Sequence[Candidate], how: str, step_reduce: str) -> int:
@@ -194,51 +217,56 @@ class Searcher:
     model: Any
     tokenizer: Any
     scorer: Any
-    boundary: str
+    boundary: str | None
     m: int = 4
     how: str = "min"
     step_reduce: str = "min"
     temperature: float = 1.0
     max_steps: int = 10
     max_step_tokens: int = 32
-    batch_size: int = 64
+    batch_rows: int = 256  # traces live at once: questions go in chunks of batch_rows // N (KV caches are kept)
     progress: bool = True
 
     def __post_init__(self) -> None:
         AGGREGATES.lookup(self.how)
         self.boundary = check_boundary(self.tokenizer, self.boundary)
+        self.sampler = StepSampler(self.model, self.tokenizer, self.boundary, self.temperature, self.max_step_tokens)
+        self.rows: Rows | None = None
+        self.seconds = {"generate": 0.0, "score": 0.0}
 
     def run(self, method: str, n: int, prompts: Sequence[str]) -> list[SearchResult]:
         check_budget(method, n, self.m)
+        chunk = max(1, self.batch_rows // n)
+        return [r for at in range(0, len(prompts), chunk) for r in self._run(method, n, prompts[at : at + chunk])]
+
+    def _run(self, method: str, n: int, prompts: Sequence[str]) -> list[SearchResult]:
+        self.rows = self.sampler.start(prompts)  # one row per prompt: the prompt's forward pass, once
         if method == "best_of_n":
             return self._best_of_n(n, prompts)
         # (question, tree) pairs: beam search is one tree of width N/M, DVTS N/M trees of width 1
         width, trees = (n // self.m, 1) if method == "beam" else (1, n // self.m)
         roots = [(q, t) for q in range(len(prompts)) for t in range(trees)]
-        live = {r: [Candidate("")] for r in roots}
+        live = {r: [Candidate("", row=r[0])] for r in roots}
         done: dict[tuple[int, int], list[Candidate]] = {r: [] for r in roots}
         tokens, calls = [0] * len(prompts), [0] * len(prompts)
-        rounds = range(self.max_steps)
-        for step in tqdm(rounds, desc=f"{method} N={n}", unit="round", disable=not self.progress):
+        for step in tqdm(range(self.max_steps), desc=f"{method} N={n}", unit="round", disable=not self.progress):
             active = [(r, beam) for r in roots for beam in live[r]]
             if not active:
                 break
             if step == 0 and method == "beam":  # the first round: N draws from the prompt itself
-                active = [(r, beam) for r in roots for beam in live[r] for _ in range(width)]
-            grown = self._expand([prompts[r[0]] for r, _ in active], [b.text for _, b in active])
+                active = [(r, beam) for r, beam in active for _ in range(width)]
+            grown = self._expand([prompts[r[0]] for r, _ in active], [beam for _, beam in active])
             pool: dict[tuple[int, int], list[Candidate]] = {r: [] for r in roots}
             for (r, _), children in zip(active, grown):
                 pool[r] += children
                 tokens[r[0]] += sum(c.tokens for c in children)
             flat = [c for r in roots for c in pool[r]]
-            n_scored = score(self.scorer, [prompts[r[0]] for r in roots for _ in pool[r]], flat, self.how,
-                             self.step_reduce)  # fmt: skip
+            self._score([prompts[r[0]] for r in roots for _ in pool[r]], flat)
             for r in roots:
                 calls[r[0]] += sum(1 for c in pool[r] if c.text.strip())
                 kept = top_k(pool[r], width)
                 done[r] += [c for c in kept if c.finished]
                 live[r] = [c for c in kept if not c.finished]
-            logger.debug("round %d: %d candidates scored", step, n_scored)
         results = []
         for q in range(len(prompts)):
             finished = [c for t in range(trees) for c in done[(q, t)]]
@@ -246,26 +274,37 @@ class Searcher:
             results.append(choose(finished, still, tokens[q], calls[q]))
         return results
 
-    def _expand(self, prompts: list[str], partials: list[str]) -> list[list[Candidate]]:
-        return next_steps(
-            self.model,
-            self.tokenizer,
-            prompts,
-            partials,
-            self.m,
-            boundary=self.boundary,
-            temperature=self.temperature,
-            max_step_tokens=self.max_step_tokens,
-            batch_size=self.batch_size,
-        )
+    def _expand(self, prompts: list[str], parents: list[Candidate]) -> list[list[Candidate]]:
+        """M sampled next steps of each parent, all in one batch, each continuing its parent's cached prefix."""
+        start = time.perf_counter()
+        self.rows, steps = self.sampler.step(self.rows, [p.row for p in parents for _ in range(self.m)])
+        self.seconds["generate"] += time.perf_counter() - start
+        children = []
+        for i, parent in enumerate(parents):
+            kids = []
+            for j in range(i * self.m, (i + 1) * self.m):
+                ids, finished = steps[j]
+                text = parent.text + self.tokenizer.decode(ids, skip_special_tokens=True)
+                kids.append(Candidate(text, finished=finished, tokens=len(ids), row=j))
+            children.append(kids)
+        return children
+
+    def _score(self, prompts: list[str], candidates: list[Candidate]) -> None:
+        start = time.perf_counter()
+        score(self.scorer, prompts, candidates, self.how, self.step_reduce)
+        self.seconds["score"] += time.perf_counter() - start
 
     def _best_of_n(self, n: int, prompts: Sequence[str]) -> list[SearchResult]:
-        samples = next_steps(self.model, self.tokenizer, prompts, [""] * len(prompts), n, boundary=None,
-                             temperature=self.temperature, max_step_tokens=self.max_steps * self.max_step_tokens,
-                             batch_size=self.batch_size)  # fmt: skip
-        flat = [c for group in samples for c in group]
-        score(self.scorer, [p for p in prompts for _ in range(n)], flat, self.how, self.step_reduce)
-        return [choose(group, [], sum(c.tokens for c in group), n) for group in samples]
+        """N whole samples per prompt (no step boundary: each runs to EOS or the token limit), the best kept."""
+        whole = StepSampler(self.model, self.tokenizer, None, self.temperature, self.max_steps * self.max_step_tokens)
+        start = time.perf_counter()
+        _, steps = whole.step(self.rows, [q for q in range(len(prompts)) for _ in range(n)])
+        self.seconds["generate"] += time.perf_counter() - start
+        texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in steps]
+        flat = [Candidate(t, finished=True, tokens=len(ids)) for t, (ids, _) in zip(texts, steps)]
+        self._score([p for p in prompts for _ in range(n)], flat)
+        groups = [flat[q * n : (q + 1) * n] for q in range(len(prompts))]
+        return [choose(group, [], sum(c.tokens for c in group), n) for group in groups]
 
 
 def search_rows(
