@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rairl.cli import main as rairl
-from rairl.demo_results import format_summary
+from rairl.demo.results import format_summary
 from rairl.evaluation.metrics import paired_diff, summarize
 from rairl.io import write_json
 

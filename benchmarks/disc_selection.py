@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from method_check import FORMS, SIZE, SMOKE, summarise, train, use  # noqa: E402
 
-from rairl.demo_results import format_summary  # noqa: E402
+from rairl.demo.results import format_summary  # noqa: E402
 from rairl.inference.labelled import SourceSpec, injected, joined  # noqa: E402
 from rairl.io import write_json  # noqa: E402
 from rairl.reward_model import RewardModel  # noqa: E402

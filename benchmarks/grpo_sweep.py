@@ -1,8 +1,9 @@
 """Which RL regime moves the demo's policy? A sweep of verifier GRPO (`rairl grpo`) from the demo's base (issue 20).
 
-    .venv/bin/python benchmarks/grpo_sweep.py --base runs/demo/base                  # the grid, one seed, ~1 h
+    .venv/bin/python benchmarks/grpo_sweep.py --base runs/demo/base                # the grid, one seed, ~1 h
     .venv/bin/python benchmarks/grpo_sweep.py --base runs/demo/base --rows NAME,NAME --seeds 0,1,2
-    .venv/bin/python benchmarks/grpo_sweep.py --smoke                                # seconds; figures mean nothing
+    .venv/bin/python benchmarks/grpo_sweep.py --base runs/demo/base --seeds done   # the table of every run made
+    .venv/bin/python benchmarks/grpo_sweep.py --smoke                              # seconds; figures mean nothing
 
 Each row is `rairl grpo` from the same base with a few options changed from `CENTER` (learning rate, steps, prompts
 per step, group size G, temperature, KL β, clip range ε, PPO iterations μ). Per run: the training reward curve (the
@@ -24,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, SMOKE_RESULTS, flags, run_once, table  # noqa: E402
 
-from rairl.demo_results import format_summary  # noqa: E402
+from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff, summarize  # noqa: E402
 from rairl.io import write_json  # noqa: E402
 from rairl.jobs import Job, run_jobs, usable_cores  # noqa: E402
@@ -174,13 +175,21 @@ def format_table(summary: dict[str, Any], bases: dict[str, Any]) -> str:
     return "\n".join([table(lines, head), *notes])
 
 
+def row_seeds(seeds: str, row_dir: Path) -> list[int]:
+    """`seeds` as a list; "done": the seeds whose run under `row_dir` has finished."""
+    if seeds != "done":
+        return [int(s) for s in seeds.split(",")]
+    return sorted(int(d.name.removeprefix("seed")) for d in row_dir.glob("seed*") if (d / SUMMARY_FILE).exists())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default="runs/demo/base", help="the demo's base: every row starts from it")
     p.add_argument("--annealed_base", default="runs/base_annealed", help="the base of rows marked 'annealed' (the "
                    "demo's recipe before this sweep: its learning rate annealed to 0)")  # fmt: skip
     p.add_argument("--rows", default="", help="comma-separated row names (default: all)")
-    p.add_argument("--seeds", default="0")
+    p.add_argument("--seeds", default="0", help="comma-separated, or 'done': each row's seeds already run (the "
+                   "table of a finished sweep, nothing trained)")  # fmt: skip
     p.add_argument("--n_eval", type=int, default=256, help="questions per evaluation split")
     p.add_argument("--workers", type=int, default=usable_cores())
     p.add_argument("--output", default=None, help="run folder (default runs/grpo_sweep[_smoke])")
@@ -197,7 +206,7 @@ def main() -> None:
         run_once(out / "base" / "config.json", ["sft", *tiny, "--output_dir", str(out / "base")])
         for name in names:
             ROWS[name] = {**ROWS[name], **SMOKE}
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = {name: row_seeds(args.seeds, out / name) for name in names}
     used = sorted({ROWS[name].get("base", "demo") for name in names})
     todo = [
         Job(f"base/{b}", greedy, dict(policy=bases[b], out=out / f"base_eval_{b}", n_eval=args.n_eval)) for b in used
@@ -206,11 +215,11 @@ def main() -> None:
         Job(f"{name}/seed{seed}", one_run, dict(name=name, options=ROWS[name], seed=seed, bases=bases, out=out,
             n_eval=args.n_eval), log=out / name / f"seed{seed}" / "job.log")
         for name in names
-        for seed in seeds
+        for seed in seeds[name]
     ]  # fmt: skip
     done, _ = run_jobs(todo, args.workers, desc="grpo sweep")
     base_greedy = {b: done[f"base/{b}"] for b in used}
-    runs = [done[f"{name}/seed{seed}"] for name in names for seed in seeds]
+    runs = [done[f"{name}/seed{seed}"] for name in names for seed in seeds[name]]
     results = {
         "bases": bases,
         "n_eval": args.n_eval,

@@ -32,8 +32,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, SMOKE_RESULTS, flags, run_once  # noqa: E402
 
-from rairl.commands import demo  # noqa: E402
-from rairl.demo_results import format_summary  # noqa: E402
+from rairl.demo import runs as demo_runs  # noqa: E402
+from rairl.demo.config import DemoConfig  # noqa: E402
+from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff, summarize  # noqa: E402
 from rairl.io import write_json  # noqa: E402
 from rairl.tasks import TaskArgs, get_task  # noqa: E402
@@ -189,8 +190,7 @@ def main() -> None:
     if base is None:
         base = str(out / "base")
         if not (out / "base" / "config.json").is_file():
-            config = demo.Config(output_dir=str(out), fast=args.smoke)
-            demo.train_base(config, out)
+            demo_runs.train_base(DemoConfig(output_dir=str(out), fast=args.smoke), str(out))
     seeds = [int(s) for s in args.seeds.split(",")]
     ks = [int(k) for k in (args.demos or size["demos"]).split(",")]
     verdicts: dict[str, dict[int, list[dict[str, list[float]]]]] = {m: {k: [] for k in ks} for m in METHODS}

@@ -42,6 +42,7 @@ SMOKE = dict(
     n_samples=2,
     num_generations=2,
     prompts_per_step=2,
+    rl_micro_batch=4,
     hidden_size=32,
     num_layers=1,
 )
@@ -50,15 +51,15 @@ TOP = 25
 
 def run_phase(phase: str, demo_config, base: Path | None, out: Path, wrap) -> None:
     """One run of `phase` as the demo runs it (its own functions), into `out`, with `wrap(call)` around it."""
-    from rairl.commands import demo
+    from rairl.demo import runs
 
     if phase == "base":
-        wrap(lambda: demo.train_base(demo_config, out))
+        wrap(lambda: runs.train_base(demo_config, str(out)))
     elif phase in TRAINED:
         seed = demo_config.seed_list[0]
-        wrap(lambda: demo.train_method(demo_config, str(base), seed, phase, str(out / phase)))
+        wrap(lambda: runs.train_method(demo_config, str(base), seed, phase, str(out / phase)))
     else:
-        wrap(lambda: demo.evaluate(demo_config, {"base": str(base)}, str(out / "eval"), 0))
+        wrap(lambda: runs.evaluate(demo_config, str(base), "base", str(out / "eval"), 0))
 
 
 def cprofile_table(prof: cProfile.Profile, sort: str) -> tuple[str, list[dict[str, Any]]]:
@@ -95,7 +96,8 @@ def demo_ranking(path: Path) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rairl.commands import demo
+    from rairl.demo import runs
+    from rairl.demo.config import DemoConfig
 
     p = common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--phase", default="airl_dense", choices=PHASES)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     overridable = ("policy_steps", "disc_warmup_steps", "base_steps")
     overrides = {k: getattr(args, k) for k in overridable if getattr(args, k) is not None}
-    demo_config = demo.Config(fast=args.fast, threads=args.threads, **overrides, **(SMOKE if args.smoke else {}))
+    demo_config = DemoConfig(fast=args.fast, **overrides, **(SMOKE if args.smoke else {}))
     repeats = 1 if args.smoke else args.repeats
     common.set_threads(args.threads)
     payload: dict[str, Any] = {"phase": args.phase, "demo_config": dataclasses.asdict(demo_config)}
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rairl-profile-") as tmp:
         base = Path(args.base) if args.base else None
         if base is None and args.phase != "base":
-            demo.train_base(demo_config, Path(tmp, "setup"))
+            runs.train_base(demo_config, str(Path(tmp, "setup")))
             base = Path(tmp, "setup", "base")
         payload["base"] = str(args.base) if args.base else "trained by this script with the demo's settings"
 

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, SMOKE_RESULTS, flags, run_once  # noqa: E402
 
-from rairl.demo_results import format_summary  # noqa: E402
+from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
 from rairl.inference.search import AGGREGATES, METHODS  # noqa: E402
 from rairl.io import write_json  # noqa: E402

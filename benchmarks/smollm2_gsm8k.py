@@ -14,7 +14,7 @@ Steps (each a `rairl` command; a step whose output exists is read, not rerun):
 3. `rairl localize`: all of ProcessBench GSM8K; both thresholds calibrated on injected errors in GSM8K *train*
    expert traces (`--val_limit` questions), never on ProcessBench.
 4. `rairl rerank`: the samples of 1 by the learned reward and by SmolLM2's likelihood. The aggregations compared
-   are the ones fixed on the embedded default's validation split (`rairl.demo_results.RERANK_PICKS`), not here.
+   are the ones fixed on the embedded default's validation split (`rairl.demo.results.RERANK_PICKS`), not here.
 Then one table: ProcessBench acc_error / acc_correct / F1 with the paired difference in per-trace exactness, and
 pass@1, pass@N, success@1|N by random, majority vote, likelihood, learned reward and oracle, with paired
 differences; R-AIRL health (loss, grad-norm, disc accuracy per step; parameters moved). Writes
@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, flags, out_dir, parser, run_once  # noqa: E402
 
-from rairl.demo_results import RERANK_PICKS, format_summary, pool_localize, pool_rerank  # noqa: E402
+from rairl.demo.results import RERANK_PICKS, format_summary, pool_localize, pool_rerank  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
 from rairl.io import write_json  # noqa: E402
 

@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, environment, flags, out_dir, parser, run_once, set_threads  # noqa: E402
 
-from rairl.demo_results import (  # noqa: E402
+from rairl.demo.results import (  # noqa: E402
     RERANK_PICKS,
     compare,
     format_summary,

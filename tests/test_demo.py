@@ -5,8 +5,9 @@ import json
 import pytest
 
 from rairl.cli import main
-from rairl.commands.demo import METHODS, Config
-from rairl.demo_results import verdict
+from rairl.commands.demo import Config
+from rairl.demo.config import METHODS
+from rairl.demo.results import verdict
 
 SUMMARY = {"mean", "ci95", "n"}
 
@@ -18,7 +19,7 @@ def is_summary(entry) -> bool:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--fast", "--output_dir", str(out), "--threads", "1"]) == 0
+    assert main(["demo", "--fast", "--output_dir", str(out), "--workers", "1"]) == 0
     return out
 
 

@@ -36,6 +36,15 @@ def test_dependency_order_fresh_processes_and_logs(tmp_path):
     assert "wrote c" in (tmp_path / "c.log").read_text()
 
 
+def test_a_free_worker_takes_the_first_ready_job_in_list_order(tmp_path):
+    order = tmp_path / "order.txt"
+    names = ["root", "late", "z", "y", "x"]  # every job but the root waits for it; the list is the priority
+    jobs = [Job(n, "tests.test_jobs:record", dict(path=str(order), text=n[0]), after=("root",) * (n != "root"))
+            for n in names]  # fmt: skip
+    run_jobs(jobs, workers=1)
+    assert order.read_text() == "rlzyx"
+
+
 def test_a_failing_job_names_itself_and_its_log(tmp_path):
     with pytest.raises(ValueError, match=r"job bad: no good \(its log: .*bad.log\)"):
         run_jobs([Job("bad", fail, dict(message="no good"), log=tmp_path / "bad.log")], workers=1)

@@ -30,10 +30,11 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Job:
     """`fn(**kwargs)` once every job named in `after` has finished (it reads what they wrote); console output to
-    `log`."""
+    `log`. `fn` may be named as "module:function": it is then imported in the worker alone, so the process that
+    schedules the jobs never loads what they run."""
 
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[..., Any] | str
     kwargs: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()
     log: Path | None = None
@@ -43,11 +44,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _run(fn: Callable[..., Any], kwargs: dict[str, Any], log: str | None) -> tuple[Any, float]:
+def _run(fn: Callable[..., Any] | str, kwargs: dict[str, Any], log: str | None) -> tuple[Any, float]:
     """In the worker: one torch thread, no progress bars, stdout/stderr and logging into `log`; returns the result
     and the seconds `fn` took."""
+    import importlib
+
     import torch
 
+    if isinstance(fn, str):
+        module, _, name = fn.partition(":")
+        fn = getattr(importlib.import_module(module), name)
     torch.set_num_threads(1)
     os.environ["TQDM_DISABLE"] = "1"
     start = time.perf_counter()
@@ -64,7 +70,7 @@ def _run(fn: Callable[..., Any], kwargs: dict[str, Any], log: str | None) -> tup
 
 def run_jobs(jobs: list[Job], workers: int, desc: str = "jobs") -> tuple[dict[str, Any], dict[str, float]]:
     """Run `jobs` on `workers` processes (each job in a fresh one), every job after those it names in `after`;
-    returns `{name: result}` and `{name: seconds}` (the job's own time, without its process's start-up)."""
+    a free worker takes the first ready job in list order (so the list is the priority order), returns `{name: result}` and `{name: seconds}` (the job's own time, without its process's start-up)."""
     names = [j.name for j in jobs]
     if len(set(names)) != len(names) or (missing := {a for j in jobs for a in j.after} - set(names)):
         raise ValueError(f"job names must be unique and `after` must name jobs: {names}, missing {missing or {}}")
@@ -77,7 +83,8 @@ def run_jobs(jobs: list[Job], workers: int, desc: str = "jobs") -> tuple[dict[st
         tqdm(total=len(jobs), desc=desc, unit="job", file=sys.stderr) as bar,
     ):
         while waiting or running:
-            for job in [j for j in waiting if all(a in results for a in j.after)]:
+            ready = [j for j in waiting if all(a in results for a in j.after)]
+            for job in ready[: max(1, workers) - len(running)]:  # the first ready in list order: its priority
                 waiting.remove(job)
                 future: Future = pool.submit(_run, job.fn, job.kwargs, str(job.log) if job.log else None)
                 running[future] = job
