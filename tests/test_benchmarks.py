@@ -73,7 +73,8 @@ def test_step_time_smoke(tmp_path):
     }
     length = data["setup"]["completion_length"]
     for variant, r in data["results"].items():
-        assert (r["completion_tokens"]["min"], r["completion_tokens"]["max"]) == (length, length), variant  # every sample exactly L tokens
+        tokens = r["completion_tokens"]
+        assert (tokens["min"], tokens["max"]) == (length, length), variant  # every sample exactly L tokens
         assert "policy_update" in r["parts_s"] and "generation" in r["parts_s"]
     half = data["results"]["airl_disc_half"]["discriminator_params"]
     assert half < data["results"]["airl_disc_same"]["discriminator_params"]

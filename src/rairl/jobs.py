@@ -3,9 +3,9 @@
 A small model runs a training step or a generation call on one core nearly as fast as on two (its matrices are
 too small to split well), so W single-thread processes finish W independent runs in about the time of one: the
 demo trains its seeds' policies side by side this way. Each job runs in a fresh process (no state carried from
-one job to the next), with one torch thread, its console output in its own log file, and no progress bars of its
-own; the caller sees one bar over the jobs, with rate and ETA. A job's result is what its function returns
-(picklable); a failing job stops the run with its name and log file.
+one job to the next), with one torch thread unless it asks for more, its console output in its own log file, and
+no progress bars of its own; the caller sees one bar over the jobs, with rate and ETA. A job's result is what its
+function returns (picklable); a failing job stops the run with its name and log file.
 """
 
 from __future__ import annotations
@@ -38,15 +38,16 @@ class Job:
     kwargs: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()
     log: Path | None = None
+    threads: int = 1  # torch threads in its worker: more only for a job that runs while the other workers idle
 
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _run(fn: Callable[..., Any] | str, kwargs: dict[str, Any], log: str | None) -> tuple[Any, float]:
-    """In the worker: one torch thread, no progress bars, stdout/stderr and logging into `log`; returns the result
-    and the seconds `fn` took."""
+def _run(fn: Callable[..., Any] | str, kwargs: dict[str, Any], log: str | None, threads: int) -> tuple[Any, float]:
+    """In the worker: `threads` torch threads, no progress bars, stdout/stderr and logging into `log`; returns the
+    result and the seconds `fn` took."""
     import importlib
 
     import torch
@@ -54,7 +55,7 @@ def _run(fn: Callable[..., Any] | str, kwargs: dict[str, Any], log: str | None) 
     if isinstance(fn, str):
         module, _, name = fn.partition(":")
         fn = getattr(importlib.import_module(module), name)
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     os.environ["TQDM_DISABLE"] = "1"
     start = time.perf_counter()
     if log is None:
@@ -70,7 +71,8 @@ def _run(fn: Callable[..., Any] | str, kwargs: dict[str, Any], log: str | None) 
 
 def run_jobs(jobs: list[Job], workers: int, desc: str = "jobs") -> tuple[dict[str, Any], dict[str, float]]:
     """Run `jobs` on `workers` processes (each job in a fresh one), every job after those it names in `after`;
-    a free worker takes the first ready job in list order (so the list is the priority order), returns `{name: result}` and `{name: seconds}` (the job's own time, without its process's start-up)."""
+    a free worker takes the first ready job in list order (so the list is the priority order). Returns
+    `{name: result}` and `{name: seconds}` (the job's own time, without its process's start-up)."""
     names = [j.name for j in jobs]
     if len(set(names)) != len(names) or (missing := {a for j in jobs for a in j.after} - set(names)):
         raise ValueError(f"job names must be unique and `after` must name jobs: {names}, missing {missing or {}}")
@@ -86,7 +88,7 @@ def run_jobs(jobs: list[Job], workers: int, desc: str = "jobs") -> tuple[dict[st
             ready = [j for j in waiting if all(a in results for a in j.after)]
             for job in ready[: max(1, workers) - len(running)]:  # the first ready in list order: its priority
                 waiting.remove(job)
-                future: Future = pool.submit(_run, job.fn, job.kwargs, str(job.log) if job.log else None)
+                future: Future = pool.submit(_run, job.fn, job.kwargs, str(job.log) if job.log else None, job.threads)
                 running[future] = job
             if not running:
                 raise ValueError(f"jobs wait on each other in a cycle: {[j.name for j in waiting]}")
