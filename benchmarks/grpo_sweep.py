@@ -11,7 +11,8 @@ verifier's mean correctness of each step's samples: its first and last thirds an
 steps), the largest grad-norm over its median, and greedy accuracy on the **validation** split (the figure a
 setting is chosen by) and on the test split (reported, never chosen on), each with the paired difference to the
 base on the same questions, seeds pooled. Runs go `--workers` at a time as single-thread processes; a run whose
-output exists is read, not rerun. Writes `OUTPUT/results.json` and `benchmarks/results/grpo_sweep.{json,txt}`.
+output exists is read, not rerun. Writes `OUTPUT/results.json` and `benchmarks/results/grpo_sweep.{json,txt}`, the
+latter keeping the rows of earlier invocations that this one did not run (`merged`).
 """
 
 from __future__ import annotations
@@ -175,6 +176,23 @@ def format_table(summary: dict[str, Any], bases: dict[str, Any]) -> str:
     return "\n".join([table(lines, head), *notes])
 
 
+def merged(saved: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """`results` with the rows and runs of an earlier sweep saved at `saved` (same bases, same n_eval) that this
+    one did not run again: invocations on a few rows each add up to one table."""
+    if not saved.is_file():
+        return results
+    before = json.loads(saved.read_text())
+    if (before.get("bases"), before.get("n_eval")) != (results["bases"], results["n_eval"]):
+        return results
+    names = set(results["rows"])
+    return {
+        **results,
+        "base_greedy": {**before.get("base_greedy", {}), **results["base_greedy"]},
+        "rows": {**{k: v for k, v in before["rows"].items() if k not in names}, **results["rows"]},
+        "runs": [r for r in before.get("runs", []) if r["name"] not in names] + results["runs"],
+    }
+
+
 def row_seeds(seeds: str, row_dir: Path) -> list[int]:
     """`seeds` as a list; "done": the seeds whose run under `row_dir` has finished."""
     if seeds != "done":
@@ -229,6 +247,7 @@ def main() -> None:
     }
     write_json(out / "results.json", results)
     dest = SMOKE_RESULTS if args.smoke else RESULTS
+    results = merged(dest / "grpo_sweep.json", results)
     write_json(dest / "grpo_sweep.json", results)
     text = format_table(results["rows"], results["base_greedy"])
     (dest / "grpo_sweep.txt").write_text(text + "\n")
