@@ -29,8 +29,9 @@ from common import RESULTS, SMOKE_RESULTS, flags, run_once  # noqa: E402
 from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
 from rairl.inference.search import AGGREGATES, METHODS  # noqa: E402
-from rairl.io import write_json  # noqa: E402
+from rairl.io import atomic_path, write_json  # noqa: E402
 from rairl.jobs import Job, run_jobs, usable_cores  # noqa: E402
+from rairl.report.plots import search_plot  # noqa: E402
 
 SCORERS = ("reward", "likelihood")
 
@@ -99,33 +100,17 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4.2), squeeze=False)
-    markers = {"best_of_n": "o", "beam": "s", "dvts": "^"}
-    for ax, (split, by_scorer) in zip(axes[0], summary.items()):
-        for scorer, by_method in by_scorer.items():
-            for method, by_n in by_method.items():
-                xs = [e["tokens_per_question"] for e in by_n.values()]
-                ys = [e["accuracy"]["mean"] for e in by_n.values()]
-                err = [[y - e["accuracy"]["ci95"][0] for y, e in zip(ys, by_n.values())],
-                       [e["accuracy"]["ci95"][1] - y for y, e in zip(ys, by_n.values())]]  # fmt: skip
-                line = "-" if scorer == "reward" else "--"
-                ax.errorbar(xs, ys, yerr=err, fmt=markers[method] + line, capsize=2, label=f"{method}, {scorer}")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("tokens generated per question")
-        ax.set_ylabel("accuracy (95% CI)")
-        ax.set_title(f"{split}: N = {', '.join(next(iter(next(iter(by_scorer.values())).values())))}")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    plt.close(fig)
+    """`rairl.report.plots.search_plot` of the summary: a panel per split, a line per method and scorer."""
+    panels = {
+        f"{split}: N = {', '.join(next(iter(next(iter(by_scorer.values())).values())))}": {
+            f"{method}, {scorer}": [(e["tokens_per_question"], e["accuracy"]) for e in by_n.values()]
+            for scorer, by_method in by_scorer.items()
+            for method, by_n in by_method.items()
+        }
+        for split, by_scorer in summary.items()
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(search_plot(panels))
 
 
 def main() -> None:

@@ -341,3 +341,23 @@ def test_page_renders_in_headless_chromium(run_dir, tmp_path):
     with Image.open(shot) as image:
         low, high = image.convert("L").getextrema()
         assert image.size == (1200, 2000) and high - low > 100  # not blank: dark text on a light page
+
+
+def test_a_search_run_is_plotted_as_accuracy_against_tokens(tmp_path):
+    run = tmp_path / "run"
+    results = {
+        f"{method}/{scorer}/N={n}": {
+            "accuracy": SUMMARY,
+            "tokens_per_question": 10.0 * n,
+            "scorer_calls_per_question": n,
+        }
+        for method in ("best_of_n", "beam")
+        for scorer in ("reward", "likelihood")
+        for n in (4, 8)
+    }
+    (run / "search").mkdir(parents=True)
+    (run / "search" / "metrics.json").write_text(json.dumps({"split": "test", "n_questions": 10, "results": results}))
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text()
+    assert "<h2>Reward-guided search</h2>" in text and "(search)" in text
+    assert (run / "report_images" / "search.png").read_bytes().startswith(b"\x89PNG")

@@ -1,10 +1,12 @@
-"""`rairl report RUN_DIR`: one self-contained HTML page of the outputs found in a run folder, at any depth.
+"""One self-contained HTML page of the outputs found in a run folder, at any depth (the `rairl report RUN_DIR`
+command, `rairl.commands.report`).
 
 Found by shape, each file once (`KINDS`, first match wins):
 
     rerank     metrics.json with "pass@k" and "select" (+ scored.jsonl)      `rairl rerank`
     localize   metrics.json with "reward": {"acc_error", ...} (+ predictions.jsonl)   `rairl localize`
     eval       metrics.json with "splits"                                      `rairl eval`
+    search     metrics.json with "results" keyed method/scorer/N=n              `rairl search`
     demo       results.json with "training" or "claims"                        `rairl demo`
     metrics    any other metrics.json (its summaries are tabled)
 
@@ -40,7 +42,6 @@ from rairl.reward_model import RewardModel
 
 logger = logging.getLogger(__name__)
 
-POSITIONAL = "run_dir"  # `rairl report RUN_DIR` is `rairl report --run_dir RUN_DIR`
 DEFAULT_TAU = 0.0  # `rairl localize`'s default reward threshold (D = ½) for traces with no localize run beside them
 FILES = ("metrics.json", "results.json")
 TRACE_FILES = {"rerank": "scored.jsonl", "localize": "predictions.jsonl"}
@@ -50,6 +51,9 @@ KINDS: dict[str, Callable[[str, dict], bool]] = {
         name == "metrics.json" and isinstance(d.get("reward"), dict) and "acc_error" in d["reward"]
     ),
     "eval": lambda name, d: name == "metrics.json" and isinstance(d.get("splits"), dict),
+    "search": lambda name, d: (
+        name == "metrics.json" and isinstance(d.get("results"), dict) and all("/N=" in k for k in d["results"])
+    ),
     "demo": lambda name, d: name == "results.json" and ("training" in d or "claims" in d),
     "metrics": lambda name, d: name == "metrics.json",
 }
@@ -338,6 +342,20 @@ def flat_summaries(obj: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str
             yield from flat_summaries(value, (*prefix, str(i)))
 
 
+def search_section(found: list[Found], figures: Figures) -> str:
+    """`rairl search` runs: accuracy against tokens per question, one panel per run, a line per method and scorer."""
+    panels: dict[str, dict[str, list]] = {}
+    for f in (f for f in found if f.kind == "search"):
+        lines = panels.setdefault(f"{f.label} ({f.data.get('split', '?')})", {})
+        for key, m in f.data["results"].items():
+            method, scorer, _ = key.split("/", 2)
+            lines.setdefault(f"{method}, {scorer}", []).append((m["tokens_per_question"], m["accuracy"]))
+    if not panels:
+        return ""
+    caption = "Accuracy against tokens generated per question (one point per N; bars are 95% intervals)."
+    return figure_grid([figures.add("search", plots.search_plot(panels), caption)])
+
+
 def claims_section(found: list[Found]) -> str:
     parts = []
     for f in (f for f in found if f.kind == "demo"):
@@ -388,15 +406,16 @@ def tables_section(found: list[Found], run_dir: Path) -> str:
     return "".join(parts)
 
 
-def run(config: Config) -> Path:
+def render(config: Config) -> Path:
+    """Write the page for `config.run_dir`; returns its path."""
     run_dir = Path(config.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir}: no such directory")
     found, discriminators = discover(run_dir)
     if not found:
         raise FileNotFoundError(
-            f"{run_dir}: found no rairl outputs at any depth (looked for metrics.json of `rairl rerank`, `localize` "
-            "or `eval`, and a `rairl demo` results.json); point RUN_DIR at a folder that holds them"
+            f"{run_dir}: found no rairl outputs at any depth (looked for metrics.json of `rairl rerank`, `localize`, "
+            "`search` or `eval`, and a `rairl demo` results.json); point RUN_DIR at a folder that holds them"
         )
     output = Path(config.output) if config.output else run_dir / "report.html"
     sources = [(f, read_traces(f, localize_tau(found, f.path.parent))) for f in found if f.traces is not None]
@@ -411,6 +430,7 @@ def run(config: Config) -> Path:
         "Reward distributions": distribution_section(sources, figures),
         "pass@k with and without reranking": pass_k_section(found, figures),
         "First-error localisation": localisation_section(sources, found, figures),
+        "Reward-guided search": search_section(found, figures),
         "Metric tables": tables_section(found, run_dir),
     }
     listing = [(f.kind, f.path.relative_to(run_dir).as_posix()) for f in found]

@@ -3,7 +3,8 @@
 - reward histogram: trace scores of correct vs wrong traces, with the localisation threshold τ when given;
 - pass@k curves: pass@k against k with 95% intervals as error bars, and the methods that submit one answer chosen
   from N (success@1|N of reranking, majority vote) as horizontal lines, their intervals as bars at the right end;
-- confusion of the first wrong step: rows the true step ("none" = correct trace), columns the predicted one.
+- confusion of the first wrong step: rows the true step ("none" = correct trace), columns the predicted one;
+- search: accuracy against tokens generated per question, one line per search method and scorer (points at each N).
 """
 
 from __future__ import annotations
@@ -100,6 +101,28 @@ def pass_at_k_plot(curves: dict[str, dict[int, dict[str, Any]]], lines: dict[str
     ax.set(xlabel="k (samples)", ylabel="accuracy", title=title, ylim=(-0.02, 1.02))
     ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax.grid(alpha=0.25)
+    return png_bytes(fig)
+
+
+def search_plot(panels: dict[str, dict[str, list[tuple[float, dict[str, Any]]]]]) -> bytes:
+    """One panel per `panels` key (a split); in each, `panels[split][label]` = [(tokens per question, accuracy
+    summary), ...] as a line with 95% intervals: solid for the learned reward, dashed for the likelihood."""
+    markers = {"best_of_n": "o", "beam": "s", "dvts": "^"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for label, points in lines.items():
+            points = sorted((x, s) for x, s in points if s.get("mean") is not None)
+            if not points:
+                continue
+            xs, summaries = zip(*points)
+            method, _, scorer = label.partition(", ")
+            style = markers.get(method, "o") + ("--" if scorer == "likelihood" else "-")
+            ax.errorbar(xs, [s["mean"] for s in summaries], yerr=_yerr(summaries), fmt=style, capsize=2, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="tokens generated per question", ylabel="accuracy (95% CI)", title=title)
+        ax.grid(alpha=0.25)
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
     return png_bytes(fig)
 
 
