@@ -108,7 +108,7 @@ def worker(argv: list[str]) -> None:
     accelerator = trainer.accelerator
     if accelerator.is_main_process:
         Path(config.output_dir, "result.json").write_text(json.dumps(rows, indent=2) + "\n")
-    del trainer, policy, disc  # the DDP wrappers go before the process group, as in `airl.run`
+    del trainer, policy, disc  # the DDP wrappers go before the process group, as in `airl.train`
     accelerator.free_memory()
     accelerator.end_training()
 

@@ -59,18 +59,20 @@ def ids_of(tokenizer, texts, eos=False):
 def test_three_views_agree_with_the_single_view_calls(tiny):
     _, tokenizer, disc = tiny
     rm = RewardModel(disc, tokenizer, granularity="step")
-    scores = rm.score(PROMPTS, RESPONSES, gamma=0.8)
+    scores = rm.score(PROMPTS, RESPONSES, aggregate_discount=0.8)
     assert [len(t) for t in scores.tokens] == [len(r) + 1 for r in RESPONSES]  # char tokens + EOS
     assert [len(s) for s in scores.steps] == [2, 3, 0]
     assert sorted(scores.traces) == sorted(AGGREGATIONS)
     for a, b in zip(rm.score_tokens(PROMPTS, RESPONSES), scores.tokens):
         assert torch.equal(a, b)
     assert rm.score_steps(PROMPTS, RESPONSES) == scores.steps
-    assert rm.score_trace(PROMPTS, RESPONSES, "discounted", gamma=0.8) == scores.traces["discounted"]
+    assert rm.score_trace(PROMPTS, RESPONSES, "discounted", aggregate_discount=0.8) == scores.traces["discounted"]
     # step granularity: every token of a step carries the value read at the step's last token
     assert scores.steps[0][0] == pytest.approx(float(scores.tokens[0][0]))
     # batching and length-sorting do not change a score
-    one = RewardModel(disc, tokenizer, granularity="step", batch_size=1).score(PROMPTS, RESPONSES, gamma=0.8)
+    one = RewardModel(disc, tokenizer, granularity="step", batch_size=1).score(
+        PROMPTS, RESPONSES, aggregate_discount=0.8
+    )
     assert_same_scores(one, scores)
 
 

@@ -107,3 +107,16 @@ def test_an_unknown_yaml_key_names_the_file(tmp_path):
     path = write_yaml(tmp_path / "bad.yaml", {"max_stepz": 3})
     with pytest.raises(SystemExit, match=r"bad\.yaml: unknown option\(s\) \['max_stepz'\]"):
         parse_config(airl.Config, ["--config", path])
+
+
+def test_the_two_discounts_have_distinct_names_and_the_old_one_is_refused(tmp_path):
+    from rairl.commands.rerank import Config as RerankConfig
+
+    assert parse_config(airl.Config, ["--advantage_discount", "0.5"]).advantage_discount == 0.5
+    with pytest.raises(SystemExit, match="--gamma was renamed advantage_discount"):
+        parse_config(airl.Config, ["--gamma", "0.5"])
+    with pytest.raises(SystemExit, match="--gamma was renamed aggregate_discount"):
+        parse_config(RerankConfig, ["--samples", "s.jsonl", "--reward_model", "d", "--gamma=0.5"])
+    path = write_yaml(tmp_path / "old.yaml", {"gamma": 0.9})
+    with pytest.raises(SystemExit, match=r"old\.yaml: option gamma was renamed advantage_discount"):
+        parse_config(airl.Config, ["--config", path])

@@ -1,7 +1,8 @@
 """`rairl SUBCOMMAND [--config FILE.yaml] [--flags]`: parse a config, log it, run.
 
-Each sub-command lives in one module exposing `Config` (a dataclass) and `run(config)`; tests and notebooks
-call `run` directly.
+Each sub-command lives in one module of `rairl.commands` exposing `Config` (a dataclass) and `run(config)`, a thin
+layer over the library (`rairl.trainers.sft.train`, `rairl.inference.rerank.rerank`, ...), which tests and
+notebooks call directly. Only this module imports `rairl.commands`.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ COMMANDS: Registry[tuple[str, str]] = Registry(
     {
         # name: (module, one-line description)
         "demo": ("rairl.commands.demo", "the paper's three claims end to end on the embedded default"),
-        "sft": ("rairl.trainers.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
-        "grpo": ("rairl.trainers.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
-        "airl": ("rairl.trainers.airl", "adversarial IRL: learn the reward and train the policy on it"),
+        "sft": ("rairl.commands.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
+        "grpo": ("rairl.commands.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
+        "airl": ("rairl.commands.airl", "adversarial IRL: learn the reward and train the policy on it"),
         "sample": ("rairl.commands.sample", "N samples per question, written as JSONL"),
         "score": ("rairl.commands.score", "score traces with a reward model"),
         "rerank": ("rairl.commands.rerank", "best-of-N reranking by the learned reward"),
         "localize": ("rairl.commands.localize", "first-error-step localisation"),
         "search": ("rairl.commands.search", "reward-guided search: best-of-N, step-level beam search, DVTS"),
         "eval": ("rairl.commands.eval", "greedy accuracy and pass@k with confidence intervals"),
-        "report": ("rairl.report.html", "HTML report with token heat maps and plots"),
+        "report": ("rairl.commands.report", "HTML report with token heat maps and plots"),
         "convert": ("rairl.commands.convert", "a GGUF model (or smollm2-135m) as a safetensors folder"),
         "serve": ("rairl.commands.serve", "the learned reward as an HTTP server (OpenRLHF /get_reward, /score)"),
         "recipes": ("rairl.commands.recipes", "check the recipes without weights: parse, meta-device build, memory"),

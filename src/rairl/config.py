@@ -17,6 +17,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from rairl.io import DataError, read_text
+from rairl.options import renamed_options
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -42,14 +43,25 @@ def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
     return values
 
 
+def refuse_renamed(config_cls: type, names: list[str], where: str) -> None:
+    """A renamed option given under its old name ends the run, naming the new one."""
+    renamed = renamed_options(config_cls)
+    for name in names:
+        if name in renamed:
+            raise SystemExit(f"error: {where}{name} was renamed {renamed[name]}; use that name")
+
+
 def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = None) -> T:
     """Parse `argv` into `config_cls`, with values from `--config FILE.yaml` under the flags."""
+    refuse_renamed(config_cls, [a.split("=", 1)[0].removeprefix("--") for a in argv if a.startswith("--")], "flag --")
     parser = HfArgumentParser(config_cls, prog=prog)
     parser.add_argument("--config", default=None, help="YAML file of option: value; flags override it")
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
         known = {f.name for f in dataclasses.fields(config_cls)}
-        parser.set_defaults(**load_yaml(pre.config, known))
+        values = load_yaml(pre.config, known | set(renamed_options(config_cls)))
+        refuse_renamed(config_cls, list(values), f"{pre.config}: option ")
+        parser.set_defaults(**values)
     (config,) = parser.parse_args_into_dataclasses(args=list(argv))[:1]
     return config
 

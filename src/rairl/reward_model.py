@@ -119,7 +119,7 @@ class TraceScorer(ABC):
         step_spans: Sequence[Sequence[Span]] | None = None,
         step_reduce: str = "last",
         aggregates: Sequence[str] | None = None,
-        gamma: float = 0.9,
+        aggregate_discount: float = 0.9,
         partial: bool = False,
     ) -> TraceScores:
         """All three views of texts from one forward pass. Tokens are this scorer's tokenizer's, EOS last.
@@ -128,7 +128,9 @@ class TraceScorer(ABC):
         steps that are not lines (ProcessBench steps hold newlines). `aggregates`: default all registered.
         `partial`: the responses are unfinished (a search's partial traces): no EOS is appended.
         """
-        return self._score_texts(prompts, responses, step_spans, step_reduce, aggregates, gamma, partial)[0]
+        return self._score_texts(prompts, responses, step_spans, step_reduce, aggregates, aggregate_discount, partial)[
+            0
+        ]
 
     def score_ids(
         self,
@@ -139,7 +141,7 @@ class TraceScorer(ABC):
         prompts: Sequence[str] | None = None,
         step_reduce: str = "last",
         aggregates: Sequence[str] | None = None,
-        gamma: float = 0.9,
+        aggregate_discount: float = 0.9,
     ) -> TraceScores:
         """All three views of token ids (a policy's samples; EOS kept if the ids end with it), token values on
         those very tokens.
@@ -156,7 +158,7 @@ class TraceScorer(ABC):
             batch, texts = encode_ids(self.tokenizer, prompt_ids, response_ids, self.step_spans, self.max_length)
             offsets = [token_offsets(self.tokenizer, ids)[1] for ids in response_ids]
             spans = [self.step_spans(t) for t in texts]
-            return self._views(batch, texts, offsets, spans, step_reduce, aggregates, gamma)
+            return self._views(batch, texts, offsets, spans, step_reduce, aggregates, aggregate_discount)
         if prompts is None:
             if has_template(tokenizer):
                 raise ValueError(
@@ -165,7 +167,7 @@ class TraceScorer(ABC):
                 )
             prompts = tokenizer.batch_decode([list(p) for p in prompt_ids], skip_special_tokens=True)
         texts = tokenizer.batch_decode([list(r) for r in response_ids], skip_special_tokens=True)
-        scored, batch = self._score_texts(prompts, texts, None, step_reduce, aggregates, gamma)
+        scored, batch = self._score_texts(prompts, texts, None, step_reduce, aggregates, aggregate_discount)
         rm_ids = [batch.input_ids[b, batch.response_mask[b]].tolist() for b in range(len(batch))]
         scored.tokens = [
             project_values(values, self.tokenizer, src, tokenizer, list(dst))
@@ -189,12 +191,14 @@ class TraceScorer(ABC):
         return self.score(prompts, responses, step_spans=step_spans, step_reduce=step_reduce, aggregates=()).steps
 
     def score_trace(
-        self, prompts: Sequence[str], responses: Sequence[str], aggregate: str = "mean", gamma: float = 0.9
+        self, prompts: Sequence[str], responses: Sequence[str], aggregate: str = "mean", aggregate_discount: float = 0.9
     ) -> list[float]:
         """One number per trace, by an aggregation of `rairl.rewards.aggregation.AGGREGATIONS`."""
-        return self.score(prompts, responses, aggregates=[aggregate], gamma=gamma).traces[aggregate]
+        return self.score(prompts, responses, aggregates=[aggregate], aggregate_discount=aggregate_discount).traces[
+            aggregate
+        ]
 
-    def as_reward_func(self, aggregate: str = "mean", gamma: float = 0.9) -> Callable[..., list[float]]:
+    def as_reward_func(self, aggregate: str = "mean", aggregate_discount: float = 0.9) -> Callable[..., list[float]]:
         """A reward function for `trl.GRPOTrainer(reward_funcs=[...])`, `(prompts, completions, **kwargs) ->
         list[float]`: the trace score of each prompt + completion (`learned_reward_<aggregate>` in logs). Prompts
         are plain task prompts or TRL conversations (a user turn; the completion an assistant turn): the reward
@@ -203,7 +207,9 @@ class TraceScorer(ABC):
 
         def reward(prompts: list, completions: list, **kwargs) -> list[float]:
             texts = [plain_text(c) for c in completions]
-            return self.score_trace([plain_text(p) for p in prompts], texts, aggregate=aggregate, gamma=gamma)
+            return self.score_trace(
+                [plain_text(p) for p in prompts], texts, aggregate=aggregate, aggregate_discount=aggregate_discount
+            )
 
         reward.__name__ = f"learned_reward_{aggregate}"
         return reward
@@ -215,7 +221,7 @@ class TraceScorer(ABC):
         step_spans: Sequence[Sequence[Span]] | None,
         step_reduce: str,
         aggregates: Sequence[str] | None,
-        gamma: float,
+        aggregate_discount: float,
         partial: bool = False,
     ) -> tuple[TraceScores, TraceBatch]:
         if len(prompts) != len(responses):
@@ -230,7 +236,7 @@ class TraceScorer(ABC):
             [tuple(o) for o in row] + ([] if partial else [(len(r), len(r))])
             for row, r in zip(enc["offset_mapping"], responses)
         ]
-        return self._views(batch, list(responses), offsets, spans, step_reduce, aggregates, gamma), batch
+        return self._views(batch, list(responses), offsets, spans, step_reduce, aggregates, aggregate_discount), batch
 
     def _views(
         self,
@@ -240,7 +246,7 @@ class TraceScorer(ABC):
         spans: list[list[Span]],
         step_reduce: str,
         aggregates: Sequence[str] | None,
-        gamma: float,
+        aggregate_discount: float,
     ) -> TraceScores:
         aggregates = list(AGGREGATIONS) if aggregates is None else list(aggregates)
         check_names(aggregates, step_reduce)
@@ -249,7 +255,12 @@ class TraceScorer(ABC):
             assert len(v) == len(o), f"trace {b}: {len(v)} token rewards for {len(o)} token offsets"
         masks = [answer_token_mask(r, o) for r, o in zip(responses, offsets)]
         steps, traces = trace_views(
-            values, response_step_ends(batch), masks, aggregates=aggregates, step_reduce=step_reduce, gamma=gamma
+            values,
+            response_step_ends(batch),
+            masks,
+            aggregates=aggregates,
+            step_reduce=step_reduce,
+            gamma=aggregate_discount,
         )
         return TraceScores(values, offsets, steps, spans, traces)
 

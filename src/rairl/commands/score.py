@@ -48,7 +48,7 @@ def run(config: Config) -> list[dict[str, Any]]:
         config.input,
         step_reduce=step_reduce_of(config, model),
         aggregates=config.aggregate_names,
-        gamma=config.gamma,
+        aggregate_discount=config.aggregate_discount,
     )
     eos = model.tokenizer.eos_token or ""
     out = [scored_row({**row, "prompt": prompt}, scores, b, eos) for b, (row, prompt) in enumerate(zip(rows, prompts))]

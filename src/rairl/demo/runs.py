@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from rairl.commands import localize, rerank
 from rairl.demo.config import DemoConfig
+from rairl.inference.localize import LocalizeConfig, localize
+from rairl.inference.rerank import RerankConfig, rerank
 from rairl.inference.sampling import load_for_inference, sample_rows
 from rairl.io import read_jsonl, write_jsonl
 from rairl.models import ModelArgs
@@ -32,7 +33,7 @@ def train_base(config: DemoConfig, out: str, threads: int = 1) -> float:
     base = Path(out, "base")
     if not finished(base):
         n_train = max(1, int(TaskArgs().n_train * config.base_fraction))
-        sft.run(
+        sft.train(
             sft.Config(
                 **dataclasses.asdict(task_args(config, n_train)),
                 model="tiny",
@@ -76,12 +77,12 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
             lr_scheduler_type="constant",
         )
         if method == "sft":
-            sft.run(sft.Config(**common, learning_rate=config.sft_learning_rate))
+            sft.train(sft.Config(**common, learning_rate=config.sft_learning_rate))
         elif method == "grpo_verifier":
-            grpo.run(grpo.Config(**common, **rl))
+            grpo.train(grpo.Config(**common, **rl))
         else:
             granularity = method.removeprefix("airl_")
-            airl.run(airl.Config(**common, **rl, granularity=granularity, disc_warmup_steps=config.disc_warmup_steps))
+            airl.train(airl.Config(**common, **rl, granularity=granularity, disc_warmup_steps=config.disc_warmup_steps))
     return log_summary([row for _, row in read_jsonl(Path(run, LOG_FILE))])
 
 
@@ -107,10 +108,10 @@ def evaluate(config: DemoConfig, policy: str, name: str, out: str, seed: int) ->
     return rows
 
 
-def read_or_run(run_command, command_config) -> dict[str, Any]:
-    """A command's metrics.json when it already wrote one, else its `run`."""
-    metrics = Path(command_config.output_dir, "metrics.json")
-    return json.loads(metrics.read_text()) if metrics.is_file() else run_command(command_config)
+def read_or_run(pipeline, pipeline_config) -> dict[str, Any]:
+    """A pipeline's metrics.json when it already wrote one, else its run."""
+    metrics = Path(pipeline_config.output_dir, "metrics.json")
+    return json.loads(metrics.read_text()) if metrics.is_file() else pipeline(pipeline_config)
 
 
 def rerank_runs(config: DemoConfig, reward_model: str, base: str, out: str, seed: int) -> dict[str, Any]:
@@ -120,8 +121,8 @@ def rerank_runs(config: DemoConfig, reward_model: str, base: str, out: str, seed
         for split in ("test", "ood"):
             name = f"{policy}_{split}"
             reports[name] = read_or_run(
-                rerank.run,
-                rerank.Config(
+                rerank,
+                RerankConfig(
                     **dataclasses.asdict(task_args(config)),
                     reward_model=reward_model,
                     policy=base,
@@ -145,8 +146,8 @@ def localize_runs(config: DemoConfig, reward_model: str, base: str, out: str, se
     reports = {}
     for name, source in sources.items():
         reports[name] = read_or_run(
-            localize.run,
-            localize.Config(
+            localize,
+            LocalizeConfig(
                 **dataclasses.asdict(task_args(config)),
                 **source,
                 reward_model=reward_model,

@@ -1,4 +1,5 @@
-r"""Predict the first wrong step of a trace from step scores (DESIGN §2.3); the command is `rairl.commands.localize`.
+r"""Predict the first wrong step of a trace from step scores (DESIGN §2.3); `rairl localize` runs
+`localize`.
 
     ŷ = min{k : score_k < τ}   (-1 when no step falls below τ)
 
@@ -14,15 +15,28 @@ split / file / seed (`--val_*`), never on the test traces. Metrics as ProcessBen
 
 from __future__ import annotations
 
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import set_seed
 
+from rairl.config import config_dict
+from rairl.evaluation.error_ranking import ranking_metrics
 from rairl.evaluation.metrics import summarize
-from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1
-from rairl.inference.labelled import joined, joined_spans
-from rairl.inference.likelihood import first_below
+from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
+from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
+from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, step_reduce_of
+from rairl.io import write_json, write_jsonl
 from rairl.rewards.aggregation import NonFiniteScore
+from rairl.rewards.perturb import PERTURBATIONS
+from rairl.tasks import TaskArgs, get_task
+
+logger = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 4096  # thresholds tried by calibration (quantiles beyond that)
 
@@ -86,3 +100,154 @@ def by_perturbation(traces: list[LabelledTrace], predicted: list[int], seed: int
         if t.meta.get("perturbation"):
             groups.setdefault(t.meta["perturbation"], []).append(float(p == t.label))
     return {name: summarize(hits, seed=seed) for name, hits in sorted(groups.items())}
+
+
+@dataclass
+class LocalizeConfig(TaskArgs, RewardArgs):
+    """`rairl localize`'s options: the labelled traces, the scorers, thresholds and their calibration."""
+
+    source: str = field(default="injected", metadata={"help": "labelled traces: " + " | ".join(SOURCES)})
+    split: str = field(default="test", metadata={"help": "injected/natural: the task split"})
+    file: str | None = field(default=None, metadata={"help": "file: ProcessBench-format JSONL"})
+    samples: str | None = field(default=None, metadata={"help": "natural: a `rairl sample` JSONL (else generated)"})
+    limit: int = field(default=0, metadata={"help": "questions (injected, generated) or traces (files); 0 = all"})
+    perturbations: str = field(default="", metadata={"help": "injected: comma-separated names (default all)"})
+    policy: str | None = field(
+        default=None, metadata={"help": "base policy dir: the likelihood baseline, and natural samples when generated"}
+    )
+    n_samples: int = field(default=4, metadata={"help": "natural, generated: samples per question"})
+    temperature: float = field(default=1.0, metadata={"help": "natural, generated: sampling temperature"})
+    max_new_tokens: int = field(default=64, metadata={"help": "natural, generated: most tokens per sample"})
+    tau: float = field(default=0.0, metadata={"help": "reward threshold τ (0: D = 1/2); ignored with --calibrate"})
+    logprob_threshold: float = field(
+        default=DEFAULT_LOGPROB_THRESHOLD, metadata={"help": "likelihood threshold on log π (default log 0.1)"}
+    )
+    calibrate: bool = field(default=False, metadata={"help": "pick both thresholds by F1 on a validation benchmark"})
+    hit_k: int = field(default=3, metadata={"help": "k of Hit@k: the first wrong step among the k lowest-scored"})
+    val_source: str | None = field(default=None, metadata={"help": "validation source (default: --source)"})
+    val_split: str = field(default="validation", metadata={"help": "validation split (injected/natural)"})
+    val_file: str | None = field(default=None, metadata={"help": "validation ProcessBench file (source file)"})
+    val_samples: str | None = field(default=None, metadata={"help": "validation samples JSONL (source natural)"})
+    val_limit: int = field(default=0, metadata={"help": "validation size, as --limit"})
+    seed: int = field(default=0, metadata={"help": "perturbation / sampling seed (validation: seed + 1); bootstrap"})
+    output_dir: str = field(default="runs/localize", metadata={"help": "folder for metrics.json and predictions.jsonl"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in [self.source] + ([self.val_source] if self.val_source else []):
+            if name not in SOURCES:
+                raise ValueError(f"source must be one of {sorted(SOURCES)}, got {name!r}")
+        if unknown := [p for p in self.perturbation_names or [] if p not in PERTURBATIONS]:
+            raise ValueError(f"unknown perturbation(s) {unknown}; known: {sorted(PERTURBATIONS)}")
+        if self.source == "file" and not self.file:
+            raise ValueError("--source file needs --file (a ProcessBench-format JSONL)")
+        if self.calibrate and (self.val_source or self.source) == "file" and not self.val_file:
+            raise ValueError("--calibrate with a file source needs --val_file (another file: never tune on test data)")
+        if self.calibrate and self.val_file and self.val_file == self.file:
+            raise ValueError(f"--val_file must differ from --file ({self.file}): never tune on the test set")
+        if self.limit < 0 or self.val_limit < 0 or self.n_samples < 1 or self.hit_k < 1:
+            raise ValueError(
+                f"need limit, val_limit >= 0 and n_samples, hit_k >= 1, got limit={self.limit}, "
+                f"val_limit={self.val_limit}, n_samples={self.n_samples}, hit_k={self.hit_k}"
+            )
+
+    @property
+    def perturbation_names(self) -> list[str] | None:
+        return [p.strip() for p in self.perturbations.split(",") if p.strip()] or None
+
+
+def localize(config: LocalizeConfig) -> dict[str, Any]:
+    """Score the test traces (and the validation traces with `calibrate`) by the learned reward and, with `policy`,
+    the likelihood; writes `metrics.json` and `predictions.jsonl` to `output_dir` and returns the metrics."""
+    set_seed(config.seed)
+    task = get_task(config)
+    device = resolve_device(config.device)
+
+    @functools.cache
+    def policy() -> LikelihoodScorer:
+        if not config.policy:
+            raise ValueError("this run needs --policy PATH (a saved causal LM directory)")
+        return LikelihoodScorer.from_pretrained(
+            config.policy, device=device, step_spans=task.step_spans, batch_size=config.batch_size
+        )
+
+    common = dict(
+        perturbations=config.perturbation_names,
+        n_samples=config.n_samples,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        policy=(lambda: (policy().model, policy().tokenizer)) if config.policy else None,
+    )
+    test = build(
+        config.source, task, SourceSpec(config.split, config.file, config.samples, config.limit, config.seed, **common)
+    )
+    val: Benchmark | None = None
+    if config.calibrate:
+        val = build(
+            config.val_source or config.source,
+            task,
+            SourceSpec(
+                config.val_split, config.val_file, config.val_samples, config.val_limit, config.seed + 1, **common
+            ),
+        )
+
+    reward_model = load_reward_model(config, task)
+    scorers = {"reward": (reward_model, step_reduce_of(config, reward_model), config.tau)}
+    if config.policy:
+        scorers["likelihood"] = (policy(), "min", config.logprob_threshold)
+    else:
+        logger.info("no --policy: the base-policy likelihood baseline is skipped")
+
+    labels = [t.label for t in test.traces]
+    results: dict[str, Any] = {}
+    rows: dict[str, dict[str, list]] = {}
+    for name, (scorer, reduce, default_tau) in scorers.items():
+        steps = step_scores_of(scorer, test.traces, reduce, f"{name} on the test traces")
+        tau, val_f1 = default_tau, None
+        if val is not None:
+            val_steps = step_scores_of(scorer, val.traces, reduce, f"{name} on the validation traces")
+            tau, val_f1 = calibrate_threshold(val_steps, [t.label for t in val.traces])
+        predicted = predict(steps, tau)
+        results[name] = {
+            "threshold": tau,
+            "calibrated": val is not None,
+            "val_f1": val_f1,
+            "step_reduce": reduce,
+            **processbench_metrics(predicted, labels, seed=config.seed),
+            **ranking_metrics(steps, labels, ks=sorted({1, config.hit_k}), seed=config.seed),
+            "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
+        }
+        rows[name] = {"predicted": predicted, "steps": steps}
+
+    report = {
+        "source": config.source,
+        "n_traces": len(labels),
+        "n_error": sum(label != NO_ERROR for label in labels),
+        "n_correct": sum(label == NO_ERROR for label in labels),
+        "dropped": test.dropped,
+        "n_val_traces": len(val.traces) if val else 0,
+        **results,
+        "config": config_dict(config),
+    }
+    predictions = []
+    for i, t in enumerate(test.traces):
+        row = {
+            "id": t.id,
+            "prompt": t.meta["prompt"],
+            "steps": list(t.steps),
+            "label": t.label,
+            "predicted": rows["reward"]["predicted"][i],
+            "step_scores": rows["reward"]["steps"][i],
+        }
+        if "likelihood" in rows:
+            row.update(
+                likelihood_predicted=rows["likelihood"]["predicted"][i],
+                likelihood_step_scores=rows["likelihood"]["steps"][i],
+            )
+        if t.meta.get("perturbation") is not None:
+            row["perturbation"] = t.meta["perturbation"]
+        predictions.append(row)
+    out = Path(config.output_dir)
+    write_jsonl(out / "predictions.jsonl", predictions)
+    write_json(out / "metrics.json", report)
+    return report

@@ -40,6 +40,8 @@ def parse_aggregates(text: str) -> list[str]:
 
 @dataclass
 class RewardArgs(Options):
+    RENAMED = {"gamma": "aggregate_discount"}  # `advantage_discount` is the other discount (R-AIRL training)
+
     reward_model: str = field(default="", metadata={"help": "saved discriminator directory (holds its tokenizer)"})
     granularity: str | None = field(
         default=None, metadata={"help": "outcome | step | interval | dense (default: as saved with it, else dense)"}
@@ -55,7 +57,7 @@ class RewardArgs(Options):
     aggregates: str = field(
         default=",".join(AGGREGATIONS), metadata={"help": "comma-separated aggregations of " + ", ".join(AGGREGATIONS)}
     )
-    gamma: float = field(default=0.9, metadata={"help": "aggregation 'discounted': Σ γ^(n-t) r_t"})
+    aggregate_discount: float = field(default=0.9, metadata={"help": "aggregation 'discounted': Σ γ^(n-t) r_t"})
     step_reduce: str | None = field(
         default=None,
         metadata={
@@ -74,8 +76,11 @@ class RewardArgs(Options):
             raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
         if self.step_reduce is not None and self.step_reduce not in STEP_REDUCTIONS:
             raise ValueError(f"step_reduce must be one of {sorted(STEP_REDUCTIONS)}, got {self.step_reduce!r}")
-        if not 0.0 <= self.gamma <= 1.0 or self.batch_size < 1:
-            raise ValueError(f"need 0 <= gamma <= 1 and batch_size >= 1, got {self.gamma}, {self.batch_size}")
+        if not 0.0 <= self.aggregate_discount <= 1.0 or self.batch_size < 1:
+            raise ValueError(
+                f"need 0 <= aggregate_discount <= 1 and batch_size >= 1, "
+                f"got {self.aggregate_discount}, {self.batch_size}"
+            )
         if self.score_form is not None and self.score_form not in SCORE_FORMS:
             raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {self.score_form!r}")
         if self.reward_clip is not None and self.reward_clip <= 0:

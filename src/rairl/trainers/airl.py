@@ -1,4 +1,5 @@
-"""`rairl airl`: adversarial inverse RL with token-level GRPO (R-AIRL, DESIGN §1.4–1.5).
+"""Adversarial inverse RL with token-level GRPO (R-AIRL, DESIGN §1.4–1.5; the `rairl airl` command,
+`rairl.commands.airl`).
 
 Each step: generate G samples per prompt → update the discriminator D (`n_disc` times) on experts vs samples
 (plus perturbed experts and replay) → score the batch with the updated D → token rewards r_t (granularity mask,
@@ -43,9 +44,11 @@ WARMUP_NEGATIVES = ("policy", "perturbed")
 
 @dataclass
 class AIRLArgs(Options):
+    RENAMED = {"gamma": "advantage_discount"}  # `aggregate_discount` is the other discount (scoring)
+
     granularity: str = field(default="dense", metadata={"help": "outcome | step | interval | dense"})
     interval: int = field(default=8, metadata={"help": "granularity=interval: a label every k tokens"})
-    gamma: float = field(default=1.0, metadata={"help": "discount γ of the token advantages"})
+    advantage_discount: float = field(default=1.0, metadata={"help": "γ of the token advantages Σ_{k≥t} γ^{k−t} ã_k"})
     reward_clip: float = field(default=5.0, metadata={"help": "β: token rewards are clipped to [-β, β]"})
     score_form: str = field(
         default="f",
@@ -98,8 +101,8 @@ class AIRLArgs(Options):
             raise ValueError(f"n_disc must be >= 1 (or set --disc_frozen), got {self.n_disc}")
         if self.disc_update_every < 1:
             raise ValueError(f"disc_update_every must be >= 1, got {self.disc_update_every}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.advantage_discount <= 1.0:
+            raise ValueError(f"advantage_discount must lie in [0, 1], got {self.advantage_discount}")
 
 
 @dataclass
@@ -259,7 +262,11 @@ class AIRLTrainer(GRPOTrainer):
         if self.airl.outcome_reward_weight:
             all_rewards = add_outcome_reward(all_rewards, all_mask, correct, self.airl.outcome_reward_weight)
         advantages = group_advantages(
-            all_rewards, all_mask, self.num_generations, self.airl.gamma, outcome=self.airl.granularity == "outcome"
+            all_rewards,
+            all_mask,
+            self.num_generations,
+            self.airl.advantage_discount,
+            outcome=self.airl.granularity == "outcome",
         )  # (B_global, C_max)
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
         out["advantages"] = advantages[local, : rewards.shape[1]].to(out["completion_ids"].device)
@@ -391,7 +398,8 @@ def build_trainer(config: Config) -> AIRLTrainer:
     return AIRLTrainer(**kwargs, reward_model=reward_model, task=task, examples=examples, airl=config, disc_args=config)
 
 
-def run(config: Config) -> dict[str, Any]:
+def train(config: Config) -> dict[str, Any]:
+    """Learn the reward and train the policy on it; policy and `discriminator/` land in `output_dir`."""
     set_threads(config.threads)
     resume_from = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     trainer = build_trainer(config)

@@ -1,5 +1,6 @@
-"""`rairl grpo`: the reference that uses answer labels: TRL's `GRPOTrainer` with the task's verifier reward
-r(x, y) = 1[answer(y) is correct]. Also holds the GRPO options and pieces `rairl airl` shares with it.
+"""GRPO with the verifier (the `rairl grpo` command, `rairl.commands.grpo`), the reference that uses answer
+labels: TRL's `GRPOTrainer` with the task's verifier reward r(x, y) = 1[answer(y) is correct]. Also holds the
+GRPO options and pieces `rairl airl` shares with it.
 
 GRPO (as TRL implements it): for G samples per prompt, A_i = (r_i - mean_g r) / (std_g r + 1e-4) on every token,
 and the clipped surrogate  min(ρ_t A_t, clip(ρ_t, 1-ε, 1+ε) A_t)  with an optional KL to the reference (β).
@@ -96,7 +97,8 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
     return task, examples, kwargs
 
 
-def run(config: Config) -> dict[str, Any]:
+def train(config: Config) -> dict[str, Any]:
+    """Train the policy on the verifier reward; the final model lands at the root of `output_dir`."""
     set_threads(config.threads)
     resume_from = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     trainer = GRPOTrainer(**trainer_inputs(config)[2])

@@ -1,4 +1,5 @@
-"""`rairl sft`: supervised fine-tuning on the expert demonstrations, the baseline R-AIRL is measured against.
+"""Supervised fine-tuning on the expert demonstrations, the baseline R-AIRL is measured against (the `rairl sft`
+command, `rairl.commands.sft`).
 
 Completion-only negative log-likelihood of the expert response given the prompt (TRL `SFTTrainer` on a
 prompt-completion dataset, which masks the prompt and appends EOS to every completion):
@@ -103,7 +104,7 @@ def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer
     )
 
 
-def run(config: Config) -> dict[str, Any]:
+def train(config: Config) -> dict[str, Any]:
     """Train the policy on the task's demonstrations; the final model lands at the root of `output_dir`."""
     threads = set_threads(config.threads)
     resume_from = resolve_resume(config.resume_from_checkpoint, config.output_dir)
