@@ -1,10 +1,11 @@
 """Independent pieces of work on a pool of single-thread worker processes, in dependency order.
 
-A small model runs a training step or a generation call on one core nearly as fast as on two (its matrices are
-too small to split well), so W single-thread processes finish W independent runs in about the time of one: the
-demo trains its seeds' policies side by side this way. Each job runs in a fresh process (no state carried from
-one job to the next), with one torch thread unless it asks for more, its console output in its own log file, and
-no progress bars of its own; the caller sees one bar over the jobs, with rate and ETA. A job's result is what its
+A small model runs a training step or a generation call on one core nearly as fast as on two (its matrices are too small
+to split well), so W single-thread processes finish W independent runs in about the time of one: the demo trains its
+seeds' policies side by side this way. Each job runs in a fresh process (no state carried from one job to the next: a
+new interpreter, or with `preload` on Linux a fork of a server process that imported those modules once, so a job does
+not pay ~7 s of imports again), with one torch thread unless it asks for more, its console output in its own log file,
+and no progress bars of its own; the caller sees one bar over the jobs, with rate and ETA. A job's result is what its
 function returns (picklable); a failing job stops the run with its name and log file.
 """
 
@@ -16,7 +17,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +70,21 @@ def _run(fn: Callable[..., Any] | str, kwargs: dict[str, Any], log: str | None, 
         return fn(**kwargs), time.perf_counter() - start
 
 
-def run_jobs(jobs: list[Job], workers: int, desc: str = "jobs") -> tuple[dict[str, Any], dict[str, float]]:
-    """Run `jobs` on `workers` processes (each job in a fresh one), every job after those it names in `after`;
-    a free worker takes the first ready job in list order (so the list is the priority order). Returns
+def worker_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
+    """Fork server processes with `preload` imported (where the platform has them), else fresh interpreters."""
+    if preload and "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(preload))
+        return context
+    return multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with the parent
+
+
+def run_jobs(
+    jobs: list[Job], workers: int, desc: str = "jobs", preload: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run `jobs` on `workers` processes (each job in a fresh one, forked from a server that imported `preload`
+    when given), every job after those it names in `after`; a free worker takes the first ready job in list order
+    (so the list is the priority order). Returns
     `{name: result}` and `{name: seconds}` (the job's own time, without its process's start-up)."""
     names = [j.name for j in jobs]
     if len(set(names)) != len(names) or (missing := {a for j in jobs for a in j.after} - set(names)):
@@ -79,7 +92,7 @@ def run_jobs(jobs: list[Job], workers: int, desc: str = "jobs") -> tuple[dict[st
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     waiting, running = list(jobs), {}
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with the parent
+    context = worker_context(preload)
     with (
         ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context, max_tasks_per_child=1) as pool,
         tqdm(total=len(jobs), desc=desc, unit="job", file=sys.stderr) as bar,

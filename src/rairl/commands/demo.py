@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rairl.demo.config import RL, TRAINED, DemoConfig
+from rairl.demo.config import RL, SAMPLED_OOD, TRAINED, DemoConfig
 from rairl.demo.results import (
     RERANK_PICKS,
     claims,
     compare,
     format_claims,
     format_comparisons,
+    format_training_logs,
     pool_eval,
     pool_localize,
     pool_rerank,
@@ -64,12 +65,13 @@ def jobs(config: Config, out: Path, workers: int) -> list[Job]:
             todo.append(
                 Job(f"seed{seed}/{method}", f"{RUNS}:train_method", kwargs, after=("base",), log=run / "job.log")
             )
-    kwargs = dict(config=config, policy=base, name="base", out=str(out / "base" / "eval"), seed=0)
+    kwargs = dict(config=config, policy=base, name="base", out=str(out / "base" / "eval"), seed=0, sample_ood=False)
     todo.append(Job("eval/base", f"{RUNS}:evaluate", kwargs, after=("base",), log=out / "base" / "eval.log"))
     for seed in config.seed_list:
         for method in TRAINED:
             kwargs = dict(config=config, policy=str(out / f"seed{seed}" / method), name=method,
-                          out=str(out / f"seed{seed}" / "eval"), seed=seed)  # fmt: skip
+                          out=str(out / f"seed{seed}" / "eval"), seed=seed,
+                          sample_ood=method in SAMPLED_OOD)  # fmt: skip
             log = out / f"seed{seed}" / "eval" / f"{method}.log"
             todo.append(Job(f"eval/seed{seed}/{method}", f"{RUNS}:evaluate", kwargs, after=(f"seed{seed}/{method}",),
                             log=log))  # fmt: skip
@@ -88,7 +90,7 @@ def run(config: Config) -> dict[str, Any]:
     out = Path(config.output_dir)
     start = time.perf_counter()
     workers = config.workers or usable_cores()
-    done, jobs_s = run_jobs(jobs(config, out, workers), workers, desc="demo")
+    done, jobs_s = run_jobs(jobs(config, out, workers), workers, desc="demo", preload=(RUNS,))
     per_seed: list[dict[str, Any]] = []
     for i, seed in enumerate(config.seed_list):
         rows = {m: done[f"eval/seed{seed}/{m}"] for m in TRAINED}
@@ -122,6 +124,7 @@ def run(config: Config) -> dict[str, Any]:
     write_json(out / "results.json", results)
     print(format_claims(results))
     print(format_comparisons(results))
+    print(format_training_logs(results))
     from rairl.report import html  # loads torch: only now, with the workers gone
 
     first_disc = out / f"seed{config.seed_list[0]}" / "airl_dense" / "discriminator"

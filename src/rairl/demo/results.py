@@ -268,6 +268,37 @@ def format_comparisons(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+LOG_COLUMNS = {  # what each RL run's log says about why it moved (or did not): `log_summary` keys
+    "train reward": "rewards/correctness/mean",
+    "reward~correct": "reward/corr",
+    "D acc expert": "disc/acc_expert",
+    "D acc policy": "disc/acc_policy",
+    "D acc perturbed": "disc/acc_perturbed",
+}
+
+
+def format_training_logs(results: dict[str, Any]) -> str:
+    """Per RL method, seeds averaged: each logged series' first → last third of the steps (the verifier's
+    correctness of the step's samples, the learned reward's correlation with it, the discriminator's accuracy on
+    experts, policy samples and perturbed experts), and the largest grad-norm over its run's median."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for name, log in results["training_logs"].items():
+        by_method.setdefault(name.split("/", 1)[1], []).append(log)
+    lines = [
+        f"{'training logs (first → last third)':<36} " + " ".join(f"{c:<15}" for c in LOG_COLUMNS) + " grad max/med"
+    ]
+    for method, logs in by_method.items():
+        cells = []
+        for key in LOG_COLUMNS.values():
+            thirds = [(log[key]["first_third"], log[key]["last_third"]) for log in logs if key in log]
+            cells.append(
+                f"{np.mean([a for a, _ in thirds]):.2f} → {np.mean([b for _, b in thirds]):.2f}" if thirds else "-"
+            )
+        spike = max(log["grad_norm"]["max"] / max(log["grad_norm"]["median"], 1e-8) for log in logs)
+        lines.append(f"{method:<36} " + " ".join(f"{c:<15}" for c in cells) + f" {spike:.1f}")
+    return "\n".join(lines)
+
+
 def format_summary(s: Any, signed: bool) -> str:
     """`{"mean", "ci95", "n"}` as "mean [lo, hi] n=N" (with signs for differences); anything else as str."""
     if isinstance(s, dict) and "mean" in s:

@@ -86,23 +86,29 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
     return log_summary([row for _, row in read_jsonl(Path(run, LOG_FILE))])
 
 
-def evaluate(config: DemoConfig, policy: str, name: str, out: str, seed: int) -> dict[str, dict[str, list[dict]]]:
-    """Greedy answers and N samples of one policy on test and OOD, also written as JSONL (read when there)."""
+def evaluate(
+    config: DemoConfig, policy: str, name: str, out: str, seed: int, sample_ood: bool = True
+) -> dict[str, dict[str, list[dict]]]:
+    """Greedy answers and N samples of one policy on test and OOD (on OOD greedy only unless `sample_ood`), also
+    written as JSONL (read when there)."""
     task = get_task(task_args(config))
     torch.manual_seed(seed)
     rows: dict[str, dict[str, list[dict]]] = {}
     model = tokenizer = None
     for split in ("test", "ood"):
-        files = {kind: Path(out, f"{name}_{split}_{kind}.jsonl") for kind in ("greedy", "samples")}
+        kinds = ("greedy", "samples") if split == "test" or sample_ood else ("greedy",)
+        files = {kind: Path(out, f"{name}_{split}_{kind}.jsonl") for kind in kinds}
         if all(f.is_file() for f in files.values()):
-            rows[split] = {kind: [row for _, row in read_jsonl(f)] for kind, f in files.items()}
+            rows[split] = {"samples": [], **{kind: [row for _, row in read_jsonl(f)] for kind, f in files.items()}}
             continue
         if model is None:
             model, tokenizer = load_for_inference(ModelArgs(model=policy))
         examples = task.examples(split)
         greedy = sample_rows(model, tokenizer, task, examples, greedy=True, batch_size=64, progress=False)
-        sampled = sample_rows(model, tokenizer, task, examples, n=config.n_samples, batch_size=128, progress=False)
-        write_jsonl(files["samples"], sampled)
+        sampled = []
+        if "samples" in files:
+            sampled = sample_rows(model, tokenizer, task, examples, n=config.n_samples, batch_size=128, progress=False)
+            write_jsonl(files["samples"], sampled)
         write_jsonl(files["greedy"], greedy)
         rows[split] = {"greedy": greedy, "samples": sampled}
     return rows
