@@ -55,3 +55,15 @@ def test_bad_graphs_are_refused():
         run_jobs([Job("a", fail, dict(message="x"), after=("nope",))], workers=1)
     with pytest.raises(ValueError, match="cycle"):
         run_jobs([Job("a", fail, dict(message="x"), after=("b",)), Job("b", fail, dict(message="x"), after=("a",))], 1)
+
+
+def test_preloaded_workers_are_fresh_forks_with_the_threads_asked_for(tmp_path):
+    order = tmp_path / "order.txt"
+    jobs = [
+        Job("a", "tests.test_jobs:record", dict(path=str(order), text="a"), threads=2),
+        Job("b", "tests.test_jobs:record", dict(path=str(order), text="b"), after=("a",)),
+    ]
+    results, _ = run_jobs(jobs, workers=1, preload=("torch",))
+    assert order.read_text() == "ab"
+    assert results["a"]["pid"] != results["b"]["pid"]  # one job per process, even on one worker
+    assert (results["a"]["threads"], results["b"]["threads"]) == (2, 1)
