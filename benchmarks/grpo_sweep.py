@@ -177,19 +177,27 @@ def format_table(summary: dict[str, Any], bases: dict[str, Any]) -> str:
 
 
 def merged(saved: Path, results: dict[str, Any]) -> dict[str, Any]:
-    """`results` with the rows and runs of an earlier sweep saved at `saved` (same bases, same n_eval) that this
-    one did not run again: invocations on a few rows each add up to one table."""
+    """`results` with the rows and runs of an earlier sweep saved at `saved` (same n_eval) that this one did not
+    run again: invocations on a few rows each add up to one table. Rows from another base keep their base's path
+    in their name ("ROW @ PATH"), and that base's accuracy is kept beside."""
     if not saved.is_file():
         return results
     before = json.loads(saved.read_text())
-    if (before.get("bases"), before.get("n_eval")) != (results["bases"], results["n_eval"]):
+    if before.get("n_eval") != results["n_eval"]:
         return results
+    same = before.get("bases") == results["bases"]
+
+    def name(row: str) -> str:
+        return row if same or " @ " in row else f"{row} @ {before['bases']['demo']}"
+
     names = set(results["rows"])
+    greedy = {b if same or " @ " in b else f"{b} @ {before['bases'][b]}": g for b, g in before["base_greedy"].items()}
     return {
         **results,
-        "base_greedy": {**before.get("base_greedy", {}), **results["base_greedy"]},
-        "rows": {**{k: v for k, v in before["rows"].items() if k not in names}, **results["rows"]},
-        "runs": [r for r in before.get("runs", []) if r["name"] not in names] + results["runs"],
+        "base_greedy": {**greedy, **results["base_greedy"]},
+        "rows": {**{name(k): v for k, v in before["rows"].items() if name(k) not in names}, **results["rows"]},
+        "runs": [{**r, "name": name(r["name"])} for r in before.get("runs", []) if name(r["name"]) not in names]
+        + results["runs"],
     }
 
 
