@@ -84,8 +84,8 @@ def run_jobs(
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run `jobs` on `workers` processes (each job in a fresh one, forked from a server that imported `preload`
     when given), every job after those it names in `after`; a free worker takes the first ready job in list order
-    (so the list is the priority order). Returns
-    `{name: result}` and `{name: seconds}` (the job's own time, without its process's start-up)."""
+    (so the list is the priority order). Returns `{name: result}` and `{name: seconds}` (the job's own time,
+    without its process's start-up)."""
     names = [j.name for j in jobs]
     if len(set(names)) != len(names) or (missing := {a for j in jobs for a in j.after} - set(names)):
         raise ValueError(f"job names must be unique and `after` must name jobs: {names}, missing {missing or {}}")

@@ -5,7 +5,6 @@ checks its values defines `__post_init__` and calls `super().__post_init__()`, s
 the composed config runs every part's checks once, in MRO order, with no parent chained by hand. When a TRL config
 (`TrainingArguments`) comes after the parts in the MRO, the chain ends in its `__post_init__`.
 
-
 An option that was renamed stays refused under its old name, with the new one in the message: a class lists
 `RENAMED = {old: new}` and `renamed_options` gathers them over the MRO (`rairl.config.parse_config` checks flags and
 YAML keys against them).
