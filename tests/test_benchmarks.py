@@ -126,3 +126,13 @@ def test_profile_demo_smoke(tmp_path):
     assert data["phase"] == "airl_dense" and data["wall_s"]["n"] == 1
     assert data["cprofile_top_tottime"] and data["torch_top_self_cpu"]
     assert (tmp_path / "profile_demo_airl_dense.txt").is_file()
+
+
+def test_tree_memory_follows_a_command_and_its_children(tmp_path):
+    out = tmp_path / "memory.json"
+    child = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(2.5)'])"
+    cmd = [sys.executable, str(BENCHMARKS / "tree_memory.py"), str(out), sys.executable, "-c", child]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    result = json.loads(out.read_text())
+    assert result["rc"] == 0 and result["wall_s"] >= 2.5
+    assert 0 < result["peak_tree_pss_gb"] <= result["peak_tree_rss_gb"]
