@@ -128,9 +128,10 @@ class TraceScorer(ABC):
         steps that are not lines (ProcessBench steps hold newlines). `aggregates`: default all registered.
         `partial`: the responses are unfinished (a search's partial traces): no EOS is appended.
         """
-        return self._score_texts(prompts, responses, step_spans, step_reduce, aggregates, aggregate_discount, partial)[
-            0
-        ]
+        scored, _ = self._score_texts(
+            prompts, responses, step_spans, step_reduce, aggregates, aggregate_discount, partial
+        )
+        return scored
 
     def score_ids(
         self,
@@ -194,9 +195,8 @@ class TraceScorer(ABC):
         self, prompts: Sequence[str], responses: Sequence[str], aggregate: str = "mean", aggregate_discount: float = 0.9
     ) -> list[float]:
         """One number per trace, by an aggregation of `rairl.rewards.aggregation.AGGREGATIONS`."""
-        return self.score(prompts, responses, aggregates=[aggregate], aggregate_discount=aggregate_discount).traces[
-            aggregate
-        ]
+        scores = self.score(prompts, responses, aggregates=[aggregate], aggregate_discount=aggregate_discount)
+        return scores.traces[aggregate]
 
     def as_reward_func(self, aggregate: str = "mean", aggregate_discount: float = 0.9) -> Callable[..., list[float]]:
         """A reward function for `trl.GRPOTrainer(reward_funcs=[...])`, `(prompts, completions, **kwargs) ->

@@ -55,8 +55,7 @@ def jobs(config: Config, out: Path, workers: int) -> list[Job]:
     core: nothing else can run until it is done); every seed's policies; every policy's evaluation; each seed's
     reranking and localisation."""
     base = str(out / "base")
-    kwargs = dict(config=config, out=str(out), threads=workers)
-    todo = [Job("base", f"{RUNS}:train_base", kwargs, log=out / "base.log", threads=workers)]
+    todo = [Job("base", f"{RUNS}:train_base", dict(config=config, out=str(out)), log=out / "base.log", threads=workers)]
     by_cost = ("airl_outcome", "airl_dense", "grpo_verifier", "sft")
     for method in by_cost:
         for seed in config.seed_list:

@@ -28,8 +28,9 @@ def task_args(config: DemoConfig, n_train: int | None = None) -> TaskArgs:
     return TaskArgs(task=config.task, n_eval=config.n_eval, **({"n_train": n_train} if n_train else {}))
 
 
-def train_base(config: DemoConfig, out: str, threads: int = 1) -> float:
-    """The base policy in `out/base`, on `threads` torch threads; returns its training seconds."""
+def train_base(config: DemoConfig, out: str) -> float:
+    """The base policy in `out/base`, on the torch threads its worker was given (`Job.threads`); returns its
+    training seconds."""
     base = Path(out, "base")
     if not finished(base):
         n_train = max(1, int(TaskArgs().n_train * config.base_fraction))
@@ -45,7 +46,7 @@ def train_base(config: DemoConfig, out: str, threads: int = 1) -> float:
                 lr_scheduler_kwargs={"num_cycles": config.base_schedule_cycles},
                 report_to="none",
                 save_steps=10**9,
-                threads=threads,
+                threads=torch.get_num_threads(),
                 seed=0,
             )
         )
