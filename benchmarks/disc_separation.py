@@ -22,6 +22,7 @@ from rairl.evaluation.metrics import summarize
 from rairl.inference.sampling import sample_rows
 from rairl.models import ModelArgs, build_tiny, load_policy
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 from rairl.rewards.perturb import perturb
 from rairl.tasks.arith import ArithTask
 from rairl.trainers.discriminator_update import assemble, discriminator_step, make_optimizer
@@ -39,7 +40,9 @@ def held_out(task: ArithTask, rng: random.Random, n: int) -> tuple[list[str], li
 def train_and_eval(name, disc, tokenizer, task, negatives, args, dargs, seed) -> dict:
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    rm = RewardModel(disc, tokenizer, step_spans=task.step_spans, granularity=args.granularity, batch_size=64)
+    rm = RewardModel(
+        disc, tokenizer, RewardSettings(granularity=args.granularity), step_spans=task.step_spans, batch_size=64
+    )
     optimizer = make_optimizer(disc, dargs)
     train = task.examples("train")
     start = time.perf_counter()

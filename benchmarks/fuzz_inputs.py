@@ -193,13 +193,14 @@ def build_model_dir(root: Path) -> Path:
     from rairl.discriminator import Discriminator
     from rairl.models import ModelArgs, build_tiny
     from rairl.reward_model import RewardModel
+    from rairl.reward_settings import RewardSettings
 
     model, tokenizer = build_tiny(
         ModelArgs(hidden_size=16, num_layers=1, num_heads=2, max_position_embeddings=32), seed=0
     )
     path = root / "disc"
     disc = Discriminator.from_causal_lm(model, likelihood=True, likelihood_from="backbone")
-    RewardModel(disc, tokenizer, score_form="f", clip_beta=5.0).save_pretrained(path)
+    RewardModel(disc, tokenizer, RewardSettings(score_form="f", clip_beta=5.0)).save_pretrained(path)
     return path
 
 

@@ -31,6 +31,7 @@ from common import parser, ratio, save, set_threads, summarize, table, timed
 from rairl.discriminator import Discriminator
 from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 from rairl.rewards.perturb import perturb
 from rairl.tasks import TaskArgs, get_task
 
@@ -112,7 +113,9 @@ def main() -> None:
         disc_dir = Path(tmp) / "disc"
         model, tokenizer = build_tiny(ModelArgs(**size), seed=0)
         RewardModel(
-            Discriminator.from_causal_lm(model, True, likelihood_from="reference"), tokenizer, score_form="f"
+            Discriminator.from_causal_lm(model, True, likelihood_from="reference"),
+            tokenizer,
+            RewardSettings(score_form="f"),
         ).save_pretrained(disc_dir)
         rm = RewardModel.from_pretrained(disc_dir)
         rm.score(*requests[0])  # warm-up

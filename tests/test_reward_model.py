@@ -8,6 +8,7 @@ import torch
 from rairl.discriminator import Discriminator
 from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 
 PROMPT = "Q:\n"  # 3 characters: the response starts at column 3
 RESPONSE = "1+1=2\n#### 2"  # steps (0, 5), (6, 12); 12 characters + EOS = response columns 3..15
@@ -37,7 +38,7 @@ def hand_scores(width: int) -> torch.Tensor:
 )
 def test_token_rewards_backfill_and_clip_the_scores_on_the_mask(disc_and_tok, granularity, expected):
     disc, tok = disc_and_tok
-    rm = RewardModel(disc, tok, granularity=granularity, interval=3, clip_beta=2.0)
+    rm = RewardModel(disc, tok, RewardSettings(granularity=granularity, interval=3, clip_beta=2.0))
     batch = rm.encode([PROMPT], [RESPONSE])
     assert batch.input_ids.shape == (1, 16) and batch.step_ends == [[7, 14]]
     rewards = rm.token_rewards(batch, scores=hand_scores(16))
@@ -46,7 +47,7 @@ def test_token_rewards_backfill_and_clip_the_scores_on_the_mask(disc_and_tok, gr
 
 def test_token_rewards_without_clip_keep_the_values(disc_and_tok):
     disc, tok = disc_and_tok
-    rm = RewardModel(disc, tok, granularity="outcome", clip_beta=None)
+    rm = RewardModel(disc, tok, RewardSettings(granularity="outcome", clip_beta=None))
     batch = rm.encode([PROMPT], [RESPONSE])
     assert rm.token_rewards(batch, scores=hand_scores(16))[0, 3:].tolist() == [3.5] * 13
 
@@ -89,7 +90,7 @@ def test_from_pretrained_loads_discriminator_and_tokenizer(disc_and_tok, tmp_pat
     disc.save_pretrained(tmp_path, tok)
     rm = RewardModel.from_pretrained(tmp_path, granularity="step")
     batch = rm.encode([PROMPT], [RESPONSE])
-    expected = RewardModel(disc, tok, granularity="step").token_rewards(batch)
+    expected = RewardModel(disc, tok, RewardSettings(granularity="step")).token_rewards(batch)
     assert torch.allclose(rm.token_rewards(batch), expected, atol=1e-6)
 
 
@@ -101,8 +102,8 @@ def test_score_form_f_starts_at_the_likelihood_baseline():
     model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero")
     prompts, responses = [PROMPT, PROMPT], [RESPONSE, "1+2=4\n#### 4"]
-    f = RewardModel(disc, tokenizer, score_form="f", clip_beta=0.5).score(prompts, responses)
-    logit = RewardModel(disc, tokenizer, score_form="logit", clip_beta=0.5).score(prompts, responses)
+    f = RewardModel(disc, tokenizer, RewardSettings(score_form="f", clip_beta=0.5)).score(prompts, responses)
+    logit = RewardModel(disc, tokenizer, RewardSettings(score_form="logit", clip_beta=0.5)).score(prompts, responses)
     base = LikelihoodScorer(model.eval(), tokenizer).score(prompts, responses)
     for a, b, z in zip(f.tokens, base.tokens, logit.tokens):
         torch.testing.assert_close(a, b)  # unclipped, though some ℓ_t < -0.5
@@ -113,4 +114,4 @@ def test_score_form_f_starts_at_the_likelihood_baseline():
 def test_score_form_f_needs_likelihood(disc_and_tok):
     model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
     with pytest.raises(ValueError, match="needs a likelihood-aware discriminator"):
-        RewardModel(Discriminator.from_causal_lm(model, False), tokenizer, score_form="f")
+        RewardModel(Discriminator.from_causal_lm(model, False), tokenizer, RewardSettings(score_form="f"))

@@ -15,6 +15,7 @@ from rairl.cli import main
 from rairl.discriminator import Discriminator
 from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 from rairl.rewards.aggregation import AGGREGATIONS, NonFiniteScore
 
 PROMPTS = ["Question: Ann has 3 pens, gets 4 more. How many?\nAnswer:\n", "Question: x\nAnswer:\n", "Q\n"]
@@ -23,6 +24,8 @@ RESPONSES = ["3+4=7\n#### 7", "1+1=3\n3*2=6\n#### 6", ""]
 
 class Echo(nn.Module):
     """A stand-in discriminator whose score is the token id, so rewards are known by hand (s_t = id_t, or NaN)."""
+
+    uses_likelihood = False
 
     def __init__(self, nan: bool = False):
         super().__init__()
@@ -58,7 +61,7 @@ def ids_of(tokenizer, texts, eos=False):
 
 def test_three_views_agree_with_the_single_view_calls(tiny):
     _, tokenizer, disc = tiny
-    rm = RewardModel(disc, tokenizer, granularity="step")
+    rm = RewardModel(disc, tokenizer, RewardSettings(granularity="step", score_form="logit"))
     scores = rm.score(PROMPTS, RESPONSES, aggregate_discount=0.8)
     assert [len(t) for t in scores.tokens] == [len(r) + 1 for r in RESPONSES]  # char tokens + EOS
     assert [len(s) for s in scores.steps] == [2, 3, 0]
@@ -70,7 +73,7 @@ def test_three_views_agree_with_the_single_view_calls(tiny):
     # step granularity: every token of a step carries the value read at the step's last token
     assert scores.steps[0][0] == pytest.approx(float(scores.tokens[0][0]))
     # batching and length-sorting do not change a score
-    one = RewardModel(disc, tokenizer, granularity="step", batch_size=1).score(
+    one = RewardModel(disc, tokenizer, RewardSettings(granularity="step", score_form="logit"), batch_size=1).score(
         PROMPTS, RESPONSES, aggregate_discount=0.8
     )
     assert_same_scores(one, scores)
@@ -80,7 +83,7 @@ def test_token_rewards_are_backfilled_step_values_hand_computed():
     from rairl.models import build_char_tokenizer
 
     tok = build_char_tokenizer()
-    rm = RewardModel(Echo(), tok, granularity="step")
+    rm = RewardModel(Echo(), tok, RewardSettings(granularity="step", clip_beta=None))
     s = rm.score([PROMPTS[0]], [RESPONSES[0]], step_reduce="min")
     cid = tok.convert_tokens_to_ids
     # "3+4=7" takes the id of its last char '7'; "\n#### 7" that of the second '7'; EOS its own id
@@ -95,7 +98,7 @@ def test_explicit_step_spans_allow_steps_with_newlines():
     from rairl.models import build_char_tokenizer
 
     tok = build_char_tokenizer()
-    rm = RewardModel(Echo(), tok)
+    rm = RewardModel(Echo(), tok, RewardSettings(clip_beta=None))
     steps = ["a\nb", "cd"]
     response = "\n".join(steps)  # spans (0, 3) and (4, 6)
     s = rm.score(["Q\n"], [response], step_spans=[[(0, 3), (4, 6)]])
@@ -104,7 +107,7 @@ def test_explicit_step_spans_allow_steps_with_newlines():
 
 def test_score_ids_equals_score_on_text_for_the_shared_tokenizer(tiny):
     _, tokenizer, disc = tiny
-    rm = RewardModel(disc, tokenizer, granularity="dense")
+    rm = RewardModel(disc, tokenizer, RewardSettings(granularity="dense"))
     text = rm.score(PROMPTS, RESPONSES)
     ids = rm.score_ids(ids_of(tokenizer, PROMPTS), ids_of(tokenizer, RESPONSES, eos=True), tokenizer=tokenizer)
     for a, b in zip(text.tokens, ids.tokens):
@@ -117,7 +120,8 @@ def test_a_policy_with_another_tokenizer_gets_rewards_on_its_own_tokens():
     from rairl.models import build_char_tokenizer
 
     rm_tok = build_char_tokenizer()
-    rm = RewardModel(Echo(), rm_tok, granularity="dense")  # r_t = id of the reward model's (character) token t
+    # r_t = id of the reward model's (character) token t
+    rm = RewardModel(Echo(), rm_tok, RewardSettings(granularity="dense", clip_beta=None))
     policy_tok = piece_tokenizer(["Question:", "3+4=", "7\n#", "### "])
     prompt, response = "Question: 3+4\nAnswer:\n", "3+4=7\n#### 7"
     p_ids = ids_of(policy_tok, [prompt])
@@ -142,12 +146,15 @@ def test_nan_scores_raise():
 
 def test_save_and_load_keep_the_reward_settings(tiny, tmp_path):
     _, tokenizer, disc = tiny
-    rm = RewardModel(disc, tokenizer, granularity="interval", interval=3, clip_beta=0.5)
+    rm = RewardModel(disc, tokenizer, RewardSettings(granularity="interval", interval=3, clip_beta=0.5))
     rm.save_pretrained(tmp_path / "rm")
     loaded = RewardModel.from_pretrained(tmp_path / "rm")
-    assert (loaded.granularity, loaded.interval, loaded.clip_beta) == ("interval", 3, 0.5)
+    assert loaded.settings == rm.settings
+    assert (loaded.settings.granularity, loaded.settings.interval, loaded.settings.clip_beta) == ("interval", 3, 0.5)
+    assert loaded.settings.score_form == "f"  # unset: settled by the discriminator, which reads ℓ_t
     assert loaded.score_trace(PROMPTS, RESPONSES) == pytest.approx(rm.score_trace(PROMPTS, RESPONSES))
-    assert RewardModel.from_pretrained(tmp_path / "rm", granularity="dense", interval=None).granularity == "dense"
+    changed = RewardModel.from_pretrained(tmp_path / "rm", granularity="dense", interval=None).settings
+    assert (changed.granularity, changed.interval) == ("dense", 3)  # None keeps the saved value
 
 
 def test_as_reward_func_in_a_stock_grpo_trainer(tiny, tmp_path):

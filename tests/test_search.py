@@ -16,6 +16,7 @@ from rairl.inference.prm import ProcessRewardModel
 from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, top_k
 from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 from rairl.tasks import TaskArgs, get_task
 
 TINY = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256)
@@ -156,7 +157,7 @@ def test_search_command_end_to_end(tiny, tmp_path):
     tokenizer.save_pretrained(policy)
     torch.manual_seed(0)
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
-    RewardModel(disc, tokenizer, score_form="f").save_pretrained(disc_dir)
+    RewardModel(disc, tokenizer, RewardSettings(score_form="f")).save_pretrained(disc_dir)
     argv = ["search", "--policy", str(policy), "--reward_model", str(disc_dir), "--n", "2,4", "--m", "2", "--limit",
             "3", "--max_steps", "3", "--max_step_tokens", "8", "--output_dir", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0
@@ -174,7 +175,7 @@ def test_search_command_end_to_end(tiny, tmp_path):
 def test_partial_traces_are_scored_without_eos(tiny):
     model, tokenizer = tiny
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
-    rm = RewardModel(disc, tokenizer, score_form="f", step_spans=get_task(TaskArgs()).step_spans)
+    rm = RewardModel(disc, tokenizer, RewardSettings(score_form="f"), step_spans=get_task(TaskArgs()).step_spans)
     full, part = rm.score(["Q\n"], ["1+2=3\n"]), rm.score(["Q\n"], ["1+2=3\n"], partial=True)
     assert len(full.tokens[0]) == len(part.tokens[0]) + 1  # the EOS a finished trace carries
     assert torch.allclose(full.tokens[0][:-1], part.tokens[0])  # causal: the prefix scores the same

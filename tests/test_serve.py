@@ -21,6 +21,7 @@ from rairl.discriminator import Discriminator
 from rairl.models import ModelArgs, build_tiny
 from rairl.remote import RemoteError, RemoteReward
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 
 KEY = "test-key-123"
 PROMPTS = ["Q: 1+2?\n", "Q: 3*4?\n", "Q: 1+2?\n"]
@@ -41,7 +42,7 @@ def disc_dir(tmp_path_factory):
     )
     torch.manual_seed(0)
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
-    RewardModel(disc, tokenizer, score_form="f").save_pretrained(path)
+    RewardModel(disc, tokenizer, RewardSettings(score_form="f")).save_pretrained(path)
     return path
 
 

@@ -16,6 +16,7 @@ from rairl.inference.sampling import generate
 from rairl.models import ModelArgs, build_char_tokenizer, load_policy
 from rairl.models.gguf import bundled_file, resolve_model
 from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.base import line_spans
 from rairl.traces import encode_ids, encode_texts, token_offsets
@@ -75,7 +76,7 @@ def test_step_ends_under_bpe_land_on_each_steps_last_character(smollm2):
 def test_a_smollm2_discriminator_scores_steps_and_starts_at_its_likelihood(smollm2):
     model, tokenizer = smollm2
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero")
-    rm = RewardModel(disc, tokenizer, granularity="step", score_form="f", batch_size=4)
+    rm = RewardModel(disc, tokenizer, RewardSettings(granularity="step", score_form="f"), batch_size=4)
     wrong = RESPONSE.replace("= <<48/2=24>>24", "= <<48/2=26>>26")
     scores = rm.score([PROMPT, PROMPT], [RESPONSE, wrong], step_reduce="min")
     assert [len(s) for s in scores.steps] == [3, 3]
@@ -176,12 +177,13 @@ def test_a_char_policys_samples_scored_by_a_smollm2_discriminator_and_the_revers
     smol_rm = RewardModel(
         Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero"),
         smol_tok,
-        granularity="step",
-        score_form="f",
+        RewardSettings(granularity="step", score_form="f"),
         batch_size=4,
     )
     tiny, _ = load_policy(ModelArgs(hidden_size=32, num_layers=1, num_heads=2))
-    tiny_rm = RewardModel(Discriminator.from_causal_lm(tiny, True), char_tok, granularity="step", batch_size=4)
+    tiny_rm = RewardModel(
+        Discriminator.from_causal_lm(tiny, True), char_tok, RewardSettings(granularity="step"), batch_size=4
+    )
     for rm, src in ((smol_rm, char_tok), (tiny_rm, smol_tok)):
         ids = src(RESPONSE, add_special_tokens=False)["input_ids"] + [src.eos_token_id]
         p_ids = src(render_prompt(src, PROMPT), add_special_tokens=False)["input_ids"]

@@ -1,7 +1,9 @@
 """The learned reward as an object: a discriminator, its tokenizer and a step splitter, with no training code.
 
 Token rewards follow DESIGN §1.3: values v_t = s_t / temperature on the positions of the granularity mask m_t,
-backfilled to every response token, r_t = v_{t'} with t' = min{k >= t : m_k = 1}, then clipped to [-β, β].
+backfilled to every response token, r_t = v_{t'} with t' = min{k >= t : m_k = 1}, then clipped to [-β, β]; the
+scoring API reads r_t or f_t = backfill(v)_t + ℓ_t by the score form (`rairl.reward_settings`, which holds every
+setting of the reward, saved with it).
 Scoring runs without gradient on length-sorted mini-batches (little padding), results in input order.
 
 Scoring API (DESIGN §2.1): one forward pass gives three views (`TraceScores`, `rairl.rewards.aggregation`):
@@ -16,7 +18,6 @@ The API lives in `TraceScorer` over any per-token value; `rairl.inference.likeli
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,8 +27,8 @@ from tqdm.auto import tqdm
 
 from rairl.chat import has_template, plain_text
 from rairl.discriminator import Discriminator
-from rairl.io import DataError, read_json
 from rairl.prompt_sharing import grouped_order
+from rairl.reward_settings import RewardSettings, token_rewards
 from rairl.rewards.aggregation import (
     AGGREGATIONS,
     TraceScores,
@@ -35,17 +36,10 @@ from rairl.rewards.aggregation import (
     check_names,
     trace_views,
 )
-from rairl.rewards.backfill import backfill, clip
-from rairl.rewards.granularity import GRANULARITIES, granularity_mask
+from rairl.rewards.granularity import granularity_mask
 from rairl.tasks.base import line_spans
 from rairl.traces import Span, TraceBatch, encode_ids, encode_texts, project_values, token_offsets
 
-SETTINGS_FILE = "rairl_reward.json"  # granularity, interval, clip, score form: how token values are read from scores
-SETTINGS = ("granularity", "interval", "clip_beta", "max_length", "score_form")
-# What the scoring API (rerank, localise, score) reads; training always uses the reward r_t.
-#   logit: r_t, the backfilled, clipped AIRL reward v_t = s_t (it holds AIRL's -log π entropy term)
-#   f:     backfill(v)_t + ℓ_t, the reward with the policy's log-likelihood added back (f = s + log π), unclipped
-SCORE_FORMS = ("logit", "f")
 PROGRESS_MIN_BATCHES = 8  # scoring this many mini-batches or more shows a progress bar
 
 
@@ -100,12 +94,16 @@ def response_step_ends(batch: TraceBatch) -> list[list[int]]:
 class TraceScorer(ABC):
     """The scoring API over any per-token value (B, T) of packed traces: subclasses say what the value is.
 
-    Needs `tokenizer` (pad and EOS set), `step_spans` (response -> step character spans) and `max_length`.
+    Needs `tokenizer` (pad and EOS set), `step_spans` (response -> step character spans), `max_length`, and the
+    defaults of the views: `step_reduce` (a step's score from its tokens) and `aggregate_discount` (γ of the
+    `discounted` aggregation); a call's own `step_reduce`/`aggregate_discount` (when not None) wins.
     """
 
     tokenizer: object
     step_spans: Callable[[str], list[Span]]
     max_length: int | None
+    step_reduce: str
+    aggregate_discount: float
 
     @abstractmethod
     def token_values(self, batch: TraceBatch) -> torch.Tensor:
@@ -117,9 +115,9 @@ class TraceScorer(ABC):
         responses: Sequence[str],
         *,
         step_spans: Sequence[Sequence[Span]] | None = None,
-        step_reduce: str = "last",
+        step_reduce: str | None = None,
         aggregates: Sequence[str] | None = None,
-        aggregate_discount: float = 0.9,
+        aggregate_discount: float | None = None,
         partial: bool = False,
     ) -> TraceScores:
         """All three views of texts from one forward pass. Tokens are this scorer's tokenizer's, EOS last.
@@ -140,9 +138,9 @@ class TraceScorer(ABC):
         *,
         tokenizer=None,
         prompts: Sequence[str] | None = None,
-        step_reduce: str = "last",
+        step_reduce: str | None = None,
         aggregates: Sequence[str] | None = None,
-        aggregate_discount: float = 0.9,
+        aggregate_discount: float | None = None,
     ) -> TraceScores:
         """All three views of token ids (a policy's samples; EOS kept if the ids end with it), token values on
         those very tokens.
@@ -185,20 +183,26 @@ class TraceScorer(ABC):
         self,
         prompts: Sequence[str],
         responses: Sequence[str],
-        step_reduce: str = "last",
+        step_reduce: str | None = None,
         step_spans: Sequence[Sequence[Span]] | None = None,
     ) -> list[list[float]]:
         """One value per step: r at the step's last token (`last`) or the step's minimum over its tokens (`min`)."""
         return self.score(prompts, responses, step_spans=step_spans, step_reduce=step_reduce, aggregates=()).steps
 
     def score_trace(
-        self, prompts: Sequence[str], responses: Sequence[str], aggregate: str = "mean", aggregate_discount: float = 0.9
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        aggregate: str = "mean",
+        aggregate_discount: float | None = None,
     ) -> list[float]:
         """One number per trace, by an aggregation of `rairl.rewards.aggregation.AGGREGATIONS`."""
         scores = self.score(prompts, responses, aggregates=[aggregate], aggregate_discount=aggregate_discount)
         return scores.traces[aggregate]
 
-    def as_reward_func(self, aggregate: str = "mean", aggregate_discount: float = 0.9) -> Callable[..., list[float]]:
+    def as_reward_func(
+        self, aggregate: str = "mean", aggregate_discount: float | None = None
+    ) -> Callable[..., list[float]]:
         """A reward function for `trl.GRPOTrainer(reward_funcs=[...])`, `(prompts, completions, **kwargs) ->
         list[float]`: the trace score of each prompt + completion (`learned_reward_<aggregate>` in logs). Prompts
         are plain task prompts or TRL conversations (a user turn; the completion an assistant turn): the reward
@@ -219,9 +223,9 @@ class TraceScorer(ABC):
         prompts: Sequence[str],
         responses: Sequence[str],
         step_spans: Sequence[Sequence[Span]] | None,
-        step_reduce: str,
+        step_reduce: str | None,
         aggregates: Sequence[str] | None,
-        aggregate_discount: float,
+        aggregate_discount: float | None,
         partial: bool = False,
     ) -> tuple[TraceScores, TraceBatch]:
         if len(prompts) != len(responses):
@@ -244,11 +248,13 @@ class TraceScorer(ABC):
         responses: list[str],
         offsets: list[list[Span]],
         spans: list[list[Span]],
-        step_reduce: str,
+        step_reduce: str | None,
         aggregates: Sequence[str] | None,
-        aggregate_discount: float,
+        aggregate_discount: float | None,
     ) -> TraceScores:
         aggregates = list(AGGREGATIONS) if aggregates is None else list(aggregates)
+        step_reduce = step_reduce or self.step_reduce
+        aggregate_discount = self.aggregate_discount if aggregate_discount is None else aggregate_discount
         check_names(aggregates, step_reduce)
         values = response_values(self.token_values(batch), batch)
         for b, (v, o) in enumerate(zip(values, offsets)):
@@ -266,74 +272,68 @@ class TraceScorer(ABC):
 
 
 class RewardModel(TraceScorer):
-    """The learned reward: token values are the backfilled, clipped rewards r_t (`token_rewards`)."""
+    """The learned reward: a discriminator, its tokenizer, a step splitter and its `RewardSettings`. Token values
+    are the backfilled, clipped rewards r_t (`token_rewards`) or f_t, by the settings' score form."""
 
     def __init__(
         self,
         discriminator: Discriminator,
         tokenizer,
+        settings: RewardSettings | None = None,
         *,
         step_spans: Callable[[str], list[Span]] = line_spans,
-        granularity: str = "dense",
-        interval: int = 8,
-        clip_beta: float | None = None,
         batch_size: int = 32,
-        max_length: int | None = None,
-        score_form: str = "logit",
     ):
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {granularity!r}")
-        if score_form not in SCORE_FORMS:
-            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {score_form!r}")
-        if score_form == "f" and not discriminator.uses_likelihood:
-            raise ValueError(
-                "score_form 'f' (s_t + ℓ_t) needs a likelihood-aware discriminator; use score_form 'logit'"
-            )
         self.discriminator = discriminator
         self.tokenizer = tokenizer
+        self.settings = (settings or RewardSettings()).for_discriminator(discriminator.uses_likelihood)
         self.step_spans = step_spans
-        self.granularity, self.interval, self.clip_beta = granularity, interval, clip_beta
         self.batch_size = batch_size
-        self.max_length = max_length
-        self.score_form = score_form
 
     # ---------------------------------------------------------------- checkpoints
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> RewardModel:
-        """A saved discriminator directory (with its tokenizer). Settings saved by `save_pretrained`
-        (`rairl_reward.json`) apply unless a keyword gives them; a keyword set to None keeps the saved value."""
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        step_spans: Callable[[str], list[Span]] = line_spans,
+        batch_size: int = 32,
+        **overrides,
+    ) -> RewardModel:
+        """A saved discriminator directory (with its tokenizer) and the settings saved with it
+        (`rairl_reward.json`), each replaced by an override that is not None (`RewardSettings.override`)."""
         from rairl.models import load_tokenizer
 
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"reward model {path}: no such directory (expected a saved discriminator)")
-        settings_path = path / SETTINGS_FILE
-        settings = read_json(settings_path) if settings_path.is_file() else {}
-        if not isinstance(settings, dict) or (unknown := sorted(set(settings) - set(SETTINGS))):
-            what = f"unknown settings {unknown}" if isinstance(settings, dict) else "expected a JSON object"
-            raise DataError(settings_path, None, None, f"{what}; known: {list(SETTINGS)}")
-        settings.update({k: v for k, v in kwargs.items() if v is not None})
+        settings = RewardSettings.load(path).override(**overrides)
         disc, tokenizer = Discriminator.from_pretrained(path), load_tokenizer(str(path))
         try:
-            return cls(disc, tokenizer, **settings)
+            return cls(disc, tokenizer, settings, step_spans=step_spans, batch_size=batch_size)
         except ValueError as err:
-            raise DataError(settings_path, None, None, str(err)) from None
+            raise ValueError(f"reward model {path}: {err}") from None
 
     def save_pretrained(self, path: str | Path) -> None:
-        """The discriminator, its tokenizer and the token-reward settings; `from_pretrained(path)` restores all."""
+        """The discriminator, its tokenizer and its settings; `from_pretrained(path)` restores all."""
         self.discriminator.save_pretrained(path, self.tokenizer)
-        settings = {name: getattr(self, name) for name in SETTINGS}
-        (Path(path) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        self.settings.save(path)
 
     @property
     def device(self) -> torch.device:
         return next(self.discriminator.parameters()).device
 
     @property
-    def default_step_reduce(self) -> str:
-        """The step reduction that suits the score form: a step's worst token for f (the ℓ_t of a step's last
-        token, usually a newline, says little), its last token for the logit (whose running minimum remembers)."""
-        return "min" if self.score_form == "f" else "last"
+    def max_length(self) -> int | None:
+        return self.settings.max_length
+
+    @property
+    def step_reduce(self) -> str:
+        return self.settings.step_reduction
+
+    @property
+    def aggregate_discount(self) -> float:
+        return self.settings.aggregate_discount
 
     def to(self, device: torch.device | str) -> RewardModel:
         self.discriminator.to(device)
@@ -368,19 +368,18 @@ class RewardModel(TraceScorer):
             disc.train(was_training)
 
     def label_mask(self, batch: TraceBatch) -> torch.Tensor:
-        return granularity_mask(self.granularity, batch.response_mask, batch.step_ends, self.interval)
+        return granularity_mask(self.settings.granularity, batch.response_mask, batch.step_ends, self.settings.interval)
 
     def token_rewards(self, batch: TraceBatch, scores: torch.Tensor | None = None) -> torch.Tensor:
-        """r_t (B, T): backfilled, clipped rewards on response tokens, 0 elsewhere."""
+        """r_t (B, T): backfilled, clipped rewards on response tokens, 0 elsewhere (what training uses)."""
         scores = self.scores(batch) if scores is None else scores
         values = self.discriminator.rewards(scores)
-        rewards = backfill(values, self.label_mask(batch).to(values.device), batch.response_mask.to(values.device))
-        return clip(rewards, self.clip_beta) if self.clip_beta else rewards
+        mask, response = self.label_mask(batch).to(values.device), batch.response_mask.to(values.device)
+        return token_rewards(values, mask, response, self.settings.clip_beta)
 
     def token_values(self, batch: TraceBatch) -> torch.Tensor:
-        """What the scoring API reads (`score_form`): r_t, or f_t = backfill(v)_t + ℓ_t (unclipped)."""
-        if self.score_form == "logit":
-            return self.token_rewards(batch)
-        s, ell = self.score_terms(batch)
-        values = backfill(self.discriminator.rewards(s), self.label_mask(batch), batch.response_mask)
-        return torch.where(batch.response_mask, values + ell, torch.zeros_like(values))
+        """What the scoring API reads, by the score form: r_t, or f_t = backfill(v)_t + ℓ_t (unclipped)."""
+        form = self.settings.form
+        s, ell = self.score_terms(batch) if form.needs_likelihood else (self.scores(batch), None)
+        v = self.discriminator.rewards(s)
+        return form.values(v, ell, self.label_mask(batch), batch.response_mask, self.settings.clip_beta)

@@ -252,8 +252,8 @@ def build_app(
     async def info() -> dict[str, Any]:
         return {
             "model": model_name,
-            "granularity": model.granularity,
-            "score_form": model.score_form,
+            "granularity": model.settings.granularity,
+            "score_form": model.settings.score_form,
             "aggregation": aggregate,
             "limits": asdict(limits),
         }

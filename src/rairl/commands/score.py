@@ -9,14 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rairl.inference.scoring import (
-    RewardArgs,
-    load_reward_model,
-    read_traces,
-    score_rows,
-    scored_row,
-    step_reduce_of,
-)
+from rairl.inference.scoring import RewardArgs, load_reward_model, read_traces, score_rows, scored_row
 from rairl.io import write_jsonl
 from rairl.tasks import TaskArgs, get_task
 
@@ -46,9 +39,7 @@ def run(config: Config) -> list[dict[str, Any]]:
         responses,
         list(lines),
         config.input,
-        step_reduce=step_reduce_of(config, model),
         aggregates=config.aggregate_names,
-        aggregate_discount=config.aggregate_discount,
     )
     eos = model.tokenizer.eos_token or ""
     out = [scored_row({**row, "prompt": prompt}, scores, b, eos) for b, (row, prompt) in enumerate(zip(rows, prompts))]

@@ -19,7 +19,7 @@ from rairl.config import config_dict
 from rairl.evaluation.metrics import parse_ks, summarize
 from rairl.inference.likelihood import LikelihoodScorer
 from rairl.inference.sampling import load_for_inference, select_examples
-from rairl.inference.scoring import RewardArgs, load_reward_model, step_reduce_of
+from rairl.inference.scoring import RewardArgs, load_reward_model
 from rairl.inference.search import AGGREGATES, METHODS, Searcher, check_budget, search_rows
 from rairl.io import write_json, write_jsonl
 from rairl.models import ModelArgs
@@ -74,15 +74,15 @@ def run(config: Config) -> dict[str, Any]:
     model, tokenizer = load_for_inference(ModelArgs(model=config.policy), seed=config.seed)
     scorers = {}
     if "reward" in config.scorers:
-        reward_model = load_reward_model(config, task)
-        scorers["reward"] = (reward_model, step_reduce_of(config, reward_model))
+        scorers["reward"] = load_reward_model(config, task)
     if "likelihood" in config.scorers:
-        likelihood = LikelihoodScorer(model, tokenizer, step_spans=task.step_spans, batch_size=config.batch_size)
-        scorers["likelihood"] = (likelihood, "min")
+        scorers["likelihood"] = LikelihoodScorer(
+            model, tokenizer, step_spans=task.step_spans, batch_size=config.batch_size
+        )
     rows, metrics = [], {}
-    for name, (scorer, step_reduce) in scorers.items():
+    for name, scorer in scorers.items():
         searcher = Searcher(model, tokenizer, scorer, task.step_boundary, m=config.m, how=config.step_aggregate,
-                            step_reduce=step_reduce, temperature=config.temperature, max_steps=config.max_steps,
+                            temperature=config.temperature, max_steps=config.max_steps,
                             max_step_tokens=config.max_step_tokens)  # fmt: skip
         for method in config.method_list:
             for n in parse_ks(config.n):

@@ -22,6 +22,7 @@ import torch
 
 from rairl.discriminator import lm_logprobs
 from rairl.reward_model import TraceScorer, forward_sorted
+from rairl.reward_settings import RewardSettings
 from rairl.tasks.base import line_spans
 from rairl.traces import Span, TraceBatch
 
@@ -30,7 +31,10 @@ DEFAULT_LOGPROB_THRESHOLD = math.log(DEFAULT_MIN_PROB)
 
 
 class LikelihoodScorer(TraceScorer):
-    """Token values ℓ_t of a causal LM (the base policy), with the scoring API of `TraceScorer`."""
+    """Token values ℓ_t of a causal LM (the base policy), with the scoring API of `TraceScorer`; a step is as
+    likely as its least likely token (`step_reduce = "min"`)."""
+
+    step_reduce = "min"
 
     def __init__(
         self,
@@ -40,9 +44,11 @@ class LikelihoodScorer(TraceScorer):
         step_spans: Callable[[str], list[Span]] = line_spans,
         batch_size: int = 16,
         max_length: int | None = None,
+        aggregate_discount: float = RewardSettings.aggregate_discount,
     ):
         self.model, self.tokenizer = model, tokenizer
         self.step_spans, self.batch_size, self.max_length = step_spans, batch_size, max_length
+        self.aggregate_discount = aggregate_discount
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> LikelihoodScorer:

@@ -30,7 +30,7 @@ from rairl.evaluation.metrics import summarize
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
 from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
-from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, step_reduce_of
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device
 from rairl.io import write_json, write_jsonl
 from rairl.rewards.aggregation import NonFiniteScore
 from rairl.rewards.perturb import PERTURBATIONS
@@ -192,16 +192,17 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
         )
 
     reward_model = load_reward_model(config, task)
-    scorers = {"reward": (reward_model, step_reduce_of(config, reward_model), config.tau)}
+    scorers = {"reward": (reward_model, config.tau)}
     if config.policy:
-        scorers["likelihood"] = (policy(), "min", config.logprob_threshold)
+        scorers["likelihood"] = (policy(), config.logprob_threshold)
     else:
         logger.info("no --policy: the base-policy likelihood baseline is skipped")
 
     labels = [t.label for t in test.traces]
     results: dict[str, Any] = {}
     rows: dict[str, dict[str, list]] = {}
-    for name, (scorer, reduce, default_tau) in scorers.items():
+    for name, (scorer, default_tau) in scorers.items():
+        reduce = scorer.step_reduce
         steps = step_scores_of(scorer, test.traces, reduce, f"{name} on the test traces")
         tau, val_f1 = default_tau, None
         if val is not None:

@@ -22,7 +22,7 @@ class ProcessRewardModel:
 
     def __init__(self, scorer, prompt: Callable[[str], str], *, step_reduce: str | None = None, finished=False):
         self.scorer, self.prompt, self.finished = scorer, prompt, finished
-        self.step_reduce = step_reduce or getattr(scorer, "default_step_reduce", "min")
+        self.step_reduce = step_reduce  # None: the scorer's own
 
     @classmethod
     def for_task(cls, scorer, task: Task, **kwargs) -> ProcessRewardModel:

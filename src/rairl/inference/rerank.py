@@ -21,7 +21,7 @@ import numpy as np
 from rairl.config import config_dict
 from rairl.evaluation.metrics import parse_ks
 from rairl.evaluation.selection import group_by_question, normalise_answer, picked_by, rerank_metrics
-from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows, step_reduce_of
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
 from rairl.tasks import TaskArgs, get_task
 
@@ -96,8 +96,6 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
         lines,
         config.samples,
         aggregates=config.aggregate_names,
-        aggregate_discount=config.aggregate_discount,
-        step_reduce=step_reduce_of(config, reward_model),
     )
     scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
     if config.policy:

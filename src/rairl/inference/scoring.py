@@ -23,9 +23,9 @@ import torch
 
 from rairl.io import DataError, read_jsonl, require
 from rairl.options import Options
-from rairl.reward_model import SCORE_FORMS, RewardModel
-from rairl.rewards.aggregation import AGGREGATIONS, STEP_REDUCTIONS, NonFiniteScore, TraceScores, check_names
-from rairl.rewards.granularity import GRANULARITIES
+from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
+from rairl.rewards.aggregation import AGGREGATIONS, NonFiniteScore, TraceScores, check_names
 from rairl.tasks import Example, Task
 
 
@@ -40,16 +40,16 @@ def parse_aggregates(text: str) -> list[str]:
 
 @dataclass
 class RewardArgs(Options):
+    """The saved reward model and the settings to override (`RewardSettings`; unset: as saved with it)."""
+
     RENAMED = {"gamma": "aggregate_discount"}  # `advantage_discount` is the other discount (R-AIRL training)
 
     reward_model: str = field(default="", metadata={"help": "saved discriminator directory (holds its tokenizer)"})
     granularity: str | None = field(
-        default=None, metadata={"help": "outcome | step | interval | dense (default: as saved with it, else dense)"}
+        default=None, metadata={"help": "outcome | step | interval | dense (default: as saved with it)"}
     )
-    interval: int | None = field(default=None, metadata={"help": "granularity=interval: k (default: as saved, else 8)"})
-    reward_clip: float | None = field(
-        default=None, metadata={"help": "β: clip r_t to [-β, β] (default: as saved, else no clipping)"}
-    )
+    interval: int | None = field(default=None, metadata={"help": "granularity=interval: k (default: as saved)"})
+    reward_clip: float | None = field(default=None, metadata={"help": "β: clip r_t to [-β, β] (default: as saved)"})
     score_form: str | None = field(
         default=None,
         metadata={"help": "'logit' (r_t = s_t, AIRL's reward) or 'f' (s_t + ℓ_t, its quality part); default: as saved"},
@@ -57,12 +57,14 @@ class RewardArgs(Options):
     aggregates: str = field(
         default=",".join(AGGREGATIONS), metadata={"help": "comma-separated aggregations of " + ", ".join(AGGREGATIONS)}
     )
-    aggregate_discount: float = field(default=0.9, metadata={"help": "aggregation 'discounted': Σ γ^(n-t) r_t"})
+    aggregate_discount: float | None = field(
+        default=None, metadata={"help": "γ of the aggregation 'discounted', Σ γ^(n-t) r_t (default: as saved)"}
+    )
     step_reduce: str | None = field(
         default=None,
         metadata={
             "help": "step score: 'last' (the value at its last token) or 'min' (its worst token); default: "
-            "'min' for score form f (ℓ_t of a step's last token says little), 'last' for logit"
+            "as saved, else 'min' for score form f (ℓ_t of a step's last token says little), 'last' for logit"
         },
     )
     batch_size: int = field(default=32, metadata={"help": "traces per forward pass"})
@@ -72,29 +74,25 @@ class RewardArgs(Options):
         super().__post_init__()
         if not self.reward_model:
             raise ValueError("--reward_model is required: a saved discriminator folder, e.g. runs/airl/discriminator")
-        if self.granularity is not None and self.granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
-        if self.step_reduce is not None and self.step_reduce not in STEP_REDUCTIONS:
-            raise ValueError(f"step_reduce must be one of {sorted(STEP_REDUCTIONS)}, got {self.step_reduce!r}")
-        if not 0.0 <= self.aggregate_discount <= 1.0 or self.batch_size < 1:
-            raise ValueError(
-                f"need 0 <= aggregate_discount <= 1 and batch_size >= 1, "
-                f"got {self.aggregate_discount}, {self.batch_size}"
-            )
-        if self.score_form is not None and self.score_form not in SCORE_FORMS:
-            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {self.score_form!r}")
-        if self.reward_clip is not None and self.reward_clip <= 0:
-            raise ValueError(f"reward_clip must be > 0 (leave it unset for no clipping), got {self.reward_clip}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        RewardSettings().override(**self.overrides())  # checks every setting given
         parse_aggregates(self.aggregates)
+
+    def overrides(self) -> dict[str, Any]:
+        """The `RewardSettings` fields these options set (None: keep the saved value)."""
+        return dict(
+            granularity=self.granularity,
+            interval=self.interval,
+            clip_beta=self.reward_clip,
+            score_form=self.score_form,
+            step_reduce=self.step_reduce,
+            aggregate_discount=self.aggregate_discount,
+        )
 
     @property
     def aggregate_names(self) -> list[str]:
         return parse_aggregates(self.aggregates)
-
-
-def step_reduce_of(args: RewardArgs, model: RewardModel) -> str:
-    """The step reduction asked for, else the one that suits the model's score form."""
-    return args.step_reduce or model.default_step_reduce
 
 
 def resolve_device(device: str) -> str:
@@ -102,19 +100,15 @@ def resolve_device(device: str) -> str:
 
 
 def load_reward_model(args: RewardArgs, task: Task) -> RewardModel:
-    """The saved reward model with the task's step splitter, on `args.device`. Traces may use every position
-    the discriminator has (longer prompts are cut from the left, never the response)."""
+    """The saved reward model with the task's step splitter and the settings `args` override, on `args.device`.
+    Traces may use every position the discriminator has (longer prompts are cut from the left, never the
+    response)."""
     model = RewardModel.from_pretrained(
-        args.reward_model,
-        step_spans=task.step_spans,
-        granularity=args.granularity,
-        interval=args.interval,
-        clip_beta=args.reward_clip,
-        batch_size=args.batch_size,
-        score_form=args.score_form,
+        args.reward_model, step_spans=task.step_spans, batch_size=args.batch_size, **args.overrides()
     )
     if model.max_length is None:
-        model.max_length = getattr(model.discriminator.config, "max_position_embeddings", None)
+        positions = getattr(model.discriminator.config, "max_position_embeddings", None)
+        model.settings = model.settings.override(max_length=positions)
     return model.to(resolve_device(args.device))
 
 

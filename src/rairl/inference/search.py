@@ -173,9 +173,11 @@ class StepSampler:
         return Rows(rows.cache, mask, logits, ids), [(s, bool(f)) for s, f in zip(steps, finished)]
 
 
-def score(scorer, prompts: Sequence[str], candidates: Sequence[Candidate], how: str, step_reduce: str) -> int:
+def score(
+    scorer, prompts: Sequence[str], candidates: Sequence[Candidate], how: str, step_reduce: str | None = None
+) -> int:
     """Score every candidate in place (answered ones as finished traces, EOS appended; live ones as partial);
-    returns the number of traces scored."""
+    returns the number of traces scored. `step_reduce`: None for the scorer's own."""
     for finished in (True, False):
         idx = [i for i, c in enumerate(candidates) if c.finished == finished and c.text.strip()]
         if not idx:
@@ -220,7 +222,7 @@ class Searcher:
     boundary: str | None
     m: int = 4
     how: str = "min"
-    step_reduce: str = "min"
+    step_reduce: str | None = None  # None: the scorer's own
     temperature: float = 1.0
     max_steps: int = 10
     max_step_tokens: int = 32

@@ -147,7 +147,8 @@ def find_reward_model(config: Config, run_dir: Path, found: list[Found], discrim
             tried.append(str(path))
             continue
         if model.max_length is None:  # score every position the discriminator has, as `rairl score` does
-            model.max_length = getattr(model.discriminator.config, "max_position_embeddings", None)
+            positions = getattr(model.discriminator.config, "max_position_embeddings", None)
+            model.settings = model.settings.override(max_length=positions)
         return model.to(resolve_device(config.device)), f"Token rewards r_t from the reward model {path}."
     if config.reward_model:
         raise FileNotFoundError(f"--reward_model {config.reward_model}: no such directory")
@@ -218,7 +219,7 @@ def heatmap_section(sources: list[tuple[Found, list[heatmap.Trace]]], model, not
         step_reduce = (
             f.data.get("config", {}).get("step_reduce") if f.kind == "rerank" else f.data["reward"].get("step_reduce")
         )
-        step_reduce = step_reduce or (model.default_step_reduce if model is not None else "last")
+        step_reduce = step_reduce or (model.step_reduce if model is not None else "last")
         if model is not None:
             heatmap.add_token_rewards(chosen, model, step_reduce)
         key = best_method(f.data.get("select", {}), "reward/")

@@ -9,12 +9,14 @@
 
 Tensors are `(B, T)` over the columns of a packed batch: the response of row `b` may start at any column
 (prompt + response with left or right padding), and `response_mask[b, t]` is True exactly on its tokens.
-A row without response tokens gets an empty mask.
+A row without response tokens gets an empty mask. Each registry entry (`Granularity`) carries its mask builder and
+whether the trace is rewarded once (`outcome`: the advantages then read r_T on every token, GRPO's scalar).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -22,8 +24,27 @@ from torch import Tensor
 from rairl.registry import Registry
 
 MaskBuilder = Callable[[Tensor, list[list[int]] | None, int], Tensor]
-GRANULARITIES: Registry[MaskBuilder] = Registry("granularity")
-register = GRANULARITIES.register
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """A granularity: its mask builder `(response_mask, step_ends, k) -> m`, and whether it rewards a trace once."""
+
+    mask: MaskBuilder
+    outcome: bool = False
+
+
+GRANULARITIES: Registry[Granularity] = Registry("granularity")
+
+
+def register(name: str, outcome: bool = False) -> Callable[[MaskBuilder], MaskBuilder]:
+    """A decorator that files a mask builder as granularity `name`."""
+
+    def wrap(builder: MaskBuilder) -> MaskBuilder:
+        GRANULARITIES.register(name)(Granularity(builder, outcome))
+        return builder
+
+    return wrap
 
 
 def check_token_tensors(response_mask: Tensor, **tensors: Tensor) -> None:
@@ -57,7 +78,7 @@ def _with_last(mask: Tensor, response_mask: Tensor) -> Tensor:
     return out
 
 
-@register("outcome")
+@register("outcome", outcome=True)
 def _outcome(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> Tensor:
     return _with_last(torch.zeros_like(response_mask), response_mask)
 
@@ -103,6 +124,6 @@ def granularity_mask(name: str, response_mask: Tensor, step_ends: list[list[int]
     `step_ends[b]` holds absolute columns (0..T-1) of the last token of each step of row `b` (only `step` reads
     it; see `rairl.traces.step_end_tokens`); `k` is the spacing of `interval`. The mask is always inside the response.
     """
-    builder = GRANULARITIES.lookup(name)
+    granularity = GRANULARITIES.lookup(name)
     check_token_tensors(response_mask)
-    return builder(response_mask, step_ends, k)
+    return granularity.mask(response_mask, step_ends, k)

@@ -25,9 +25,9 @@ from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
 from rairl.models.shared_base import DISC_ADAPTER, SharedBase
 from rairl.options import Options
-from rairl.reward_model import SCORE_FORMS, RewardModel
+from rairl.reward_model import RewardModel
+from rairl.reward_settings import RewardSettings
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
-from rairl.rewards.granularity import GRANULARITIES
 from rairl.tasks import Example, Task, TaskArgs
 from rairl.traces import encode_ids, project_values
 from rairl.trainers import airl_state
@@ -46,17 +46,22 @@ WARMUP_NEGATIVES = ("policy", "perturbed")
 class AIRLArgs(Options):
     RENAMED = {"gamma": "advantage_discount"}  # `aggregate_discount` is the other discount (scoring)
 
-    granularity: str = field(default="dense", metadata={"help": "outcome | step | interval | dense"})
-    interval: int = field(default=8, metadata={"help": "granularity=interval: a label every k tokens"})
-    advantage_discount: float = field(default=1.0, metadata={"help": "γ of the token advantages Σ_{k≥t} γ^{k−t} ã_k"})
-    reward_clip: float = field(default=5.0, metadata={"help": "β: token rewards are clipped to [-β, β]"})
-    score_form: str = field(
-        default="f",
+    # the reward's settings (`RewardSettings`, saved with the discriminator; its defaults)
+    granularity: str = field(default=RewardSettings.granularity, metadata={"help": "outcome | step | interval | dense"})
+    interval: int = field(
+        default=RewardSettings.interval, metadata={"help": "granularity=interval: a label every k tokens"}
+    )
+    reward_clip: float = field(
+        default=RewardSettings.clip_beta, metadata={"help": "β: token rewards are clipped to [-β, β] (0: unclipped)"}
+    )
+    score_form: str | None = field(
+        default=RewardSettings.score_form,
         metadata={
-            "help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or "
-            "'logit' (s_t); training always uses s_t"
+            "help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or 'logit' (s_t); "
+            "default: f when the discriminator reads ℓ_t, else logit. Training always uses s_t"
         },
     )
+    advantage_discount: float = field(default=1.0, metadata={"help": "γ of the token advantages Σ_{k≥t} γ^{k−t} ã_k"})
     n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step that updates it"})
     disc_update_every: int = field(
         default=1, metadata={"help": "update D on every k-th policy step only (update ratio n_disc : k)"}
@@ -87,10 +92,7 @@ class AIRLArgs(Options):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {sorted(GRANULARITIES)}, got {self.granularity!r}")
-        if self.score_form not in SCORE_FORMS:
-            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {self.score_form!r}")
+        self.reward_settings()  # checks them
         if self.disc_warmup_negatives not in WARMUP_NEGATIVES:
             raise ValueError(
                 f"disc_warmup_negatives must be one of {WARMUP_NEGATIVES}, got {self.disc_warmup_negatives!r}"
@@ -103,6 +105,15 @@ class AIRLArgs(Options):
             raise ValueError(f"disc_update_every must be >= 1, got {self.disc_update_every}")
         if not 0.0 <= self.advantage_discount <= 1.0:
             raise ValueError(f"advantage_discount must lie in [0, 1], got {self.advantage_discount}")
+
+    def reward_settings(self) -> RewardSettings:
+        """The settings the trained reward is built and saved with."""
+        return RewardSettings(
+            granularity=self.granularity,
+            interval=self.interval,
+            clip_beta=self.reward_clip or None,
+            score_form=self.score_form,
+        )
 
 
 @dataclass
@@ -266,7 +277,7 @@ class AIRLTrainer(GRPOTrainer):
             all_mask,
             self.num_generations,
             self.airl.advantage_discount,
-            outcome=self.airl.granularity == "outcome",
+            outcome=self.reward_model.settings.granularity_entry.outcome,
         )  # (B_global, C_max)
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
         out["advantages"] = advantages[local, : rewards.shape[1]].to(out["completion_ids"].device)
@@ -375,14 +386,7 @@ def build_reward_model(config: Config, policy, tokenizer, task: Task) -> RewardM
     if config.disc_lora_r and disc.shared is None:
         disc.add_lora(config.disc_lora_r, config.disc_lora_alpha, config.disc_lora_target_modules)
     return RewardModel(
-        disc,
-        tokenizer,
-        step_spans=task.step_spans,
-        granularity=config.granularity,
-        interval=config.interval,
-        clip_beta=config.reward_clip,
-        batch_size=config.disc_batch_size,
-        score_form=config.score_form if disc.uses_likelihood else "logit",
+        disc, tokenizer, config.reward_settings(), step_spans=task.step_spans, batch_size=config.disc_batch_size
     )
 
 

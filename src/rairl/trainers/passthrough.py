@@ -32,7 +32,7 @@ def append_experts(
     G, n = trainer.num_generations, len(examples)
     first = trainer.accelerator.process_index * n
     rows = [i for i in range(n) if (first + i) % G == 0]
-    outcome, gamma = trainer.airl.granularity == "outcome", trainer.airl.advantage_discount
+    outcome, gamma = trainer.reward_model.settings.granularity_entry.outcome, trainer.airl.advantage_discount
     # on CPU, beside the experts' rewards
     stats = group_stats(reward_to_go(all_rewards.cpu(), all_mask.cpu(), gamma, outcome=outcome), all_mask.cpu(), G)
     groups = torch.tensor([(first + i) // G for i in rows])

@@ -1,0 +1,156 @@
+r"""How a learned reward turns discriminator scores into the values people read, declared once (DESIGN §1.3, §2.1).
+
+With v_t = s_t / temperature the discriminator's values and m_t the granularity mask (`rairl.rewards.granularity`):
+
+    r_t = clip(backfill(v, m)_t, -β, β)          the reward R-AIRL trains on (score form `logit`)
+    f_t = backfill(v, m)_t + ℓ_t                  the reward with the policy's log-likelihood added back (`f`)
+
+AIRL's logit s_t holds a -log π entropy term, so a score that ranks traces by quality reads f_t (it needs a
+likelihood-aware discriminator, which knows ℓ_t); training always uses r_t. The settings:
+
+    granularity         which tokens carry a value: outcome | step | interval | dense
+    interval            k of granularity `interval` (a value every k tokens)
+    clip_beta           β of r_t (None: unclipped); f_t is never clipped
+    score_form          what the scoring API reads, `logit` (r_t) or `f` (f_t); None: `f` when the discriminator
+                        reads ℓ_t, else `logit`
+    step_reduce         a step's score from its tokens' values, `last` or `min`; None: the score form's own (`min`
+                        for f, whose ℓ_t at a step's last token, usually a newline, says little; `last` for logit,
+                        whose running minimum remembers)
+    aggregate_discount  γ of the `discounted` trace aggregation Σ_t γ^{n−t} r_t (not the advantage discount)
+    max_length          longest trace in tokens (longer prompts are cut from the left); None: no limit
+
+Training builds one from its options and saves it beside the discriminator (`rairl_reward.json`); inference loads
+it and overrides only what the user sets (`RewardSettings.override`). Names are checked against the registries
+(`GRANULARITIES`, `SCORE_FORMS`, `STEP_REDUCTIONS`); each entry carries its behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from rairl.io import DataError, read_json
+from rairl.registry import Registry
+from rairl.rewards.aggregation import STEP_REDUCTIONS
+from rairl.rewards.backfill import backfill, clip
+from rairl.rewards.granularity import GRANULARITIES, Granularity
+
+SETTINGS_FILE = "rairl_reward.json"
+
+# (v, ℓ or None, m, response mask, β) -> (B, T) token values
+TokenValues = Callable[[Tensor, Tensor | None, Tensor, Tensor, float | None], Tensor]
+
+
+@dataclass(frozen=True)
+class ScoreForm:
+    """A score form: what it computes from v_t (and ℓ_t), whether it needs ℓ_t, and the step reduction that suits
+    it."""
+
+    values: TokenValues
+    needs_likelihood: bool
+    step_reduce: str
+
+
+SCORE_FORMS: Registry[ScoreForm] = Registry("score_form")
+
+
+def token_rewards(v: Tensor, label_mask: Tensor, response_mask: Tensor, clip_beta: float | None) -> Tensor:
+    """r_t = clip(backfill(v, m)_t, -β, β) on response tokens, 0 elsewhere (unclipped when β is None)."""
+    rewards = backfill(v, label_mask, response_mask)
+    return clip(rewards, clip_beta) if clip_beta else rewards
+
+
+def _logit(v: Tensor, ell: Tensor | None, label_mask: Tensor, response_mask: Tensor, clip_beta: float | None) -> Tensor:
+    return token_rewards(v, label_mask, response_mask, clip_beta)
+
+
+def _f(v: Tensor, ell: Tensor | None, label_mask: Tensor, response_mask: Tensor, clip_beta: float | None) -> Tensor:
+    values = backfill(v, label_mask, response_mask)
+    return torch.where(response_mask, values + ell, torch.zeros_like(values))
+
+
+SCORE_FORMS.register("logit")(ScoreForm(_logit, needs_likelihood=False, step_reduce="last"))
+SCORE_FORMS.register("f")(ScoreForm(_f, needs_likelihood=True, step_reduce="min"))
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """The reward's settings (module docstring); every value is checked when one is made."""
+
+    granularity: str = "dense"
+    interval: int = 8
+    clip_beta: float | None = 5.0
+    score_form: str | None = None
+    step_reduce: str | None = None
+    aggregate_discount: float = 0.9
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        GRANULARITIES.lookup(self.granularity)
+        if self.score_form is not None:
+            SCORE_FORMS.lookup(self.score_form)
+        if self.step_reduce is not None:
+            STEP_REDUCTIONS.lookup(self.step_reduce)
+        if self.interval < 1:
+            raise ValueError(f"interval must be >= 1, got {self.interval}")
+        if self.clip_beta is not None and self.clip_beta <= 0:
+            raise ValueError(f"clip_beta must be > 0 (None: no clipping), got {self.clip_beta}")
+        if not 0.0 <= self.aggregate_discount <= 1.0:
+            raise ValueError(f"aggregate_discount must lie in [0, 1], got {self.aggregate_discount}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (None: no limit), got {self.max_length}")
+
+    @property
+    def granularity_entry(self) -> Granularity:
+        return GRANULARITIES[self.granularity]
+
+    @property
+    def form(self) -> ScoreForm:
+        """The score form's entry (after `for_discriminator` has settled an unset one)."""
+        if self.score_form is None:
+            raise ValueError("score_form is not settled yet: call for_discriminator(uses_likelihood) first")
+        return SCORE_FORMS[self.score_form]
+
+    @property
+    def step_reduction(self) -> str:
+        """The step reduction asked for, else the score form's own."""
+        return self.step_reduce or self.form.step_reduce
+
+    def override(self, **changes) -> RewardSettings:
+        """These settings with every change that is not None (what a user set on the command line)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def for_discriminator(self, uses_likelihood: bool) -> RewardSettings:
+        """The settings with the score form settled for a discriminator that does (or does not) read ℓ_t."""
+        if self.score_form is None:
+            return replace(self, score_form="f" if uses_likelihood else "logit")
+        if self.form.needs_likelihood and not uses_likelihood:
+            raise ValueError(
+                f"score_form {self.score_form!r} needs a likelihood-aware discriminator (one that reads ℓ_t); "
+                "this one does not: use score_form 'logit'"
+            )
+        return self
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / SETTINGS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RewardSettings:
+        """The settings saved in `folder` (defaults where the file, or one of its keys, is missing)."""
+        path = Path(folder) / SETTINGS_FILE
+        if not path.is_file():
+            return cls()
+        saved = read_json(path)
+        known = [f.name for f in fields(cls)]
+        if not isinstance(saved, dict) or (unknown := sorted(set(saved) - set(known))):
+            what = f"unknown settings {unknown}" if isinstance(saved, dict) else "expected a JSON object"
+            raise DataError(path, None, None, f"{what}; known: {known}")
+        try:
+            return cls(**saved)
+        except (TypeError, ValueError) as err:
+            raise DataError(path, None, None, str(err)) from None

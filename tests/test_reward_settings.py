@@ -1,0 +1,93 @@
+"""`RewardSettings`: checked once through the registries, settled for a discriminator, saved and overridden; the
+registry entries carry what the trainers and the scoring API do with a name."""
+
+import json
+
+import pytest
+import torch
+
+from rairl.io import DataError
+from rairl.reward_settings import SCORE_FORMS, SETTINGS_FILE, RewardSettings
+from rairl.rewards.granularity import GRANULARITIES
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(granularity="dnese"), "unknown granularity 'dnese'.*Did you mean 'dense'"),
+        (dict(score_form="logits"), "unknown score_form 'logits'.*Did you mean 'logit'"),
+        (dict(step_reduce="max"), "unknown step_reduce 'max'"),
+        (dict(interval=0), "interval must be >= 1"),
+        (dict(clip_beta=-1.0), "clip_beta must be > 0"),
+        (dict(aggregate_discount=1.5), r"aggregate_discount must lie in \[0, 1\]"),
+    ],
+)
+def test_every_setting_is_checked_when_made(changes, message):
+    with pytest.raises(ValueError, match=message):
+        RewardSettings(**changes)
+
+
+def test_the_score_form_is_settled_by_the_discriminator():
+    assert RewardSettings().for_discriminator(uses_likelihood=True).score_form == "f"
+    assert RewardSettings().for_discriminator(uses_likelihood=False).score_form == "logit"
+    assert RewardSettings(score_form="logit").for_discriminator(uses_likelihood=True).score_form == "logit"
+    with pytest.raises(ValueError, match="needs a likelihood-aware discriminator"):
+        RewardSettings(score_form="f").for_discriminator(uses_likelihood=False)
+
+
+def test_the_step_reduction_follows_the_score_form_unless_set():
+    assert RewardSettings(score_form="f").step_reduction == "min"
+    assert RewardSettings(score_form="logit").step_reduction == "last"
+    assert RewardSettings(score_form="f", step_reduce="last").step_reduction == "last"
+    with pytest.raises(ValueError, match="not settled"):
+        _ = RewardSettings().step_reduction
+
+
+def test_override_changes_only_what_is_set():
+    saved = RewardSettings(granularity="step", interval=3, aggregate_discount=0.5)
+    changed = saved.override(granularity="interval", interval=None, aggregate_discount=None, step_reduce="min")
+    assert changed == RewardSettings(granularity="interval", interval=3, aggregate_discount=0.5, step_reduce="min")
+
+
+def test_save_and_load(tmp_path):
+    settings = RewardSettings(granularity="interval", interval=4, clip_beta=None, score_form="f", max_length=64)
+    settings.save(tmp_path)
+    assert RewardSettings.load(tmp_path) == settings
+    assert RewardSettings.load(tmp_path / "nothing-saved-here") == RewardSettings()
+
+
+def test_a_saved_file_written_before_the_new_keys_loads_with_their_defaults(tmp_path):
+    old = {"granularity": "dense", "interval": 8, "clip_beta": 5.0, "max_length": None, "score_form": "f"}
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(old))
+    loaded = RewardSettings.load(tmp_path)
+    assert (loaded.step_reduce, loaded.aggregate_discount) == (None, 0.9)
+
+
+@pytest.mark.parametrize(
+    "saved, message",
+    [({"granularity": "dense", "gama": 0.9}, r"unknown settings \['gama'\]"), ({"granularity": "fine"}, "fine")],
+)
+def test_a_bad_saved_file_names_itself(tmp_path, saved, message):
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(saved))
+    with pytest.raises(DataError, match=message) as err:
+        RewardSettings.load(tmp_path)
+    assert SETTINGS_FILE in str(err.value)
+
+
+def test_only_the_outcome_granularity_rewards_a_trace_once():
+    assert {name for name, entry in GRANULARITIES.items() if entry.outcome} == {"outcome"}
+    assert RewardSettings(granularity="outcome").granularity_entry.outcome
+    assert not RewardSettings(granularity="step").granularity_entry.outcome
+
+
+def test_score_forms_by_hand():
+    """v = (1, 3, -8) on a response of three tokens after one prompt token, label only on the last token."""
+    v = torch.tensor([[9.0, 1.0, 3.0, -8.0]])
+    ell = torch.tensor([[-7.0, -0.5, -1.0, -2.0]])
+    response = torch.tensor([[False, True, True, True]])
+    labels = torch.tensor([[False, False, False, True]])
+    logit = SCORE_FORMS["logit"].values(v, None, labels, response, 5.0)
+    f = SCORE_FORMS["f"].values(v, ell, labels, response, 5.0)
+    assert logit.tolist() == [[0.0, -5.0, -5.0, -5.0]]  # backfilled from the last token, clipped to [-5, 5]
+    assert f.tolist() == [[0.0, -8.5, -9.0, -10.0]]  # backfilled, unclipped, plus ℓ_t
+    assert not SCORE_FORMS["logit"].needs_likelihood and SCORE_FORMS["f"].needs_likelihood
