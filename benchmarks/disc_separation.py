@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from rairl.discriminator import Discriminator, DiscriminatorArgs, accuracy
+from rairl.discriminator import Discriminator
+from rairl.discriminator_losses import accuracy
 from rairl.evaluation.metrics import summarize
 from rairl.inference.sampling import sample_rows
 from rairl.models import ModelArgs, build_tiny, load_policy
@@ -25,7 +26,7 @@ from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
 from rairl.rewards.perturb import perturb
 from rairl.tasks.arith import ArithTask
-from rairl.trainers.discriminator_update import assemble, discriminator_step, make_optimizer
+from rairl.trainers.discriminator_update import DiscriminatorArgs, assemble, discriminator_step, make_optimizer
 
 
 def held_out(task: ArithTask, rng: random.Random, n: int) -> tuple[list[str], list[str], list[bool]]:

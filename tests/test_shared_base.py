@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from rairl.cli import main
-from rairl.discriminator import Discriminator, bce_loss
+from rairl.discriminator import Discriminator
+from rairl.discriminator_losses import bce_loss
 from rairl.models import ModelArgs, build_tiny
 from rairl.models.factory import add_lora
 from rairl.models.shared_base import DISC_ADAPTER, SharedBase

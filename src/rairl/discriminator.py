@@ -1,4 +1,4 @@
-r"""The discriminator: a causal LM with a scalar head on every position, and its loss (DESIGN §1.1–1.2).
+r"""The discriminator: a causal LM with a scalar head on every position (DESIGN §1.1).
 
 Score and implicit reward, for a trace x, y_1..y_T (causal attention: s_t sees only x, y_{\le t}):
 
@@ -18,10 +18,7 @@ the training reward v_t = s_t; a score that ranks traces by quality reads f_t = 
 (`rairl.reward_model`, `score_form="f"`), which at initialisation with `head_init="zero"` is exactly the
 likelihood baseline \ell_t.
 
-Loss: binary cross-entropy (or its non-negative positive-unlabeled form, `nnpu_loss`) with label smoothing \epsilon
-(targets 1-\epsilon/2 for experts, \epsilon/2 for negatives) on the positions the granularity mask m_t selects; each
-sequence's loss is the mean over its labelled positions, and the two classes weigh 1/2 each whatever the batch holds.
-Optional WGAN critic loss with a gradient penalty on the input embeddings (never a WGAN without Lipschitz control).
+Its losses (BCE, non-negative PU, WGAN-GP), chosen by name: `rairl.discriminator_losses`.
 
 Saved layout: the directory loads on its own with `AutoModelForTokenClassification.from_pretrained` (it computes
 w·h_t + b); a likelihood-aware discriminator also writes `likelihood_head.safetensors` (the LM head and a_1, a_2),
@@ -35,103 +32,28 @@ import contextlib
 import copy
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from torch import nn
-from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
+from torch import Tensor, nn
+from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from rairl.io import DataError, read_json, require
 from rairl.models.factory import check_model_folder, lora_targets
 from rairl.models.gguf import resolve_model
 from rairl.models.shared_base import DISC_ADAPTER, SharedBase
-from rairl.options import Options
 from rairl.prompt_sharing import shared_prompt_hidden
 
 META_FILE = "rairl_discriminator.json"
 LIKELIHOOD_FILE = "likelihood_head.safetensors"
 LOGIT_CHUNK = 1024  # response positions per LM-head call (SmolLM2's 49k vocabulary: 0.2 GB of float32 logits)
 REFERENCE_DIR = "reference"  # the frozen LM that ℓ_t is read from, when likelihood_from = "reference"
-LOSSES = ("bce", "wgan_gp", "nnpu")
 LIKELIHOOD_FROM = ("backbone", "reference")
 HEAD_INITS = ("running_min", "zero")
-
-
-@dataclass
-class DiscriminatorArgs(Options):
-    disc_model: str = field(
-        default="policy",
-        metadata={
-            "help": "'policy' (start from the policy's weights), 'tiny' (fresh tiny model) or a causal LM path/id"
-        },
-    )
-    disc_likelihood: bool = field(default=True, metadata={"help": "read an LM's token log-probs ℓ_t (a·ℓ_t)"})
-    disc_likelihood_from: str = field(
-        default="reference",
-        metadata={"help": "ℓ_t from 'reference' (a frozen copy of the initial LM) or 'backbone' (the trained one)"},
-    )
-    disc_head_init: str = field(
-        default="zero", metadata={"help": "'zero' (s_t = 0 at start) or 'running_min' (a_2 = 1, w random)"}
-    )
-    disc_hidden_size: int = field(default=128, metadata={"help": "disc_model=tiny: width"})
-    disc_num_layers: int = field(default=4, metadata={"help": "disc_model=tiny: layers"})
-    disc_num_heads: int = field(default=4, metadata={"help": "disc_model=tiny: attention heads"})
-    disc_lr: float = field(default=1e-4, metadata={"help": "discriminator backbone learning rate"})
-    disc_head_lr: float = field(default=1e-2, metadata={"help": "learning rate of the head (w, a, b): fresh weights"})
-    disc_loss: str = field(default="bce", metadata={"help": "bce | wgan_gp | nnpu (policy samples as unlabeled)"})
-    disc_pu_prior: float = field(
-        default=0.3, metadata={"help": "nnpu: share π of the policy's samples taken to be expert-like (≈ its pass@1)"}
-    )
-    disc_smoothing: float = field(default=0.1, metadata={"help": "label smoothing ε: targets 1-ε/2 and ε/2"})
-    disc_perturbed_weight: float = field(
-        default=1.0, metadata={"help": "bce: weight of a perturbed expert among the negatives (a policy sample: 1)"}
-    )
-    disc_gp_weight: float = field(default=10.0, metadata={"help": "wgan_gp: weight of the gradient penalty"})
-    disc_temperature: float = field(default=1.0, metadata={"help": "reward = s_t / temperature"})
-    disc_batch_size: int = field(default=32, metadata={"help": "traces per scoring forward pass"})
-    disc_policy_negatives: int = field(
-        default=32, metadata={"help": "policy samples per discriminator update, drawn from the step's (0: all)"}
-    )
-    disc_max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the discriminator"})
-    disc_lora_r: int = field(
-        default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"}
-    )
-    disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
-    disc_share_base: bool = field(
-        default=True,
-        metadata={
-            "help": "with LoRA on both sides (--lora_r, --disc_lora_r) and --disc_model policy: one copy of the base "
-            "serves the policy, the discriminator (a second adapter) and the reference (adapters off); one process"
-        },
-    )
-    disc_lora_target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={"help": "module names LoRA adapts in the discriminator's backbone ('all-linear': every linear)"},
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.disc_loss not in LOSSES:
-            raise ValueError(f"disc_loss must be one of {LOSSES}, got {self.disc_loss!r}")
-        if self.disc_likelihood_from not in LIKELIHOOD_FROM:
-            raise ValueError(
-                f"disc_likelihood_from must be one of {LIKELIHOOD_FROM}, got {self.disc_likelihood_from!r}"
-            )
-        if self.disc_head_init not in HEAD_INITS:
-            raise ValueError(f"disc_head_init must be one of {HEAD_INITS}, got {self.disc_head_init!r}")
-        if not 0.0 < self.disc_pu_prior < 1.0:
-            raise ValueError(f"disc_pu_prior must be in (0, 1), got {self.disc_pu_prior}")
-        if not 0.0 <= self.disc_smoothing < 1.0:
-            raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
-        if self.disc_perturbed_weight <= 0:
-            raise ValueError(f"disc_perturbed_weight must be > 0, got {self.disc_perturbed_weight}")
-        if self.disc_temperature <= 0:
-            raise ValueError(f"disc_temperature must be > 0, got {self.disc_temperature}")
-        if self.disc_lora_r < 0:
-            raise ValueError(f"disc_lora_r must be >= 0, got {self.disc_lora_r}")
+LogProbs = Callable[[Tensor, Tensor, Tensor], Tensor]  # (input_ids, attention_mask, response_mask) -> ℓ (B, T)
 
 
 class Discriminator(nn.Module):
@@ -175,7 +97,7 @@ class Discriminator(nn.Module):
         return "reference" if self.reference is not None else "backbone" if self.lm_head is not None else None
 
     @property
-    def config(self):
+    def config(self) -> PretrainedConfig:
         return self.classifier.config
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -351,7 +273,7 @@ class Discriminator(nn.Module):
         model = AutoModelForCausalLM.from_pretrained(resolve_model(path), use_safetensors=True)
         return cls.from_causal_lm(model, likelihood, temperature, **kwargs)
 
-    def save_pretrained(self, path: str | Path, tokenizer=None) -> None:
+    def save_pretrained(self, path: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
         path = Path(path)
         self.merged_classifier().save_pretrained(path)
         if tokenizer is not None:
@@ -411,7 +333,7 @@ class LikelihoodCache:
         keep = attention.bool()
         return tuple(ids[keep].tolist()), tuple(response[keep].tolist())
 
-    def fill(self, input_ids, attention_mask, response_mask, compute) -> torch.Tensor:
+    def fill(self, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor, compute: LogProbs) -> Tensor:
         """(B, T) ℓ of every row: cached rows copied in, the others `compute(ids, attention, response)`d together
         and kept."""
         keys = [self.key(*rows) for rows in zip(input_ids, attention_mask, response_mask)]
@@ -477,102 +399,3 @@ def token_logprobs(
         logits = lm_head(h[r, c - 1]).float()  # (N, V): position t-1 predicts token t
         ell[r, c] = logits.gather(1, input_ids[r, c, None]).squeeze(1) - logits.logsumexp(dim=-1)
     return ell
-
-
-def last_labelled(values: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
-    """Each row's value at its last labelled position. (B, T) -> (B,)."""
-    assert values.shape == label_mask.shape, (values.shape, label_mask.shape)
-    cols = torch.arange(values.shape[1], device=values.device).expand_as(label_mask)
-    last = torch.where(label_mask, cols, -1).max(dim=1).values.clamp_min(0)
-    return values.gather(1, last[:, None]).squeeze(1)
-
-
-def per_sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x over each row's masked positions. (B, T) -> (B,)."""
-    m = mask.to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-def class_balanced(per_seq: torch.Tensor, is_expert: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """½·mean over experts + ½·(weighted) mean over negatives (a class absent from the batch drops out).
-    `weights` (B,): each negative's weight in its class mean (default 1 each)."""
-
-    def mean(sel: torch.Tensor) -> torch.Tensor:
-        if weights is None:
-            return per_seq[sel].mean()
-        w = weights[sel].to(per_seq.dtype)
-        return (per_seq[sel] * w).sum() / w.sum()
-
-    return torch.stack([mean(sel) for sel in (is_expert, ~is_expert) if sel.any()]).mean()
-
-
-def bce_loss(
-    scores: torch.Tensor,
-    label_mask: torch.Tensor,
-    is_expert: torch.Tensor,
-    smoothing: float,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Class-balanced BCE with label smoothing on labelled positions. scores, label_mask: (B, T); is_expert: (B,);
-    weights (B,): each negative's weight within the negatives' mean (`class_balanced`)."""
-    if scores.shape != label_mask.shape or is_expert.shape != scores.shape[:1]:
-        raise ValueError(
-            f"shapes: scores {tuple(scores.shape)}, mask {tuple(label_mask.shape)}, labels {tuple(is_expert.shape)}"
-        )
-    target = torch.where(is_expert, 1.0 - smoothing / 2, smoothing / 2).to(scores.dtype)[:, None].expand_as(scores)
-    bce = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
-    return class_balanced(per_sequence_mean(bce, label_mask), is_expert, weights)
-
-
-def nnpu_loss(
-    scores: torch.Tensor,
-    label_mask: torch.Tensor,
-    is_expert: torch.Tensor,
-    unlabeled: torch.Tensor,
-    prior: float,
-    smoothing: float,
-) -> torch.Tensor:
-    r"""Non-negative positive-unlabeled risk (Kiryo et al., 2017), as PURL applies it to GAIL's discriminator: the
-    policy's samples are *unlabeled* (a share π of them is as good as an expert's), not negatives.
-
-        R = π E_P[l^+] + max(0, E_U[l^-] − π E_P[l^-])      (P experts, U policy samples and replay)
-        loss = mean(R, E_N[l^-])                            (N: labelled negatives, the perturbed experts)
-
-    with l^± the per-sequence BCE against targets 1−ε/2 and ε/2. unlabeled: (B,) bool, False on experts."""
-    pos = torch.full_like(scores, 1.0 - smoothing / 2)
-    l_pos = per_sequence_mean(F.binary_cross_entropy_with_logits(scores, pos, reduction="none"), label_mask)
-    l_neg = per_sequence_mean(F.binary_cross_entropy_with_logits(scores, 1.0 - pos, reduction="none"), label_mask)
-    risk = prior * l_pos[is_expert].mean()
-    if unlabeled.any():
-        risk = risk + torch.clamp(l_neg[unlabeled].mean() - prior * l_neg[is_expert].mean(), min=0.0)
-    negatives = ~is_expert & ~unlabeled
-    return torch.stack([risk, l_neg[negatives].mean()]).mean() if negatives.any() else risk
-
-
-def wgan_loss(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:
-    """Critic loss E_neg[s] - E_expert[s] (per-sequence means over labelled positions)."""
-    per_seq = per_sequence_mean(scores, label_mask)
-    return per_seq[~is_expert].mean() - per_seq[is_expert].mean()
-
-
-def gradient_penalty(disc: Discriminator, batch, label_mask: torch.Tensor) -> torch.Tensor:
-    """E[(‖∇_e s̄‖ - 1)^2] with e the input embeddings and s̄ the per-sequence mean score.
-
-    Tokens are discrete, so the penalty is taken at the traces' own embeddings rather than at interpolates.
-    The penalty needs a double backward, which PyTorch's fused attention kernels lack: attention runs on the
-    math kernel here.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    base = getattr(disc.classifier, disc.classifier.base_model_prefix)
-    embeds = base.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
-    with sdpa_kernel(SDPBackend.MATH):
-        h = base(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state
-    s = disc.classifier.score(h).squeeze(-1).float()
-    grad = torch.autograd.grad(per_sequence_mean(s, label_mask).sum(), embeds, create_graph=True)[0]
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-
-
-def accuracy(scores: torch.Tensor, label_mask: torch.Tensor, is_expert: torch.Tensor) -> torch.Tensor:
-    """Per-trace correctness of the call D > 1/2 at the last labelled position. -> (B,) bool."""
-    return (last_labelled(scores, label_mask) > 0) == is_expert

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from rairl.discriminator import Discriminator, DiscriminatorArgs
+from rairl.discriminator import Discriminator
 from rairl.io import atomic_dir
 from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
@@ -33,7 +33,7 @@ from rairl.traces import encode_ids, project_values
 from rairl.trainers import airl_state
 from rairl.trainers.checkpoints import resolve_resume
 from rairl.trainers.common import finish, set_threads
-from rairl.trainers.discriminator_update import DiscriminatorUpdater
+from rairl.trainers.discriminator_update import DiscriminatorArgs, DiscriminatorUpdater
 from rairl.trainers.grpo import GRPOConfig, GRPOTrainer, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts

@@ -1,7 +1,8 @@
 """The discriminator update of R-AIRL (DESIGN §1.2): experts against the policy's samples of this step, perturbed
 expert traces (hard negatives) and a replay buffer of earlier samples. `DiscriminatorUpdater` holds what the update
 owns (the discriminator, its optimiser, the replay buffer, the RNG) and saves and restores it for checkpoints; the
-trainer only hands it each step's samples.
+trainer only hands it each step's samples; the loss comes by name (`--disc_loss`) from
+`rairl.discriminator_losses.DISC_LOSSES`. `DiscriminatorArgs` holds every `--disc_*` option of a run.
 """
 
 from __future__ import annotations
@@ -9,25 +10,98 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from rairl.discriminator import (
-    Discriminator,
-    DiscriminatorArgs,
-    accuracy,
-    bce_loss,
-    gradient_penalty,
-    nnpu_loss,
-    wgan_loss,
-)
+from rairl.discriminator import HEAD_INITS, LIKELIHOOD_FROM, Discriminator
+from rairl.discriminator_losses import DISC_LOSSES, LossInputs, accuracy
+from rairl.options import Options
 from rairl.reward_model import RewardModel
 from rairl.rewards.perturb import perturb
 from rairl.traces import TraceBatch, build_batch
+
+
+@dataclass
+class DiscriminatorArgs(Options):
+    """The `--disc_*` options of an R-AIRL run: how the network is built (`trainers.airl.build_reward_model`),
+    then how it trains (`DiscriminatorUpdater`, `discriminator_step`)."""
+
+    # ---- the network
+    disc_model: str = field(
+        default="policy",
+        metadata={
+            "help": "'policy' (start from the policy's weights), 'tiny' (fresh tiny model) or a causal LM path/id"
+        },
+    )
+    disc_likelihood: bool = field(default=True, metadata={"help": "read an LM's token log-probs ℓ_t (a·ℓ_t)"})
+    disc_likelihood_from: str = field(
+        default="reference",
+        metadata={"help": "ℓ_t from 'reference' (a frozen copy of the initial LM) or 'backbone' (the trained one)"},
+    )
+    disc_head_init: str = field(
+        default="zero", metadata={"help": "'zero' (s_t = 0 at start) or 'running_min' (a_2 = 1, w random)"}
+    )
+    disc_hidden_size: int = field(default=128, metadata={"help": "disc_model=tiny: width"})
+    disc_num_layers: int = field(default=4, metadata={"help": "disc_model=tiny: layers"})
+    disc_num_heads: int = field(default=4, metadata={"help": "disc_model=tiny: attention heads"})
+    disc_temperature: float = field(default=1.0, metadata={"help": "reward = s_t / temperature"})
+    disc_batch_size: int = field(default=32, metadata={"help": "traces per scoring forward pass"})
+    disc_lora_r: int = field(
+        default=0, metadata={"help": "LoRA rank of the discriminator's backbone (peft); 0: all weights train"}
+    )
+    disc_lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha of the discriminator's backbone"})
+    disc_share_base: bool = field(
+        default=True,
+        metadata={
+            "help": "with LoRA on both sides (--lora_r, --disc_lora_r) and --disc_model policy: one copy of the base "
+            "serves the policy, the discriminator (a second adapter) and the reference (adapters off); one process"
+        },
+    )
+    disc_lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "module names LoRA adapts in the discriminator's backbone ('all-linear': every linear)"},
+    )
+    # ---- its update
+    disc_lr: float = field(default=1e-4, metadata={"help": "discriminator backbone learning rate"})
+    disc_head_lr: float = field(default=1e-2, metadata={"help": "learning rate of the head (w, a, b): fresh weights"})
+    disc_loss: str = field(default="bce", metadata={"help": "bce | wgan_gp | nnpu (policy samples as unlabeled)"})
+    disc_pu_prior: float = field(
+        default=0.3, metadata={"help": "nnpu: share π of the policy's samples taken to be expert-like (≈ its pass@1)"}
+    )
+    disc_smoothing: float = field(default=0.1, metadata={"help": "label smoothing ε: targets 1-ε/2 and ε/2"})
+    disc_perturbed_weight: float = field(
+        default=1.0, metadata={"help": "bce: weight of a perturbed expert among the negatives (a policy sample: 1)"}
+    )
+    disc_gp_weight: float = field(default=10.0, metadata={"help": "wgan_gp: weight of the gradient penalty"})
+    disc_policy_negatives: int = field(
+        default=32, metadata={"help": "policy samples per discriminator update, drawn from the step's (0: all)"}
+    )
+    disc_max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the discriminator"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        DISC_LOSSES.lookup(self.disc_loss)
+        if self.disc_likelihood_from not in LIKELIHOOD_FROM:
+            raise ValueError(
+                f"disc_likelihood_from must be one of {LIKELIHOOD_FROM}, got {self.disc_likelihood_from!r}"
+            )
+        if self.disc_head_init not in HEAD_INITS:
+            raise ValueError(f"disc_head_init must be one of {HEAD_INITS}, got {self.disc_head_init!r}")
+        if not 0.0 < self.disc_pu_prior < 1.0:
+            raise ValueError(f"disc_pu_prior must be in (0, 1), got {self.disc_pu_prior}")
+        if not 0.0 <= self.disc_smoothing < 1.0:
+            raise ValueError(f"disc_smoothing must be in [0, 1), got {self.disc_smoothing}")
+        if self.disc_perturbed_weight <= 0:
+            raise ValueError(f"disc_perturbed_weight must be > 0, got {self.disc_perturbed_weight}")
+        if self.disc_temperature <= 0:
+            raise ValueError(f"disc_temperature must be > 0, got {self.disc_temperature}")
+        if self.disc_lora_r < 0:
+            raise ValueError(f"disc_lora_r must be >= 0, got {self.disc_lora_r}")
+
 
 Row = tuple[list[int], list[int], list[int]]  # (prompt ids, response ids, step ends inside the response)
 
@@ -130,18 +204,8 @@ def discriminator_step(
     label_mask = reward_model.label_mask(batch)
     module.train()
     scores = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
-    if args.disc_loss == "bce":
-        weights = None
-        if args.disc_perturbed_weight != 1.0:
-            weights = torch.tensor([args.disc_perturbed_weight if k == "perturbed" else 1.0 for k in data.kinds])
-        loss = bce_loss(scores, label_mask, is_expert, args.disc_smoothing, weights)
-    elif args.disc_loss == "nnpu":
-        unlabeled = torch.tensor([k in ("policy", "replay") for k in data.kinds], device=device)
-        loss = nnpu_loss(scores, label_mask, is_expert, unlabeled, args.disc_pu_prior, args.disc_smoothing)
-    else:
-        loss = wgan_loss(scores, label_mask, is_expert) + args.disc_gp_weight * gradient_penalty(
-            module, batch, label_mask
-        )
+    loss_inputs = LossInputs(module, batch, scores, label_mask, is_expert, data.kinds)
+    loss = DISC_LOSSES.lookup(args.disc_loss)(loss_inputs, args)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     # A non-finite loss (or gradient) skips the step. Decided on the gradient norm, which DDP has already averaged,
