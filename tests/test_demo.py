@@ -53,6 +53,7 @@ def test_every_figure_pools_the_seeds(demo_dir):
 def test_demo_writes_the_report(demo_dir):
     html = (demo_dir / "report.html").read_text()
     assert "heatmap" in html and "<img" in html
+    assert 'class="tok"' in html and "No token rewards saved" not in html  # colours from the saved token rewards
     assert list(demo_dir.glob("report_images/*.png"))
 
 

@@ -14,11 +14,16 @@ import pytest
 
 from rairl.cli import main
 from rairl.discriminator import Discriminator
+from rairl.inference.labelled import joined_spans
+from rairl.inference.scoring import RewardArgs, load_reward_model
+from rairl.io import DataError
 from rairl.models import ModelArgs, build_tiny
-from rairl.report.heatmap import Trace, colour, read_scored, render_trace, select
-from rairl.report.html import Found, localize_tau
+from rairl.report.heatmap import Trace, colour, read_scored, render_trace, saved_token_rewards, select
+from rairl.report.outputs import Found, localize_tau
 from rairl.report.page import value_cell
 from rairl.report.plots import confusion_matrix
+from rairl.reward_model import RewardModel
+from rairl.tasks import TaskArgs, get_task
 
 # 2 questions x 3 samples: (id, response, correct, first_error); one response holds HTML to be escaped
 SAMPLES = [
@@ -66,17 +71,28 @@ def write_jsonl(path, rows) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def read_rows(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A demo-like run folder: a saved tiny discriminator, `rairl rerank` and `rairl localize` outputs (with the
-    likelihood baseline), a handwritten `rairl eval` metrics.json and a demo results.json."""
-    root = tmp_path_factory.mktemp("run")
+def models(tmp_path_factory):
+    """A saved tiny discriminator and policy, outside the run folder: the report must do without them."""
+    root = tmp_path_factory.mktemp("models")
     model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
-    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "airl" / "discriminator", tokenizer)
+    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "discriminator", tokenizer)
     model.save_pretrained(root / "policy")
     tokenizer.save_pretrained(root / "policy")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, models):
+    """A demo-like run folder: `rairl rerank` and `rairl localize` outputs (with the likelihood baseline), a
+    `rairl score` output, a handwritten `rairl eval` metrics.json and a demo results.json; no model."""
+    root = tmp_path_factory.mktemp("run")
     write_jsonl(root / "samples.jsonl", sample_rows())
-    disc, policy = str(root / "airl" / "discriminator"), str(root / "policy")
+    disc, policy = str(models / "discriminator"), str(models / "policy")
     assert (
         main(
             [
@@ -111,6 +127,8 @@ def run_dir(tmp_path_factory):
         )
         == 0
     )
+    score = ["score", "--input", str(root / "samples.jsonl"), "--reward_model", disc]
+    assert main([*score, "--output", str(root / "score" / "scores.jsonl")]) == 0
     (root / "eval").mkdir()
     splits = {"test": {"greedy": SUMMARY, "pass@1": SUMMARY, "pass@4": SUMMARY}}
     (root / "eval" / "metrics.json").write_text(json.dumps({"model": "tiny", "task": "arith", "splits": splits}))
@@ -134,14 +152,10 @@ def run_dir(tmp_path_factory):
 
 
 def expected_heatmaps(run_dir, n: int) -> int:
-    scored = [json.loads(x) for x in (run_dir / "rerank" / "scored.jsonl").read_text().splitlines()]
-    labelled = [json.loads(x) for x in (run_dir / "localize" / "predictions.jsonl").read_text().splitlines()]
-    counts = [
-        sum(r["correct"] for r in scored),
-        sum(not r["correct"] for r in scored),
-        sum(r["label"] == -1 for r in labelled),
-        sum(r["label"] != -1 for r in labelled),
-    ]
+    labelled = read_rows(run_dir / "localize" / "predictions.jsonl")
+    counts = [sum(r["label"] == -1 for r in labelled), sum(r["label"] != -1 for r in labelled)]
+    for path in (run_dir / "rerank" / "scored.jsonl", run_dir / "score" / "scores.jsonl"):
+        counts += [sum(r["correct"] for r in read_rows(path)), sum(not r["correct"] for r in read_rows(path))]
     return sum(min(n, c) for c in counts)
 
 
@@ -212,9 +226,42 @@ def test_a_token_across_a_step_boundary_colours_its_part_in_each_step():
     assert out.startswith('<div class="heatmap wrong" id="heatmap-7">') and "t&lt;1&gt;" in out
     assert re.findall(
         r'<span class="tok[^"]*" style="background:(#\w+);[^"]*" title="r = ([-.\d]+)">([^<]*)</span>', out
-    ) == [("#053061", "1.0000", "ab"), ("#67001f", "-1.0000", "cd"), ("#68abd0", "0.5000", "EOS")]
+    ) == [("#053061", "1", "ab"), ("#67001f", "-1", "cd"), ("#68abd0", "0.5", "EOS")]
     assert out.count('<div class="step') == 3 and '<div class="step true pred">' in out
     assert out.count("badge true") == out.count("badge pred") == 1
+
+
+def test_rerank_localize_and_score_save_the_reward_models_token_rewards(run_dir, models):
+    """The saved tokens are the reward model's (EOS last) and their values its token rewards (the likelihood
+    baseline's are not saved): to 4 significant digits beside rerank and localize outputs (a display copy), exactly
+    in a `rairl score` output."""
+    model = load_reward_model(RewardArgs(reward_model=str(models / "discriminator")), get_task(TaskArgs()))
+    eos = model.tokenizer.eos_token
+    scored, scores = read_rows(run_dir / "rerank" / "scored.jsonl"), read_rows(run_dir / "score" / "scores.jsonl")
+    labelled = read_rows(run_dir / "localize" / "predictions.jsonl")
+    steps = [r["steps"] for r in labelled]
+    for rows, responses, step_spans, rtol in (
+        (scored, [r["response"] for r in scored], None, 5e-4),
+        (labelled, ["\n".join(s) for s in steps], [joined_spans(s) for s in steps], 5e-4),
+        (scores, [r["response"] for r in scores], None, 0.0),
+    ):
+        got = model.score([r["prompt"] for r in rows], responses, step_spans=step_spans, aggregates=())
+        assert len(rows) == len(got.tokens) > 0
+        for row, response, values, spans in zip(rows, responses, got.tokens, got.token_spans):
+            assert row["tokens"] == [response[a:b] if b > a else eos for a, b in spans] and row["tokens"][-1] == eos
+            np.testing.assert_allclose(row["token_rewards"], values.numpy(), rtol=rtol, atol=0)
+            if rtol:
+                assert all(float(f"{v:.4g}") == v for v in row["token_rewards"])  # rounded: files stay small
+
+
+def test_saved_tokens_are_placed_in_the_response_left_to_right():
+    # offsets that leave the space out, a piece that is not in the text (a zero-width one, saved as EOS), EOS last
+    row = {"tokens": ["ab", "</s>", "c", "d", "</s>"], "token_rewards": [1, 2, 3, 4, 5]}
+    values, spans = saved_token_rewards(row, "ab cd", "f.jsonl", 1)
+    assert values == [1.0, 2.0, 3.0, 4.0, 5.0] and spans == [(0, 2), (2, 2), (3, 4), (4, 5), (5, 5)]
+    assert saved_token_rewards({"step_scores": [0.5]}, "ab", "f.jsonl", 1) == (None, None)  # an older file
+    with pytest.raises(DataError, match="f.jsonl, line 3, field 'tokens': expected 2 strings"):
+        saved_token_rewards({"tokens": ["a"], "token_rewards": [1, 2]}, "ab", "f.jsonl", 3)
 
 
 def test_scored_traces_take_the_first_step_below_tau(tmp_path):
@@ -226,17 +273,55 @@ def test_scored_traces_take_the_first_step_below_tau(tmp_path):
     assert read_scored(tmp_path / "scored.jsonl", tau=-0.5)[0].predicted == 2
 
 
-def test_report_of_a_run_folder(run_dir, tmp_path):
+TOKEN = re.compile(r'<span class="tok[^"]*" style="background:#\w+;[^"]*" title="r = ([-+.e\d]+)">([^<]*)</span>')
+
+
+def shown_tokens(heatmap_html: str) -> list[tuple[str, str]]:
+    """(text, value shown) of every coloured token of one heat map."""
+    return [(html.unescape(text), value) for value, text in TOKEN.findall(heatmap_html)]
+
+
+def expected_tokens(row: dict) -> list[tuple[str, str]]:
+    """The saved tokens a heat map shows: those inside a step (every one but the newlines between steps, with
+    character tokens), then EOS on a line of its own."""
+    pieces = list(zip(row["tokens"], row["token_rewards"]))
+    shown = [(tok, f"{value:.4g}") for tok, value in pieces[:-1] if tok != "\n"]
+    return shown + [("EOS", f"{pieces[-1][1]:.4g}")]
+
+
+def test_report_of_a_run_folder(run_dir, tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the report must not load a model")
+
+    for loader in (RewardModel, Discriminator):
+        monkeypatch.setattr(loader, "from_pretrained", no_model)
+    assert not list(run_dir.rglob("discriminator"))  # no model to find in the run folder either
     out = tmp_path / "page" / "report.html"
     assert main(["report", str(run_dir), "--output", str(out)]) == 0
     text = out.read_text()
+    # every heat map colours the tokens its file saved, with the values saved
+    blocks = re.findall(r"<summary>(\S+) <small>(\S+): \d+ of \d+ traces</small></summary>(.*?)</details>", text, re.S)
+    assert [(label, name) for label, name, _ in blocks] == [
+        ("localize", "predictions.jsonl"),
+        ("rerank", "scored.jsonl"),
+        ("score/scores.jsonl", "scores.jsonl"),
+    ]
+    for label, name, body in blocks:
+        rows = read_rows(run_dir / label if label.endswith(".jsonl") else run_dir / label / name)
+        by_id = {str(r["id"]) + (f"/{r['sample']}" if "sample" in r else ""): r for r in rows}
+        heatmaps = body.split('<div class="heatmap ')[1:]
+        assert heatmaps
+        for one in heatmaps:
+            trace_id = html.unescape(re.search(r'<span class="trace-id">([^<]*)</span>', one)[1])
+            assert shown_tokens(one) == expected_tokens(by_id[trace_id]), (label, trace_id)
+    assert "Token rewards as the commands saved them" in text and "No token rewards saved" not in text
+    assert "tok step-colour" not in text
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text)  # self-contained
     assert "<script" not in text and "&lt;script&gt;" in text  # data is escaped
     assert "<b>&" not in text and "2+2=5 <b>&</b>" in html.unescape(re.sub(r"<[^>]+>", "", text))
     assert text.count('class="heatmap ') == expected_heatmaps(run_dir, 3)
     ids = re.findall(r'id="(heatmap-\d+)"', text)
     assert len(ids) == len(set(ids)) == text.count('class="heatmap ')
-    assert 'class="tok"' in text and "Token rewards r_t from the reward model" in text
     for title in (
         "Claims",
         "Token reward heat maps",
@@ -274,11 +359,12 @@ def test_max_traces_and_default_output(run_dir, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     text = (copy / "report.html").read_text()
-    assert text.count('class="heatmap ') == expected_heatmaps(run_dir, 1) == 4
+    assert text.count('class="heatmap ') == expected_heatmaps(run_dir, 1) == 6  # 3 files, 1 correct + 1 wrong
     assert (copy / "report_images" / "passk-rerank.png").is_file()
 
 
-def test_without_a_reward_model_steps_are_coloured_by_their_scores(tmp_path):
+def test_files_without_token_rewards_colour_steps_by_their_scores(tmp_path):
+    """Runs written before commands saved token rewards."""
     run = tmp_path / "run"
     rows = [
         {**r, "scores": {"reward/mean": float(i)}, "step_scores": [1.0, -1.0, 0.5], "picked_by": []}
@@ -295,7 +381,7 @@ def test_without_a_reward_model_steps_are_coloured_by_their_scores(tmp_path):
     (run / "rr" / "metrics.json").write_text(json.dumps(metrics))
     assert main(["report", str(run), "--max_traces", "2"]) == 0
     text = (run / "report.html").read_text()
-    assert "No reward model could be loaded" in text and 'class="tok"' not in text
+    assert "No token rewards saved in this file" in text and 'class="tok"' not in text
     assert text.count('class="heatmap ') == 4 and text.count("tok step-colour") == 4 * 3
 
 
@@ -303,13 +389,6 @@ def test_user_errors(run_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 1
     assert "found no rairl outputs" in capsys.readouterr().err
-    assert (
-        main(
-            ["report", str(run_dir), "--output", str(tmp_path / "r.html"), "--reward_model", str(tmp_path / "nowhere")]
-        )
-        == 1
-    )
-    assert "--reward_model" in capsys.readouterr().err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metrics.json").write_text("{not json")
     assert main(["report", str(tmp_path / "bad")]) == 1

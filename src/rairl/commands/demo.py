@@ -126,7 +126,6 @@ def run(config: Config) -> dict[str, Any]:
     print(format_training_logs(results))
     from rairl.report import html  # loads torch: only now, with the workers gone
 
-    first_disc = out / f"seed{config.seed_list[0]}" / "airl_dense" / "discriminator"
-    html.render(html.Config(run_dir=str(out), reward_model=str(first_disc)))
+    html.render(html.Config(run_dir=str(out)))  # heat maps from the token rewards rerank and localize saved
     logger.info("demo finished in %.0f s; results in %s", results["wall_time_s"], out / "results.json")
     return results

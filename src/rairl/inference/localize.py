@@ -30,9 +30,15 @@ from rairl.evaluation.metrics import summarize
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
 from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
-from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device
+from rairl.inference.scoring import (
+    DISPLAY_DIGITS,
+    RewardArgs,
+    load_reward_model,
+    resolve_device,
+    token_fields,
+)
 from rairl.io import write_json, write_jsonl
-from rairl.rewards.aggregation import NonFiniteScore
+from rairl.rewards.aggregation import NonFiniteScore, TraceScores
 from rairl.rewards.perturb import PERTURBATIONS
 from rairl.tasks import TaskArgs, get_task
 
@@ -78,8 +84,9 @@ def calibrate_threshold(step_scores: list[list[float]], labels: list[int]) -> tu
     return best
 
 
-def step_scores_of(scorer, traces: list[LabelledTrace], step_reduce: str, where: str) -> list[list[float]]:
-    """Step scores of labelled traces (steps joined by newlines, spans exact); NaN raises naming the trace."""
+def score_labelled(scorer, traces: list[LabelledTrace], step_reduce: str, where: str) -> TraceScores:
+    """Token and step scores of labelled traces (steps joined by newlines, spans exact); NaN raises naming the
+    trace."""
     try:
         scored = scorer.score(
             [t.meta["prompt"] for t in traces],
@@ -90,7 +97,7 @@ def step_scores_of(scorer, traces: list[LabelledTrace], step_reduce: str, where:
         )
     except NonFiniteScore as err:
         raise ValueError(f"{where}: trace {traces[err.index].id!r}: {err}") from None
-    return scored.steps
+    return scored
 
 
 def by_perturbation(traces: list[LabelledTrace], predicted: list[int], seed: int) -> dict[str, Any]:
@@ -158,7 +165,9 @@ class LocalizeConfig(TaskArgs, RewardArgs):
 
 def localize(config: LocalizeConfig) -> dict[str, Any]:
     """Score the test traces (and the validation traces with `calibrate`) by the learned reward and, with `policy`,
-    the likelihood; writes `metrics.json` and `predictions.jsonl` to `output_dir` and returns the metrics."""
+    the likelihood; writes `metrics.json` and `predictions.jsonl` (per trace: label, predictions, step scores and the
+    reward's `tokens`/`token_rewards` as `rairl score` writes them, rounded for display) to `output_dir` and returns
+    the metrics."""
     set_seed(config.seed)
     task = get_task(config)
     device = resolve_device(config.device)
@@ -200,13 +209,14 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
 
     labels = [t.label for t in test.traces]
     results: dict[str, Any] = {}
-    rows: dict[str, dict[str, list]] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name, (scorer, default_tau) in scorers.items():
         reduce = scorer.step_reduce
-        steps = step_scores_of(scorer, test.traces, reduce, f"{name} on the test traces")
+        scored = score_labelled(scorer, test.traces, reduce, f"{name} on the test traces")
+        steps = scored.steps
         tau, val_f1 = default_tau, None
         if val is not None:
-            val_steps = step_scores_of(scorer, val.traces, reduce, f"{name} on the validation traces")
+            val_steps = score_labelled(scorer, val.traces, reduce, f"{name} on the validation traces").steps
             tau, val_f1 = calibrate_threshold(val_steps, [t.label for t in val.traces])
         predicted = predict(steps, tau)
         results[name] = {
@@ -218,7 +228,7 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             **ranking_metrics(steps, labels, ks=sorted({1, config.hit_k}), seed=config.seed),
             "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
         }
-        rows[name] = {"predicted": predicted, "steps": steps}
+        rows[name] = {"predicted": predicted, "steps": steps, "scored": scored}
 
     report = {
         "source": config.source,
@@ -230,7 +240,7 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
         **results,
         "config": config_dict(config),
     }
-    predictions = []
+    predictions, eos = [], reward_model.tokenizer.eos_token or ""
     for i, t in enumerate(test.traces):
         row = {
             "id": t.id,
@@ -239,6 +249,7 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             "label": t.label,
             "predicted": rows["reward"]["predicted"][i],
             "step_scores": rows["reward"]["steps"][i],
+            **token_fields(joined(t), rows["reward"]["scored"], i, eos, DISPLAY_DIGITS),
         }
         if "likelihood" in rows:
             row.update(

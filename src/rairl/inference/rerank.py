@@ -5,7 +5,8 @@ Input: a `rairl sample` JSONL (N samples per question: id, sample, prompt, respo
 question's samples are scored by the learned reward (`reward/<agg>`, every aggregation) and, with `--policy`, by the
 base policy's token log-probs ℓ_t (`likelihood/<agg>`, mean | min); the selection methods and their figures
 (success@1|N, majority, random, oracle@N, pass@k, gains over pass@1) are `rairl.evaluation.selection`'s. Writes
-`metrics.json` and `scored.jsonl` (every sample with its trace scores and the methods that pick it) to `output_dir`.
+`metrics.json` and `scored.jsonl` (every sample with its trace and step scores, the methods that pick it, and the
+reward's `tokens`/`token_rewards` as `rairl score` writes them, rounded for display) to `output_dir`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import numpy as np
 from rairl.config import config_dict
 from rairl.evaluation.metrics import parse_ks
 from rairl.evaluation.selection import group_by_question, normalise_answer, picked_by, rerank_metrics
-from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device, score_rows
+from rairl.inference.scoring import (
+    DISPLAY_DIGITS,
+    RewardArgs,
+    load_reward_model,
+    resolve_device,
+    score_rows,
+    token_fields,
+)
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
 from rairl.tasks import TaskArgs, get_task
 
@@ -123,12 +131,14 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
     }
     out = Path(config.output_dir)
     picks = picked_by(groups, scores, len(rows))
+    eos = reward_model.tokenizer.eos_token or ""
     scored = [
         {
             **row,
             "scores": {name: float(v[i]) for name, v in scores.items()},
             "step_scores": rm.steps[i],
             "picked_by": picks[i],
+            **token_fields(row["response"], rm, i, eos, DISPLAY_DIGITS),
         }
         for i, row in enumerate(rows)
     ]

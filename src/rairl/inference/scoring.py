@@ -140,12 +140,24 @@ def score_rows(model, prompts: list[str], responses: list[str], lines: list[int]
         raise DataError(path, lines[err.index], "response", str(err)) from None
 
 
+DISPLAY_DIGITS = 4  # significant digits of the token rewards `rairl rerank`/`localize` save for the report to show
+
+
+def token_fields(response: str, scores: TraceScores, b: int, eos: str, digits: int | None = None) -> dict[str, list]:
+    """`tokens` (trace b's response pieces, `eos` for a zero-width piece: EOS, last) and `token_rewards` (its token
+    values), as `rairl score`, `rairl rerank` and `rairl localize` save them; `digits`: significant digits kept
+    (None: all), for copies only shown (the report's heat maps)."""
+    values = scores.tokens[b].tolist()
+    return {
+        "tokens": [response[s:e] if e > s else eos for s, e in scores.token_spans[b]],
+        "token_rewards": values if digits is None else [float(f"{v:.{digits}g}") for v in values],
+    }
+
+
 def scored_row(row: dict[str, Any], scores: TraceScores, b: int, eos: str) -> dict[str, Any]:
-    response = row["response"]
     return {
         **row,
-        "tokens": [response[s:e] if e > s else eos for s, e in scores.token_spans[b]],
-        "token_rewards": scores.tokens[b].tolist(),
+        **token_fields(row["response"], scores, b, eos),
         "step_scores": scores.steps[b],
         "trace_scores": {name: values[b] for name, values in scores.traces.items()},
     }

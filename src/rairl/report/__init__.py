@@ -1,5 +1,6 @@
-"""`rairl report RUN_DIR`: one self-contained HTML page of what a run folder holds.
+"""`rairl report RUN_DIR`: one self-contained HTML page of what a run folder holds, rendered from saved files only.
 
-`html` finds the outputs (rerank, localize, eval, a demo's results.json) and builds the page; `heatmap` draws
-per-token reward heat maps of traces; `plots` draws the figures (PNG, embedded as data URIs and saved beside it).
+`outputs` finds what the commands wrote; `heatmap` reads their traces and draws per-token reward heat maps;
+`plots` draws the figures, `figures` embeds and saves them; `sections` builds each section, `page` the frame;
+`html` assembles the page (`render`).
 """

@@ -6,8 +6,10 @@ section (the 98th percentile of |r_t|) so that colours compare across traces. Ea
 first wrong step and the predicted one (first step scoring below τ, `rairl.inference.localize`) are marked.
 
 Traces come from `rairl rerank`'s `scored.jsonl` (a sample's verdict `correct`, its `first_error` if the task
-checks steps) or `rairl localize`'s `predictions.jsonl` (label -1: correct, else the first wrong step). Without a
-reward model the steps are coloured by their saved `step_scores` instead of per token.
+checks steps), `rairl localize`'s `predictions.jsonl` (label -1: correct, else the first wrong step) or a
+`rairl score` output (a verdict when its input had one). Token values are the ones the command saved (`tokens`,
+`token_rewards`; nothing is re-scored here); a row without them (written before commands saved them) has its steps
+coloured by their saved `step_scores` instead.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ QUESTION_CHARS = 400
 
 @dataclass
 class Trace:
-    """One response to show. `true_error`/`predicted`: first wrong step, -1 none, None unknown."""
+    """One response to show. `correct`: None when unknown; `true_error`/`predicted`: first wrong step, -1 none,
+    None unknown."""
 
     id: str
     question: str
@@ -40,14 +43,14 @@ class Trace:
     response: str
     step_spans: list[Span]
     step_scores: list[float]
-    correct: bool
+    correct: bool | None
     true_error: int | None
     predicted: int | None
     scores: dict[str, float] = field(default_factory=dict)  # trace scores by method (`scored.jsonl`)
     likelihood_predicted: int | None = None  # the likelihood baseline's prediction (`predictions.jsonl`)
     details: dict[str, str] = field(default_factory=dict)
-    token_values: list[float] | None = None  # r_t per reward-model token, when a reward model scored the trace
-    token_spans: list[Span] | None = None
+    token_values: list[float] | None = None  # the saved token rewards, when the file has them
+    token_spans: list[Span] | None = None  # each token's span in `response` (EOS: zero-width at the end)
 
 
 def _float_list(row: dict, name: str, path: str | os.PathLike, line: int) -> list[float]:
@@ -57,24 +60,51 @@ def _float_list(row: dict, name: str, path: str | os.PathLike, line: int) -> lis
     return [float(v) for v in values]
 
 
+def saved_token_rewards(
+    row: dict, response: str, path: str | os.PathLike, line: int
+) -> tuple[list[float] | None, list[Span] | None]:
+    """The row's saved `token_rewards` and the span of each of its `tokens` in `response`, found left to right
+    (whitespace a tokenizer's offsets leave out is skipped; a piece not found, such as EOS, is zero-width where
+    the search stands); (None, None) when the row saved none."""
+    if "token_rewards" not in row:
+        return None, None
+    values = _float_list(row, "token_rewards", path, line)
+    tokens = require(row, "tokens", path, line, list)
+    if len(tokens) != len(values) or not all(isinstance(t, str) for t in tokens):
+        raise DataError(path, line, "tokens", f"expected {len(values)} strings (one per token reward)")
+    spans, start = [], 0
+    for piece in tokens:
+        at = response.find(piece, start) if piece else -1
+        if at < 0 or response[start:at].strip():
+            spans.append((start, start))
+            continue
+        spans.append((at, at + len(piece)))
+        start = at + len(piece)
+    return values, spans
+
+
 def read_scored(path: str | os.PathLike, tau: float) -> list[Trace]:
-    """Traces of a `rairl rerank` `scored.jsonl`; predicted first error = first step score below `tau`."""
+    """Traces of a `rairl rerank` `scored.jsonl` or a `rairl score` output; predicted first error = first step
+    score below `tau`."""
     traces = []
     for line, row in read_jsonl(path):
         response = row.get("response")
         if not isinstance(response, str):
             raise DataError(path, line, "response", f"expected str, got {type(response).__name__}")
         prompt = require(row, "prompt", path, line, str)
-        correct = require(row, "correct", path, line, bool)
+        correct = row.get("correct")
+        if correct is not None and not isinstance(correct, bool):
+            raise DataError(path, line, "correct", f"expected true, false or none, got {correct!r}")
         steps = _float_list(row, "step_scores", path, line)
         first_error = row.get("first_error")
-        scores = require(row, "scores", path, line, dict)
-        if not all(isinstance(v, (int, float)) for v in scores.values()):
+        scores = row.get("scores", row.get("trace_scores"))  # rerank: {method: value}; score: {aggregation: value}
+        if not isinstance(scores, dict) or not all(isinstance(v, (int, float)) for v in scores.values()):
             raise DataError(path, line, "scores", "expected {method: number}")
         details = {"picked by": ", ".join(row["picked_by"])} if row.get("picked_by") else {}
+        values, spans = saved_token_rewards(row, response, path, line)
         traces.append(
             Trace(
-                f"{row.get('id', line)}/{row.get('sample', 0)}",
+                f"{row.get('id', line)}" + (f"/{row['sample']}" if "sample" in row else ""),
                 str(row.get("question") or prompt),
                 prompt,
                 response,
@@ -85,6 +115,8 @@ def read_scored(path: str | os.PathLike, tau: float) -> list[Trace]:
                 first_below(steps, tau),
                 {k: float(v) for k, v in scores.items()},
                 details=details,
+                token_values=values,
+                token_spans=spans,
             )
         )
     return traces
@@ -104,12 +136,14 @@ def read_predictions(path: str | os.PathLike) -> list[Trace]:
         details = {"perturbation": str(row["perturbation"])} if row.get("perturbation") else {}
         if isinstance(baseline, int):
             details["likelihood predicts"] = step_name(baseline)
+        response = "\n".join(steps)
+        values, spans = saved_token_rewards(row, response, path, line)
         traces.append(
             Trace(
                 str(row.get("id", line)),
                 prompt,
                 prompt,
-                "\n".join(steps),
+                response,
                 joined_spans(steps),
                 _float_list(row, "step_scores", path, line),
                 label == -1,
@@ -117,32 +151,19 @@ def read_predictions(path: str | os.PathLike) -> list[Trace]:
                 predicted,
                 likelihood_predicted=baseline if isinstance(baseline, int) else None,
                 details=details,
+                token_values=values,
+                token_spans=spans,
             )
         )
     return traces
 
 
 def select(traces: list[Trace], n: int) -> list[Trace]:
-    """Up to `n` correct traces then up to `n` wrong ones, in file order; wrong traces whose true first error is
-    known come first (deterministic: the same files give the same selection)."""
-    correct = [t for t in traces if t.correct][:n]
-    wrong = sorted((t for t in traces if not t.correct), key=lambda t: t.true_error is None or t.true_error < 0)
-    return correct + wrong[:n]
-
-
-def add_token_rewards(traces: list[Trace], model, step_reduce: str = "last") -> None:
-    """Fill `token_values`/`token_spans` of `traces` from one scoring pass of `model` (a `RewardModel`)."""
-    if not traces:
-        return
-    scored = model.score(
-        [t.prompt for t in traces],
-        [t.response for t in traces],
-        step_spans=[t.step_spans for t in traces],
-        step_reduce=step_reduce,
-        aggregates=(),
-    )
-    for t, values, spans in zip(traces, scored.tokens, scored.token_spans, strict=True):
-        t.token_values, t.token_spans = values.tolist(), [tuple(s) for s in spans]
+    """Up to `n` correct traces, then up to `n` wrong ones, then up to `n` of unknown verdict, in file order; wrong
+    traces whose true first error is known come first (deterministic: the same files give the same selection)."""
+    correct = [t for t in traces if t.correct is True][:n]
+    wrong = sorted((t for t in traces if t.correct is False), key=lambda t: t.true_error is None or t.true_error < 0)
+    return correct + wrong[:n] + [t for t in traces if t.correct is None][:n]
 
 
 def colour_scale(traces: list[Trace]) -> float:
@@ -165,7 +186,7 @@ def step_name(index: int | None) -> str:
 
 def _coloured(text: str, value: float, vmax: float, cls: str = "tok") -> str:
     bg, fg = colour(value, vmax)
-    return f'<span class="{cls}" style="background:{bg};color:{fg}" title="r = {value:.4f}">{html.escape(text)}</span>'
+    return f'<span class="{cls}" style="background:{bg};color:{fg}" title="r = {value:.4g}">{html.escape(text)}</span>'
 
 
 def _step_body(trace: Trace, k: int, vmax: float) -> str:
@@ -185,7 +206,7 @@ def _step_body(trace: Trace, k: int, vmax: float) -> str:
 
 def render_trace(trace: Trace, index: int, vmax: float) -> str:
     """One heat map: a header (id, verdict, true and predicted first error, details) and one line per step."""
-    verdict = "correct" if trace.correct else "wrong"
+    verdict = {True: "correct", False: "wrong", None: "unchecked"}[trace.correct]
     question = trace.question if len(trace.question) <= QUESTION_CHARS else trace.question[:QUESTION_CHARS] + "…"
     facts = {"true first error": step_name(trace.true_error), "predicted": step_name(trace.predicted), **trace.details}
     header = " ".join(f'<span class="fact"><b>{html.escape(k)}</b> {html.escape(v)}</span>' for k, v in facts.items())

@@ -37,6 +37,7 @@ figcaption { font-size: 12px; color: #4a5568; }
 .trace-id { font-family: ui-monospace, Menlo, Consolas, monospace; color: #1a202c; }
 .verdict { font-weight: 700; text-transform: uppercase; font-size: 11px; padding: 1px 6px; border-radius: 3px;
            color: #fff; } .verdict.correct { background: #2b6cb0; } .verdict.wrong { background: #c53030; }
+.heatmap.unchecked { border-top: 3px solid #a0aec0; } .verdict.unchecked { background: #718096; }
 .question { font-size: 12px; color: #4a5568; background: #f7fafc; padding: 4px 8px; margin: 4px 0 6px;
             white-space: pre-wrap; border-radius: 3px; }
 .step { display: flex; align-items: flex-start; gap: 8px; padding: 2px 4px; margin: 1px 0;
