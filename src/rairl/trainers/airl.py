@@ -5,14 +5,14 @@ Each step: generate G samples per prompt → update the discriminator D (`n_disc
 (plus perturbed experts and replay) → score the batch with the updated D → token rewards r_t (granularity mask,
 backfill, clip) → group-normalised, discounted advantages A_t = Σ_{k≥t} γ^{k-t} ã_k, shape (B, T) → TRL's
 clipped-surrogate policy loss. `AIRLTrainer` is `trl.GRPOTrainer` with one hook overridden,
-`_generate_and_score_completions`, which replaces TRL's (B,) advantages with (B, T) ones.
+`_generate_and_score_completions`, which replaces TRL's (B,) advantages with (B, T) ones. Its options are in
+`rairl.trainers.airl_config`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,128 +24,20 @@ from rairl.io import atomic_dir
 from rairl.models import ModelArgs, load_tokenizer
 from rairl.models.factory import TINY, build_tiny
 from rairl.models.shared_base import DISC_ADAPTER, SharedBase
-from rairl.options import Options
 from rairl.reward_model import RewardModel
-from rairl.reward_settings import RewardSettings
 from rairl.rewards.advantages import add_outcome_reward, final_rewards, group_advantages
-from rairl.tasks import Example, Task, TaskArgs
+from rairl.tasks import Example, Task
 from rairl.traces import encode_ids, project_values
 from rairl.trainers import airl_state
+from rairl.trainers.airl_config import AIRLArgs, Config
 from rairl.trainers.checkpoints import resolve_resume
 from rairl.trainers.common import finish, set_threads
 from rairl.trainers.discriminator_update import DiscriminatorArgs, DiscriminatorUpdater
-from rairl.trainers.grpo import GRPOConfig, GRPOTrainer, trainer_inputs
+from rairl.trainers.grpo import GRPOTrainer, trainer_inputs
 from rairl.trainers.monitor import HealthMonitor, reward_correctness_stats
 from rairl.trainers.passthrough import append_experts
 
 logger = logging.getLogger(__name__)
-WARMUP_NEGATIVES = ("policy", "perturbed")
-
-
-@dataclass
-class AIRLArgs(Options):
-    RENAMED = {"gamma": "advantage_discount"}  # `aggregate_discount` is the other discount (scoring)
-
-    # the reward's settings (`RewardSettings`, saved with the discriminator; its defaults)
-    granularity: str = field(default=RewardSettings.granularity, metadata={"help": "outcome | step | interval | dense"})
-    interval: int = field(
-        default=RewardSettings.interval, metadata={"help": "granularity=interval: a label every k tokens"}
-    )
-    reward_clip: float = field(
-        default=RewardSettings.clip_beta, metadata={"help": "β: token rewards are clipped to [-β, β] (0: unclipped)"}
-    )
-    score_form: str | None = field(
-        default=RewardSettings.score_form,
-        metadata={
-            "help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or 'logit' (s_t); "
-            "default: f when the discriminator reads ℓ_t, else logit. Training always uses s_t"
-        },
-    )
-    advantage_discount: float = field(default=1.0, metadata={"help": "γ of the token advantages Σ_{k≥t} γ^{k−t} ã_k"})
-    n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step that updates it"})
-    disc_update_every: int = field(
-        default=1, metadata={"help": "update D on every k-th policy step only (update ratio n_disc : k)"}
-    )
-    disc_warmup_steps: int = field(default=20, metadata={"help": "W: discriminator-only steps before the policy moves"})
-    disc_warmup_negatives: str = field(
-        default="policy",
-        metadata={
-            "help": "negatives of the warm-up: 'policy' (the initial policy's samples and perturbed experts) or "
-            "'perturbed' (perturbed expert traces alone, the authors' newer recipe; no generation)"
-        },
-    )
-    disc_warmup_perturbed: int = field(
-        default=2, metadata={"help": "disc_warmup_negatives=perturbed: perturbed copies of each expert per step"}
-    )
-    disc_frozen: bool = field(default=False, metadata={"help": "never update D (no backward pass at all)"})
-    disc_path: str | None = field(default=None, metadata={"help": "start from this saved discriminator directory"})
-    perturbed_per_expert: int = field(default=1, metadata={"help": "perturbed expert traces per prompt as negatives"})
-    replay_size: int = field(default=0, metadata={"help": "replay buffer capacity in samples (0: off)"})
-    replay_per_step: int = field(default=16, metadata={"help": "replayed negatives per discriminator update"})
-    expert_passthrough: bool = field(default=False, metadata={"help": "append the expert trace to its group"})
-    outcome_reward_weight: float = field(default=0.0, metadata={"help": "weight of a verifier reward (0: none)"})
-    monitor_window: int = field(default=10, metadata={"help": "steps over which decoupling/saturation are judged"})
-    stop_on_warning: bool = field(default=False, metadata={"help": "stop training on a decoupling/saturation warning"})
-    max_nonfinite_steps: int = field(
-        default=10, metadata={"help": "stop after this many steps in a row with non-finite rewards (each is skipped)"}
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.reward_settings()  # checks them
-        if self.disc_warmup_negatives not in WARMUP_NEGATIVES:
-            raise ValueError(
-                f"disc_warmup_negatives must be one of {WARMUP_NEGATIVES}, got {self.disc_warmup_negatives!r}"
-            )
-        if self.disc_warmup_perturbed < 1:
-            raise ValueError(f"disc_warmup_perturbed must be >= 1, got {self.disc_warmup_perturbed}")
-        if self.n_disc < 1 and not self.disc_frozen:
-            raise ValueError(f"n_disc must be >= 1 (or set --disc_frozen), got {self.n_disc}")
-        if self.disc_update_every < 1:
-            raise ValueError(f"disc_update_every must be >= 1, got {self.disc_update_every}")
-        if not 0.0 <= self.advantage_discount <= 1.0:
-            raise ValueError(f"advantage_discount must lie in [0, 1], got {self.advantage_discount}")
-
-    def reward_settings(self) -> RewardSettings:
-        """The settings the trained reward is built and saved with."""
-        return RewardSettings(
-            granularity=self.granularity,
-            interval=self.interval,
-            clip_beta=self.reward_clip or None,
-            score_form=self.score_form,
-        )
-
-
-@dataclass
-class AIRLConfig(DiscriminatorArgs, AIRLArgs, GRPOConfig):
-    """`rairl grpo`'s `GRPOConfig` (TRL's, every option) plus the discriminator's and R-AIRL's options."""
-
-    output_dir: str | None = field(
-        default="runs/airl", metadata={"help": "run folder: checkpoints, logs, final models"}
-    )
-
-
-@dataclass
-class Config(TaskArgs, ModelArgs, AIRLConfig):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.mask_truncated_completions:
-            raise ValueError(
-                "mask_truncated_completions is not supported by R-AIRL: TRL then blanks a truncated sample's "
-                "completion mask, and the discriminator, the token rewards and the group statistics need its tokens; "
-                "leave it off (truncated samples are scored and trained on, as with TRL's default)"
-            )
-        if self.expert_passthrough and (self.gradient_accumulation_steps != 1 or self.beta != 0):
-            raise ValueError(
-                "expert_passthrough changes the batch size after generation: it needs gradient_accumulation_steps=1 "
-                f"and beta=0 (got {self.gradient_accumulation_steps}, {self.beta})"
-            )
-        if self.expert_passthrough and self.per_device_train_batch_size % self.num_generations:
-            raise ValueError(
-                "expert_passthrough appends one expert per group on each process, so every process must hold whole "
-                f"groups: per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple of "
-                f"num_generations ({self.num_generations})"
-            )
 
 
 class AIRLTrainer(GRPOTrainer):
