@@ -7,7 +7,7 @@ import pytest
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 # Rows in the documented MedReason schema (../shared/data/medreason/README.md); the real files are not staged.
 STEM = "A 60-year-old man has acute chest pain and ST elevation. Which drug restores coronary flow fastest?"

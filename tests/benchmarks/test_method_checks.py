@@ -13,7 +13,7 @@ import pytest
 
 from rairl.models import ModelArgs, build_tiny
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")

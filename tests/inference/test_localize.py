@@ -16,7 +16,7 @@ from rairl.inference.localize import calibrate_threshold, predict
 from rairl.models import ModelArgs, build_tiny
 from rairl.tasks import TaskArgs, get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ARITH = ["--n_eval", "6", "--n_train", "50"]
 
 # four traces' step scores and first-error labels

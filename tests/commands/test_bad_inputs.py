@@ -73,7 +73,7 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_inputs.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_inputs.py"
     spec = importlib.util.spec_from_file_location("fuzz_inputs", script)
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from test_aggregation import piece_tokenizer
 from torch import nn
 
 from rairl.cli import main
@@ -116,7 +115,7 @@ def test_score_ids_equals_score_on_text_for_the_shared_tokenizer(tiny):
     assert ids.token_spans == text.token_spans
 
 
-def test_a_policy_with_another_tokenizer_gets_rewards_on_its_own_tokens():
+def test_a_policy_with_another_tokenizer_gets_rewards_on_its_own_tokens(piece_tokenizer):
     from rairl.models import build_char_tokenizer
 
     rm_tok = build_char_tokenizer()

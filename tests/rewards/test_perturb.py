@@ -10,7 +10,7 @@ from rairl.rewards.equations import evaluate, find_equations, number_value
 from rairl.rewards.perturb import PERTURBATIONS, Perturbed, perturb
 from rairl.tasks.arith import ArithTask
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TASK = ArithTask(n_train=300, n_eval=100)
 DIVISION = ArithTask(ops="+-*/", max_operand=12, n_train=200, n_eval=100)
 ARITH = [(TASK, ex) for ex in TASK.examples("train") + TASK.examples("ood")]

@@ -9,7 +9,7 @@ from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.countdown import check_equation, evaluate
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def write(path, lines):

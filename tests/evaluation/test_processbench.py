@@ -12,7 +12,7 @@ from rairl.evaluation.processbench import (
 )
 from rairl.io import DataError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def test_metrics_hand_computed():

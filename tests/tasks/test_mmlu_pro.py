@@ -7,7 +7,7 @@ import pytest
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def write(path, lines):

@@ -80,7 +80,7 @@ def test_sft_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_pa
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_injection.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
     spec = importlib.util.spec_from_file_location("fault_injection", script)
     fault = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fault)

@@ -358,7 +358,7 @@ def test_two_processes_end_with_identical_policy_and_discriminator():
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multiprocess_airl.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "multiprocess_airl.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--timeout", "240"], capture_output=True, text=True, timeout=600
     )
