@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by subprocess smoke tests
 
@@ -135,3 +136,12 @@ def piece_tokenizer():
         )
 
     return build
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The staged data sets (`../shared/data` beside the repository); a test that needs one skips without it."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"

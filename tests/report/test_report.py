@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 from rairl.cli import main
-from rairl.discriminator import Discriminator
-from rairl.models import ModelArgs, build_tiny
 from rairl.report.heatmap import Trace, colour, read_scored, render_trace, select
 from rairl.report.html import Found, localize_tau
 from rairl.report.page import value_cell
@@ -67,14 +65,12 @@ def write_jsonl(path, rows) -> None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, saved_tiny):
     """A demo-like run folder: a saved tiny discriminator, `rairl rerank` and `rairl localize` outputs (with the
     likelihood baseline), a handwritten `rairl eval` metrics.json and a demo results.json."""
     root = tmp_path_factory.mktemp("run")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
-    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "airl" / "discriminator", tokenizer)
-    model.save_pretrained(root / "policy")
-    tokenizer.save_pretrained(root / "policy")
+    shutil.copytree(saved_tiny(256) / "disc", root / "airl" / "discriminator")
+    shutil.copytree(saved_tiny(256) / "policy", root / "policy")
     write_jsonl(root / "samples.jsonl", sample_rows())
     disc, policy = str(root / "airl" / "discriminator"), str(root / "policy")
     assert (
