@@ -1,5 +1,5 @@
 """Chat templates (`rairl.chat`): plain prompts stay plain without a template; a template that changes with the date
-is refused when a tokenizer loads. The SmolLM2 template in every path is tested in `test_smollm2.py`."""
+is refused when a tokenizer loads. The SmolLM2 template in every path is tested in `models/test_smollm2.py`."""
 
 from __future__ import annotations
 

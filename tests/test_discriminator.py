@@ -8,55 +8,28 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from rairl.discriminator import Discriminator, token_logprobs
-from rairl.models import ModelArgs, build_tiny
-from rairl.traces import build_batch
 from rairl.trainers.discriminator_update import DiscriminatorArgs
-
-TINY = ModelArgs(hidden_size=32, num_layers=1, num_heads=2)
-
-
-@pytest.fixture(scope="module")
-def policy():
-    model, tokenizer = build_tiny(TINY, seed=0)
-    return model.eval(), tokenizer
-
-
-def make_disc(policy, likelihood: bool, temperature: float = 1.0) -> Discriminator:
-    torch.manual_seed(1)
-    disc = Discriminator.from_causal_lm(policy[0], likelihood, temperature).eval()
-    if likelihood:
-        disc.likelihood.data = torch.tensor([0.3, 0.7])  # not the initial values, so a round trip shows them
-    return disc
-
-
-def traces(vocab: int, seed: int = 0):
-    """Two traces of 10 tokens: a 4-token prompt and a 6-token response (the second row shorter)."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, vocab, (2, 10), generator=g)
-    return build_batch(
-        [ids[0, :4].tolist(), ids[1, :4].tolist()], [ids[0, 4:].tolist(), ids[1, 4:8].tolist()], [[1, 5], [3]], pad_id=0
-    )
 
 
 @pytest.mark.parametrize("likelihood", [False, True])
-def test_a_later_token_never_changes_an_earlier_score(policy, likelihood):
-    disc = make_disc(policy, likelihood)
-    batch = traces(len(policy[1]))
+def test_a_later_token_never_changes_an_earlier_score(tiny_policy, likelihood, make_disc, random_traces):
+    disc = make_disc(tiny_policy, likelihood)
+    batch = random_traces(len(tiny_policy[1]))
     with torch.no_grad():
         before = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
         ids = batch.input_ids.clone()
-        ids[0, 6] = (ids[0, 6] + 1) % len(policy[1])
+        ids[0, 6] = (ids[0, 6] + 1) % len(tiny_policy[1])
         after = disc(ids, batch.attention_mask, batch.response_mask)
     assert torch.allclose(before[:, :6], after[:, :6], atol=1e-6)
     assert not torch.allclose(before[0, 6:], after[0, 6:])  # the changed position and what follows do move
     assert torch.equal(before[1], after[1])
 
 
-def test_plain_discriminator_loads_alone_as_a_token_classifier(policy, tmp_path):
-    disc = make_disc(policy, likelihood=False)
-    disc.save_pretrained(tmp_path, policy[1])
+def test_plain_discriminator_loads_alone_as_a_token_classifier(tiny_policy, tmp_path, make_disc, random_traces):
+    disc = make_disc(tiny_policy, likelihood=False)
+    disc.save_pretrained(tmp_path, tiny_policy[1])
     alone = AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
-    batch = traces(len(policy[1]))
+    batch = random_traces(len(tiny_policy[1]))
     with torch.no_grad():
         expected = disc(batch.input_ids, batch.attention_mask)
         logits = alone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
@@ -65,13 +38,13 @@ def test_plain_discriminator_loads_alone_as_a_token_classifier(policy, tmp_path)
     assert not Discriminator.from_pretrained(tmp_path).uses_likelihood
 
 
-def test_likelihood_discriminator_round_trips_through_from_pretrained(policy, tmp_path):
-    disc = make_disc(policy, likelihood=True, temperature=2.0)
-    disc.save_pretrained(tmp_path, policy[1])
+def test_likelihood_discriminator_round_trips_through_from_pretrained(tiny_policy, tmp_path, make_disc, random_traces):
+    disc = make_disc(tiny_policy, likelihood=True, temperature=2.0)
+    disc.save_pretrained(tmp_path, tiny_policy[1])
     loaded = Discriminator.from_pretrained(tmp_path).eval()
     assert loaded.uses_likelihood and loaded.temperature == 2.0
     assert loaded.likelihood.tolist() == pytest.approx([0.3, 0.7])
-    batch = traces(len(policy[1]))
+    batch = random_traces(len(tiny_policy[1]))
     with torch.no_grad():
         a = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
         b = loaded(batch.input_ids, batch.attention_mask, batch.response_mask)
@@ -83,17 +56,17 @@ def test_likelihood_discriminator_round_trips_through_from_pretrained(policy, tm
     assert not torch.allclose(plain, a)
 
 
-def test_likelihood_variant_needs_the_response_mask(policy):
-    disc = make_disc(policy, likelihood=True)
-    batch = traces(len(policy[1]))
+def test_likelihood_variant_needs_the_response_mask(tiny_policy, make_disc, random_traces):
+    disc = make_disc(tiny_policy, likelihood=True)
+    batch = random_traces(len(tiny_policy[1]))
     with pytest.raises(ValueError, match="needs response_mask"):
         disc(batch.input_ids, batch.attention_mask)
 
 
-def test_token_logprobs_are_the_causal_lm_log_probabilities(policy):
-    model, tokenizer = policy
-    disc = make_disc(policy, likelihood=True)
-    batch = traces(len(tokenizer))
+def test_token_logprobs_are_the_causal_lm_log_probabilities(tiny_policy, make_disc, random_traces):
+    model, tokenizer = tiny_policy
+    disc = make_disc(tiny_policy, likelihood=True)
+    batch = random_traces(len(tokenizer))
     with torch.no_grad():
         logp = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.log_softmax(-1)
         h = disc.classifier.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
@@ -117,21 +90,21 @@ def test_token_logprobs_are_the_causal_lm_log_probabilities(policy):
     assert running[0, 9] == pytest.approx(expected[0, 4:].min().item(), abs=1e-5)
 
 
-def test_rewards_are_scores_over_the_temperature(policy):
-    disc = make_disc(policy, likelihood=False, temperature=4.0)
+def test_rewards_are_scores_over_the_temperature(tiny_policy, make_disc):
+    disc = make_disc(tiny_policy, likelihood=False, temperature=4.0)
     assert disc.rewards(torch.tensor([[2.0, -8.0]])).tolist() == [[0.5, -2.0]]
 
 
-def test_a_lora_wrapped_policy_gives_the_same_discriminator_as_its_base(policy):
+def test_a_lora_wrapped_policy_gives_the_same_discriminator_as_its_base(tiny_policy, random_traces):
     """With LoRA the backbone starts from the frozen base weights (the adapters are zero at initialisation)."""
     import copy
 
     from rairl.models.factory import add_lora
 
-    wrapped = add_lora(copy.deepcopy(policy[0]), r=4, alpha=8)
-    batch = traces(len(policy[1]))
+    wrapped = add_lora(copy.deepcopy(tiny_policy[0]), r=4, alpha=8)
+    batch = random_traces(len(tiny_policy[1]))
     torch.manual_seed(1)
-    from_base = Discriminator.from_causal_lm(policy[0], likelihood=True).eval()
+    from_base = Discriminator.from_causal_lm(tiny_policy[0], likelihood=True).eval()
     torch.manual_seed(1)
     from_lora = Discriminator.from_causal_lm(wrapped, likelihood=True).eval()
     with torch.no_grad():
@@ -140,14 +113,14 @@ def test_a_lora_wrapped_policy_gives_the_same_discriminator_as_its_base(policy):
     assert torch.allclose(expected, got, atol=1e-6)
 
 
-def test_reference_likelihood_stays_the_initial_lms_while_the_backbone_trains(policy, tmp_path):
+def test_reference_likelihood_stays_the_initial_lms_while_the_backbone_trains(tiny_policy, tmp_path, random_traces):
     from rairl.discriminator import lm_logprobs
 
-    disc = Discriminator.from_causal_lm(policy[0], True, likelihood_from="reference", head_init="zero")
-    batch = traces(len(policy[1]))
+    disc = Discriminator.from_causal_lm(tiny_policy[0], True, likelihood_from="reference", head_init="zero")
+    batch = random_traces(len(tiny_policy[1]))
     args = (batch.input_ids, batch.attention_mask, batch.response_mask)
     with torch.no_grad():
-        base_ell = lm_logprobs(policy[0], *args)
+        base_ell = lm_logprobs(tiny_policy[0], *args)
         s, ell = disc.terms(*args)
     assert torch.equal(s, torch.zeros_like(s))  # zero head: D = 1/2 everywhere at the start
     torch.testing.assert_close(ell, base_ell)
@@ -161,31 +134,33 @@ def test_reference_likelihood_stays_the_initial_lms_while_the_backbone_trains(po
     with torch.no_grad():
         torch.testing.assert_close(disc.terms(*args)[1], base_ell)  # ℓ did not drift
         assert not torch.allclose(
-            disc.classifier.model.layers[0].mlp.up_proj.weight, policy[0].model.layers[0].mlp.up_proj.weight
+            disc.classifier.model.layers[0].mlp.up_proj.weight, tiny_policy[0].model.layers[0].mlp.up_proj.weight
         )
         before = disc(*args)
-    disc.save_pretrained(tmp_path, policy[1])
+    disc.save_pretrained(tmp_path, tiny_policy[1])
     loaded = Discriminator.from_pretrained(tmp_path).eval()
     assert loaded.likelihood_from == "reference"
     with torch.no_grad():
         torch.testing.assert_close(loaded(*args), before)
 
 
-def test_head_init_and_source_are_checked(policy):
+def test_head_init_and_source_are_checked(tiny_policy):
     with pytest.raises(ValueError, match="likelihood_from must be one of"):
-        Discriminator.from_causal_lm(policy[0], True, likelihood_from="policy")
+        Discriminator.from_causal_lm(tiny_policy[0], True, likelihood_from="policy")
     with pytest.raises(ValueError, match="disc_head_init must be one of"):
         DiscriminatorArgs(disc_head_init="random")
 
 
-def test_a_lora_discriminator_trains_adapters_and_head_and_saves_merged_weights_that_load_alone(policy, tmp_path):
-    disc = Discriminator.from_causal_lm(policy[0], True, likelihood_from="reference", head_init="zero")
+def test_a_lora_discriminator_trains_adapters_and_head_and_saves_merged_weights_that_load_alone(
+    tiny_policy, tmp_path, random_traces
+):
+    disc = Discriminator.from_causal_lm(tiny_policy[0], True, likelihood_from="reference", head_init="zero")
     frozen = {k: v.clone() for k, v in disc.classifier.model.state_dict().items()}
     disc.add_lora(4, 8)
     trainable = {k for k, p in disc.named_parameters() if p.requires_grad}
     assert disc.has_lora and "likelihood" in trainable and "classifier.score.weight" in trainable
     assert all("lora_" in k for k in trainable if k != "likelihood" and not k.startswith("classifier.score."))
-    batch = traces(len(policy[1]))
+    batch = random_traces(len(tiny_policy[1]))
     opt = torch.optim.SGD([p for p in disc.parameters() if p.requires_grad], lr=0.5)
     for _ in range(2):  # lora_B starts at zero: two steps move the adapters' product B·A off zero
         opt.zero_grad()
@@ -193,7 +168,7 @@ def test_a_lora_discriminator_trains_adapters_and_head_and_saves_merged_weights_
         opt.step()
     base = disc.classifier.model.get_base_model().state_dict()
     assert all(torch.equal(base[k], v) for k, v in frozen.items() if k in base)  # the backbone did not move
-    disc.eval().save_pretrained(tmp_path, policy[1])
+    disc.eval().save_pretrained(tmp_path, tiny_policy[1])
     alone = AutoModelForTokenClassification.from_pretrained(tmp_path).eval()  # merged: no peft needed
     reloaded = Discriminator.from_pretrained(tmp_path).eval()
     with torch.no_grad():

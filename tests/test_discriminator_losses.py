@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from test_discriminator import TINY, make_disc, traces
 
 from rairl.config import parse_config
 from rairl.discriminator_losses import (
@@ -19,14 +18,7 @@ from rairl.discriminator_losses import (
     nnpu_loss,
     wgan_loss,
 )
-from rairl.models import build_tiny
 from rairl.trainers.discriminator_update import DiscriminatorArgs
-
-
-@pytest.fixture(scope="module")
-def policy():
-    model, tokenizer = build_tiny(TINY, seed=0)
-    return model.eval(), tokenizer
 
 
 def bce(s: float, y: float) -> float:
@@ -68,13 +60,13 @@ def test_bce_loss_checks_shapes():
         bce_loss(torch.zeros(2, 3), torch.ones(2, 4, dtype=torch.bool), torch.tensor([True, False]), 0.1)
 
 
-def test_wgan_loss_by_hand_and_gradient_penalty_is_finite_and_differentiable(policy):
+def test_wgan_loss_by_hand_and_gradient_penalty_is_finite_and_differentiable(tiny_policy, make_disc, random_traces):
     scores = torch.tensor([[1.0, 3.0], [-2.0, 0.0]])
     mask = torch.tensor([[True, True], [True, False]])
     assert wgan_loss(scores, mask, torch.tensor([True, False])).item() == pytest.approx(-2.0 - 2.0)
 
-    disc = make_disc(policy, likelihood=True).train()
-    batch = traces(len(policy[1]))
+    disc = make_disc(tiny_policy, likelihood=True).train()
+    batch = random_traces(len(tiny_policy[1]))
     is_expert = torch.tensor([True, False])
     s = disc(batch.input_ids, batch.attention_mask, batch.response_mask)
     gp = gradient_penalty(disc, batch, batch.response_mask)
@@ -128,10 +120,10 @@ def test_an_unknown_disc_loss_is_refused_with_the_known_names():
         DiscriminatorArgs(disc_smoothing=1.0)
 
 
-def test_each_registered_loss_is_its_equation_on_the_batch_kinds(policy):
+def test_each_registered_loss_is_its_equation_on_the_batch_kinds(tiny_policy, make_disc, random_traces):
     """The registry's entries read the options and the rows' kinds, and give exactly the loss functions' values."""
-    disc = make_disc(policy, likelihood=False)
-    batch = traces(len(policy[1]), seed=1)
+    disc = make_disc(tiny_policy, likelihood=False)
+    batch = random_traces(len(tiny_policy[1]), seed=1)
     mask = batch.response_mask
     rows = [0, 1, 1, 0]  # expert, policy sample, perturbed expert, replayed sample
     batch = type(batch)(

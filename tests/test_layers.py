@@ -1,6 +1,7 @@
 """The layer rules, read off the import graph of `src/rairl` (every `import`/`from ... import`, also inside
 functions): only `rairl.cli` imports `rairl.commands`; every registered command lives in `rairl.commands`; no two
-sub-packages import each other both ways."""
+sub-packages import each other both ways. And the tests mirror the package: each folder under tests/ is named after a
+sub-package of `src/rairl` (tests/benchmarks/ tests the scripts in benchmarks/)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from rairl.cli import COMMANDS
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+TESTS = Path(__file__).resolve().parent
 
 
 def module_name(path: Path) -> str:
@@ -69,3 +71,12 @@ def test_no_two_subpackages_import_each_other() -> None:
         edges.setdefault(a, set()).update(b for i in imported if (b := subpackage(i)) not in (None, a))
     both = sorted((a, b) for a in edges for b in edges[a] if a < b and a in edges.get(b, set()))
     assert both == []
+
+
+def test_every_test_folder_mirrors_a_subpackage() -> None:
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders, "no test folders found"
+    subpackages = {p.parent.name for p in (SRC / "rairl").glob("*/__init__.py")}
+    strays = sorted(folders - subpackages - {"benchmarks"})
+    named = ", ".join(f"tests/{name}/" for name in strays)
+    assert not strays, f"{named}: no such sub-package of src/rairl ({', '.join(sorted(subpackages))}); rename or move"

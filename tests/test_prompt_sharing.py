@@ -3,17 +3,14 @@
 import pytest
 import torch
 
-from rairl.discriminator import Discriminator, token_logprobs
-from rairl.models import ModelArgs, build_tiny
+from rairl.discriminator import token_logprobs
 from rairl.prompt_sharing import grouped_order, prompt_groups, shared_prompt_hidden
 from rairl.traces import build_batch
 
-ARGS = ModelArgs(hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=64)
-
 
 @pytest.fixture(scope="module")
-def disc():
-    return Discriminator.from_causal_lm(build_tiny(ARGS, seed=0)[0], likelihood=True)
+def disc(tiny_disc):
+    return tiny_disc(64, num_layers=2)[2]
 
 
 def batch(prompts, responses):

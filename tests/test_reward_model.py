@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from rairl.discriminator import Discriminator
-from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
 
@@ -15,10 +14,9 @@ RESPONSE = "1+1=2\n#### 2"  # steps (0, 5), (6, 12); 12 characters + EOS = respo
 
 
 @pytest.fixture(scope="module")
-def disc_and_tok():
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
-    torch.manual_seed(1)
-    return Discriminator.from_causal_lm(model, likelihood=True, temperature=2.0), tokenizer
+def disc_and_tok(tiny_disc):
+    _, tokenizer, disc = tiny_disc(head_seed=1, temperature=2.0)
+    return disc, tokenizer
 
 
 def hand_scores(width: int) -> torch.Tensor:
@@ -94,12 +92,12 @@ def test_from_pretrained_loads_discriminator_and_tokenizer(disc_and_tok, tmp_pat
     assert torch.allclose(rm.token_rewards(batch), expected, atol=1e-6)
 
 
-def test_score_form_f_starts_at_the_likelihood_baseline():
+def test_score_form_f_starts_at_the_likelihood_baseline(tiny_lm):
     """f_t = s_t + ℓ_t with a zero head is the base LM's ℓ_t exactly: the learned score starts where the
     likelihood baseline is, and the logit form (AIRL's training reward) starts at 0."""
     from rairl.inference.likelihood import LikelihoodScorer
 
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+    model, tokenizer = tiny_lm()
     disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="zero")
     prompts, responses = [PROMPT, PROMPT], [RESPONSE, "1+2=4\n#### 4"]
     f = RewardModel(disc, tokenizer, RewardSettings(score_form="f", clip_beta=0.5)).score(prompts, responses)
@@ -111,7 +109,7 @@ def test_score_form_f_starts_at_the_likelihood_baseline():
     assert f.traces["mean"] == pytest.approx(base.traces["mean"])
 
 
-def test_score_form_f_needs_likelihood(disc_and_tok):
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+def test_score_form_f_needs_likelihood(disc_and_tok, tiny_lm):
+    model, tokenizer = tiny_lm()
     with pytest.raises(ValueError, match="needs a likelihood-aware discriminator"):
         RewardModel(Discriminator.from_causal_lm(model, False), tokenizer, RewardSettings(score_form="f"))

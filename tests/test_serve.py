@@ -17,8 +17,6 @@ import pytest
 import torch
 
 from rairl.commands.serve import Config
-from rairl.discriminator import Discriminator
-from rairl.models import ModelArgs, build_tiny
 from rairl.remote import RemoteError, RemoteReward
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
@@ -35,13 +33,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def disc_dir(tmp_path_factory):
+def disc_dir(tmp_path_factory, tiny_disc):
     path = tmp_path_factory.mktemp("disc")
-    model, tokenizer = build_tiny(
-        ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=128), seed=0
-    )
-    torch.manual_seed(0)
-    disc = Discriminator.from_causal_lm(model, True, likelihood_from="reference", head_init="running_min")
+    _, tokenizer, disc = tiny_disc(128, head_seed=0, likelihood_from="reference", head_init="running_min")
     RewardModel(disc, tokenizer, RewardSettings(score_form="f")).save_pretrained(path)
     return path
 

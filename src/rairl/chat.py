@@ -7,7 +7,7 @@ and the response y is exactly the tokens after the rendered prompt (then EOS). F
 functions carry the *plain* prompt x; each model renders it with its own tokenizer's template when it tokenises, so
 a trace sampled by one model can be scored by another with a different template. TRL's trainers get the same
 rendering: SFT the rendered text, GRPO/R-AIRL the user turn in TRL's conversational format (TRL renders it with the
-same call; `tests/test_smollm2.py` checks the ids are equal).
+same call; `tests/models/test_smollm2.py` checks the ids are equal).
 
 A template whose output depends on the clock (`strftime_now`, as Llama 3.1's does for its system prompt) would make
 every score depend on the day it is computed: `check_template` renders it under two dates and refuses it.

@@ -1,30 +1,11 @@
-import json
-from itertools import islice
-from pathlib import Path
-
 import pytest
 
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def write(path, lines):
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
-
 
 def mmlu_pro(path):
     return get_task(TaskArgs(task="mmlu_pro", data=str(path)))
-
-
-def real_lines(name, n, tmp_path):
-    source = DATA / "mmlu_pro" / name
-    if not source.is_file():
-        pytest.skip(f"staged data not found at {source}")
-    with source.open(encoding="utf-8") as f:
-        return write(tmp_path / name, [line.rstrip("\n") for line in islice(f, n)])
 
 
 def row(**changes):
@@ -40,8 +21,8 @@ def row(**changes):
     return {**base, **changes}
 
 
-def test_real_validation_lines_have_cot_experts(tmp_path):
-    task = mmlu_pro(real_lines("validation.jsonl", 5, tmp_path))
+def test_real_validation_lines_have_cot_experts(tmp_path, real_lines):
+    task = mmlu_pro(real_lines("mmlu_pro/validation.jsonl", 5))
     examples = task.examples("validation")
     first = examples[0]
     assert first.answer == "A"
@@ -55,8 +36,8 @@ def test_real_validation_lines_have_cot_experts(tmp_path):
         assert "The answer is" not in example.expert
 
 
-def test_real_test_lines_have_no_expert(tmp_path):
-    task = mmlu_pro(real_lines("test.jsonl", 3, tmp_path))
+def test_real_test_lines_have_no_expert(tmp_path, real_lines):
+    task = mmlu_pro(real_lines("mmlu_pro/test.jsonl", 3))
     first = task.examples("test")[0]
     assert first.expert is None
     assert first.answer == "I"
@@ -65,13 +46,13 @@ def test_real_test_lines_have_no_expert(tmp_path):
     assert not task.is_correct("H", first)
 
 
-def test_test_is_the_evaluation_split(tmp_path):
+def test_test_is_the_evaluation_split(tmp_path, write):
     write(tmp_path / "validation.jsonl", [row()])
     write(tmp_path / "test.jsonl", [row(cot_content="")])
     assert mmlu_pro(tmp_path).eval_splits == ("test",)
 
 
-def test_prompt_and_verification(tmp_path):
+def test_prompt_and_verification(tmp_path, write):
     task = mmlu_pro(write(tmp_path / "validation.jsonl", [row()]))
     example = task.examples("validation")[0]
     assert task.prompt(example) == "Question: What is 2 + 2?\nAnswer Choices:\nA. 3\nB. 4\nC. 5\nAnswer:\n"
@@ -82,19 +63,19 @@ def test_prompt_and_verification(tmp_path):
         assert not task.is_correct(predicted, example)
 
 
-def test_cot_without_the_closing_sentence_still_gets_an_answer_line(tmp_path):
+def test_cot_without_the_closing_sentence_still_gets_an_answer_line(tmp_path, write):
     task = mmlu_pro(write(tmp_path / "validation.jsonl", [row(cot_content="A: 2 + 2 = 4.")]))
     assert task.examples("validation")[0].expert == "2 + 2 = 4.\n#### B"
 
 
-def test_the_letter_wins_over_a_conflicting_answer_index(tmp_path, caplog):
+def test_the_letter_wins_over_a_conflicting_answer_index(tmp_path, caplog, write):
     # Upstream question 3983 has answer "C" and answer_index 1.
     task = mmlu_pro(write(tmp_path / "test.jsonl", [row(answer="C", answer_index=1, cot_content="")]))
     assert task.examples("test")[0].answer == "C"
     assert "test.jsonl, line 1: answer C disagrees with answer_index 1" in caplog.text
 
 
-def test_padding_is_kept_up_to_the_gold_option(tmp_path):
+def test_padding_is_kept_up_to_the_gold_option(tmp_path, write):
     options = ["x", "N/A", "y", "N/A", "N/A"]
     task = mmlu_pro(write(tmp_path / "test.jsonl", [row(options=options, answer="C", answer_index=2, cot_content="")]))
     assert task.examples("test")[0].meta["options"] == ["x", "N/A", "y"]
@@ -114,14 +95,14 @@ def test_padding_is_kept_up_to_the_gold_option(tmp_path):
         (row(cot_content="A: so. The answer is (C)."), "cot_content", r"concludes \(C\) but the gold answer is B"),
     ],
 )
-def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem):
+def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem, write):
     path = write(tmp_path / "validation.jsonl", [row(), bad])
     with pytest.raises(DataError, match=problem) as err:
         mmlu_pro(path).examples("validation")
     assert f"validation.jsonl, line 2, field '{field}'" in str(err.value)
 
 
-def test_bad_json_line(tmp_path):
+def test_bad_json_line(tmp_path, write):
     path = write(tmp_path / "test.jsonl", [row(), row(), '{"question": }'])
     with pytest.raises(DataError, match=r"test.jsonl, line 3: not valid JSON"):
         mmlu_pro(path).examples("test")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from rairl.cli import main
-from rairl.models import ModelArgs, build_tiny
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
@@ -25,14 +24,8 @@ def test_a_model_path_that_does_not_exist(capsys):
 
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model")
-    model, tokenizer = build_tiny(
-        ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=64), seed=0
-    )
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def saved_model(saved_tiny):
+    return saved_tiny(64) / "policy"
 
 
 def test_a_broken_model_folder(capsys, saved_model, tmp_path):
@@ -73,7 +66,7 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_inputs.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_inputs.py"
     spec = importlib.util.spec_from_file_location("fuzz_inputs", script)
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)

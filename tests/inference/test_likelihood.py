@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
-from rairl.models import ModelArgs, build_tiny
 
 PROMPTS = ["Question: 2+3\nAnswer:\n", "Question: a longer question\nAnswer:\n"]
 RESPONSES = ["2+3=5\n#### 5", "1+1=2\n2*2=4\n#### 4"]
 
 
 @pytest.fixture(scope="module")
-def policy():
-    return build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
+def policy(tiny_lm):
+    return tiny_lm(256)
 
 
 def reference_logprobs(model, tokenizer, prompt: str, response: str) -> torch.Tensor:

@@ -8,11 +8,7 @@ PROBLEM = ArithProblem(3, (("+", 4), ("*", 2)))
 EXPERT = "3+4=7\n7*2=14\n#### 14"
 
 
-def steps(text: str) -> list[str]:
-    return [line for line in text.split("\n") if line.strip()]
-
-
-def test_expert_trace_and_values():
+def test_expert_trace_and_values(steps):
     assert PROBLEM.values() == [3, 7, 14]
     assert PROBLEM.expert() == EXPERT
     assert check_steps(steps(EXPERT), PROBLEM) == -1
@@ -35,7 +31,7 @@ def test_expert_trace_and_values():
         ("", 0),
     ],
 )
-def test_check_steps_finds_the_first_wrong_step(response, first_wrong):
+def test_check_steps_finds_the_first_wrong_step(response, first_wrong, steps):
     assert check_steps(steps(response), PROBLEM) == first_wrong
 
 

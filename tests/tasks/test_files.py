@@ -1,17 +1,8 @@
-import json
-
 import pytest
 
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.files import split_files, with_answer_line
-
-
-def write(path, lines):
-    """Write JSONL: dicts as JSON, strings verbatim (to plant malformed lines)."""
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
-
 
 ROW = {"question": "1+1?", "answer": "2"}
 
@@ -25,7 +16,7 @@ def test_missing_data_names_the_option():
         split_files(None, "gsm8k")
 
 
-def test_a_file_is_the_split_named_by_its_stem_and_train(tmp_path):
+def test_a_file_is_the_split_named_by_its_stem_and_train(tmp_path, write):
     path = write(tmp_path / "mydata.jsonl", [ROW])
     assert split_files(path, "jsonl") == {"mydata": path, "train": path}
     task = jsonl_task(path)
@@ -41,7 +32,7 @@ def test_a_file_is_the_split_named_by_its_stem_and_train(tmp_path):
         task.examples("test")
 
 
-def test_a_folder_gives_one_split_per_jsonl_file(tmp_path):
+def test_a_folder_gives_one_split_per_jsonl_file(tmp_path, write):
     write(tmp_path / "train.jsonl", [ROW])
     write(tmp_path / "test.jsonl", [ROW])
     (tmp_path / "README.md").write_text("not data")
@@ -57,14 +48,14 @@ def test_missing_path_and_empty_folder_are_data_errors(tmp_path):
         split_files(tmp_path, "jsonl")
 
 
-def test_unknown_split_suggests_the_closest(tmp_path):
+def test_unknown_split_suggests_the_closest(tmp_path, write):
     write(tmp_path / "train.jsonl", [ROW])
     write(tmp_path / "test.jsonl", [ROW])
     with pytest.raises(ValueError, match="unknown split 'tset'.*Did you mean 'test'"):
         jsonl_task(tmp_path).examples("tset")
 
 
-def test_splits_load_lazily_and_once(tmp_path):
+def test_splits_load_lazily_and_once(tmp_path, write):
     write(tmp_path / "train.jsonl", [ROW, ROW])
     write(tmp_path / "test.jsonl", ["{broken"])
     task = jsonl_task(tmp_path)  # constructing reads nothing
@@ -76,13 +67,13 @@ def test_splits_load_lazily_and_once(tmp_path):
     assert (err.value.path, err.value.line) == (str(tmp_path / "test.jsonl"), 1)
 
 
-def test_bad_json_names_file_and_line(tmp_path):
+def test_bad_json_names_file_and_line(tmp_path, write):
     path = write(tmp_path / "train.jsonl", [ROW, "", '{"question": "x", '])
     with pytest.raises(DataError, match=r"train.jsonl, line 3: not valid JSON"):
         jsonl_task(path).examples("train")
 
 
-def test_empty_file_is_an_error(tmp_path):
+def test_empty_file_is_an_error(tmp_path, write):
     path = write(tmp_path / "train.jsonl", [""])
     with pytest.raises(DataError, match="no examples"):
         jsonl_task(path).examples("train")

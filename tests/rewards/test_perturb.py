@@ -2,7 +2,6 @@ import json
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,6 @@ from rairl.rewards.equations import evaluate, find_equations, number_value
 from rairl.rewards.perturb import PERTURBATIONS, Perturbed, perturb
 from rairl.tasks.arith import ArithTask
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASK = ArithTask(n_train=300, n_eval=100)
 DIVISION = ArithTask(ops="+-*/", max_operand=12, n_train=200, n_eval=100)
 ARITH = [(TASK, ex) for ex in TASK.examples("train") + TASK.examples("ood")]
@@ -130,8 +128,8 @@ def test_perturb_errors():
         perturb("no numbers here", random.Random(0), names=["number", "operator"])
 
 
-def gsm8k_answers(n: int) -> list[str]:
-    path = DATA / "gsm8k" / "train.jsonl"
+def gsm8k_answers(n: int, shared_data) -> list[str]:
+    path = shared_data / "gsm8k" / "train.jsonl"
     if not path.is_file():
         pytest.skip(f"GSM8K data not found at {path}")
     with path.open() as f:
@@ -148,10 +146,10 @@ def equations_hold(line: str) -> bool:
 
 
 @pytest.mark.parametrize("name", sorted(PERTURBATIONS))
-def test_recorded_step_is_the_first_changed_step_on_gsm8k(name):
+def test_recorded_step_is_the_first_changed_step_on_gsm8k(name, shared_data):
     rng = random.Random(0)
     applied = 0
-    for answer in gsm8k_answers(300):
+    for answer in gsm8k_answers(300, shared_data):
         out = PERTURBATIONS[name](answer, rng)
         if out is None:
             continue
@@ -160,10 +158,10 @@ def test_recorded_step_is_the_first_changed_step_on_gsm8k(name):
     assert applied > 250
 
 
-def test_carry_keeps_gsm8k_annotations_consistent_after_the_changed_step():
+def test_carry_keeps_gsm8k_annotations_consistent_after_the_changed_step(shared_data):
     rng = random.Random(0)
     recomputed = 0
-    for answer in gsm8k_answers(300):
+    for answer in gsm8k_answers(300, shared_data):
         out = PERTURBATIONS["carry"](answer, rng)
         if out is None:
             continue

@@ -1,13 +1,9 @@
-import json
 from itertools import islice
-from pathlib import Path
 
 import pytest
 
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Rows in the documented MedReason schema (../shared/data/medreason/README.md); the real files are not staged.
 STEM = "A 60-year-old man has acute chest pain and ST elevation. Which drug restores coronary flow fastest?"
@@ -36,17 +32,12 @@ RAW_ROW = {  # the raw MedReason rows: options in their own field, answer with a
 EVAL_ROW = {"question": STEM, "options": {"A": "Aspirin", "B": "Alteplase"}, "answer": "Alteplase", "answer_idx": "B"}
 
 
-def write(path, lines):
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
-
-
 def medreason(path):
     return get_task(TaskArgs(task="medreason", data=str(path)))
 
 
 @pytest.mark.parametrize("cot_row", [AUTHORS_ROW, RAW_ROW])
-def test_cot_rows(tmp_path, cot_row):
+def test_cot_rows(tmp_path, cot_row, write):
     task = medreason(write(tmp_path / "train.jsonl", [cot_row]))
     example = task.examples("train")[0]
     assert example.question == f"{STEM}\n{CHOICES}"
@@ -60,18 +51,18 @@ def test_cot_rows(tmp_path, cot_row):
     assert not task.is_correct("Aspirin", example)
 
 
-def test_cot_answer_given_as_a_letter(tmp_path):
+def test_cot_answer_given_as_a_letter(tmp_path, write):
     task = medreason(write(tmp_path / "train.jsonl", [{**AUTHORS_ROW, "answer": "C."}]))
     assert task.examples("train")[0].answer == "C"
 
 
-def test_options_wrapped_over_lines_are_joined(tmp_path):
+def test_options_wrapped_over_lines_are_joined(tmp_path, write):
     question = f"{STEM}\nAnswer Choices:\nA. Aspirin and\n   clopidogrel\nB. Alteplase"
     task = medreason(write(tmp_path / "train.jsonl", [{**AUTHORS_ROW, "question": question}]))
     assert task.examples("train")[0].meta["options"] == ["Aspirin and clopidogrel", "Alteplase"]
 
 
-def test_evaluation_rows_have_no_expert(tmp_path):
+def test_evaluation_rows_have_no_expert(tmp_path, write):
     label_row = {"id": "Text-1", "question": STEM, "options": {"A": "Aspirin", "B": "Alteplase"}, "label": "B"}
     task = medreason(write(tmp_path / "medqa_test.jsonl", [EVAL_ROW, label_row]))
     for example in task.examples("medqa_test"):
@@ -81,7 +72,7 @@ def test_evaluation_rows_have_no_expert(tmp_path):
         assert task.is_correct("Alteplase", example)
 
 
-def test_skipped_letters_and_empty_options_are_relettered(tmp_path):
+def test_skipped_letters_and_empty_options_are_relettered(tmp_path, write):
     options = {"A": "west", "B": "east", "C": "", "P": "north"}  # as in a few HLE rows
     task = medreason(write(tmp_path / "hle.jsonl", [{"question": "q", "options": options, "answer_idx": "P"}]))
     example = task.examples("hle")[0]
@@ -94,8 +85,8 @@ def test_skipped_letters_and_empty_options_are_relettered(tmp_path):
     "split, lines, first_answer",
     [("medqa_test", 1273, "C"), ("medbullets_op4", 308, "C"), ("MedXpertQA_test", 1449, "B"), ("HLE_biomed", 103, "C")],
 )
-def test_real_evaluation_sets(tmp_path, split, lines, first_answer):
-    source = DATA / "medreason_eval" / f"{split}.jsonl"
+def test_real_evaluation_sets(tmp_path, split, lines, first_answer, shared_data, write):
+    source = shared_data / "medreason_eval" / f"{split}.jsonl"
     if not source.is_file():
         pytest.skip(f"staged data not found at {source}")
     with source.open(encoding="utf-8") as f:
@@ -128,14 +119,14 @@ def test_real_evaluation_sets(tmp_path, split, lines, first_answer):
         ({**EVAL_ROW, "options": {}}, "options", "single-letter keys"),
     ],
 )
-def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem):
+def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem, write):
     path = write(tmp_path / "train.jsonl", [AUTHORS_ROW, bad])
     with pytest.raises(DataError, match=problem) as err:
         medreason(path).examples("train")
     assert f"train.jsonl, line 2, field '{field}'" in str(err.value)
 
 
-def test_bad_json_line(tmp_path):
+def test_bad_json_line(tmp_path, write):
     path = write(tmp_path / "train.jsonl", ['{"question": "q"'])
     with pytest.raises(DataError, match=r"train.jsonl, line 1: not valid JSON"):
         medreason(path).examples("train")

@@ -19,7 +19,6 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedToken
 from rairl.cli import main
 from rairl.config import parse_config
 from rairl.discriminator import Discriminator
-from rairl.models import ModelArgs, build_tiny
 from rairl.models.factory import tiny_config
 from rairl.reward_model import RewardModel
 from rairl.trainers import airl, airl_state
@@ -51,7 +50,6 @@ RUN = TINY + [
     "--save_steps",
     "100",
 ]
-TINY_ARGS = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256)
 
 
 def run_cli(output_dir: Path, *extra: str) -> None:
@@ -62,30 +60,23 @@ def config(output_dir: Path, *extra: str) -> airl.Config:
     return parse_config(airl.Config, [*RUN, "--output_dir", str(output_dir), *extra])
 
 
-def read_log(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
-
-
 def differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     assert a.keys() == b.keys()
     return any(not torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
-def saved_disc(tmp_path_factory) -> Path:
-    """A discriminator started from the tiny policy (seed 0), saved with its tokenizer."""
-    path = tmp_path_factory.mktemp("disc")
-    model, tokenizer = build_tiny(TINY_ARGS, seed=0)
-    torch.manual_seed(3)
-    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(path, tokenizer)
-    return path
+def saved_disc(saved_tiny) -> Path:
+    """A discriminator started from the tiny policy (seed 0, 256 positions), its head drawn after seed 3, saved with
+    its tokenizer."""
+    return saved_tiny(256, head_seed=3) / "disc"
 
 
 # --- every granularity, end to end ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("granularity", ["outcome", "step", "interval", "dense"])
-def test_airl_trains_policy_and_discriminator(tmp_path, granularity):
+def test_airl_trains_policy_and_discriminator(tmp_path, granularity, read_log, tiny_lm):
     run_cli(tmp_path, "--granularity", granularity, "--interval", "4")
     log = read_log(tmp_path)
     steps = [row for row in log if "loss" in row]
@@ -94,7 +85,7 @@ def test_airl_trains_policy_and_discriminator(tmp_path, granularity):
     assert {"disc/loss", "disc/acc_expert", "disc/acc_policy", "disc/acc_perturbed"} <= keys
     assert {"reward/mean", "policy/accuracy"} <= keys
 
-    initial, _ = build_tiny(TINY_ARGS, seed=0)
+    initial, _ = tiny_lm(256)
     final = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert differs(initial.state_dict(), final.state_dict()), "the policy did not move"
 
@@ -107,7 +98,7 @@ def test_airl_trains_policy_and_discriminator(tmp_path, granularity):
 # --- options ----------------------------------------------------------------------------------------------------
 
 
-def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monkeypatch):
+def test_frozen_discriminator_never_takes_a_gradient(tmp_path, saved_disc, monkeypatch, read_log):
     def no_update(*args, **kwargs):
         raise AssertionError("a frozen discriminator was updated")
 
@@ -358,7 +349,7 @@ def test_two_processes_end_with_identical_policy_and_discriminator():
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multiprocess_airl.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "multiprocess_airl.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--timeout", "240"], capture_output=True, text=True, timeout=600
     )

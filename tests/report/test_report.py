@@ -17,7 +17,6 @@ from rairl.discriminator import Discriminator
 from rairl.inference.labelled import joined_spans
 from rairl.inference.scoring import RewardArgs, load_reward_model
 from rairl.io import DataError
-from rairl.models import ModelArgs, build_tiny
 from rairl.report.heatmap import Trace, colour, read_scored, render_trace, saved_token_rewards, select
 from rairl.report.outputs import Found, localize_tau
 from rairl.report.page import value_cell
@@ -76,14 +75,9 @@ def read_rows(path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A saved tiny discriminator and policy, outside the run folder: the report must do without them."""
-    root = tmp_path_factory.mktemp("models")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
-    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "discriminator", tokenizer)
-    model.save_pretrained(root / "policy")
-    tokenizer.save_pretrained(root / "policy")
-    return root
+def models(saved_tiny):
+    """A saved tiny discriminator (`disc/`) and policy, outside the run folder: the report must do without them."""
+    return saved_tiny(256)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +86,7 @@ def run_dir(tmp_path_factory, models):
     `rairl score` output, a handwritten `rairl eval` metrics.json and a demo results.json; no model."""
     root = tmp_path_factory.mktemp("run")
     write_jsonl(root / "samples.jsonl", sample_rows())
-    disc, policy = str(models / "discriminator"), str(models / "policy")
+    disc, policy = str(models / "disc"), str(models / "policy")
     assert (
         main(
             [
@@ -235,7 +229,7 @@ def test_rerank_localize_and_score_save_the_reward_models_token_rewards(run_dir,
     """The saved tokens are the reward model's (EOS last) and their values its token rewards (the likelihood
     baseline's are not saved): to 4 significant digits beside rerank and localize outputs (a display copy), exactly
     in a `rairl score` output."""
-    model = load_reward_model(RewardArgs(reward_model=str(models / "discriminator")), get_task(TaskArgs()))
+    model = load_reward_model(RewardArgs(reward_model=str(models / "disc")), get_task(TaskArgs()))
     eos = model.tokenizer.eos_token
     scored, scores = read_rows(run_dir / "rerank" / "scored.jsonl"), read_rows(run_dir / "score" / "scores.jsonl")
     labelled = read_rows(run_dir / "localize" / "predictions.jsonl")

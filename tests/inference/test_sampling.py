@@ -13,9 +13,9 @@ PROMPTS = ["Question: 1+2\nAnswer:\n", "Q: a much longer prompt with many charac
 
 
 @pytest.fixture
-def tiny():
+def tiny(tiny_lm):
     """A 1-layer, 32-wide policy whose large random weights make its greedy output depend on the prompt."""
-    model, tokenizer = load_policy(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
+    model, tokenizer = tiny_lm(256)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,6 @@ from rairl.trainers.common import JsonlLogCallback, demonstrations, save_final
 from rairl.trainers.sft import Config, build_trainer, count_truncated
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
-SMALL_RUN = TINY + ["--n_train", "64", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--threads", "1"]
 
 
 class ListTask(Task):
@@ -35,10 +33,6 @@ class ListTask(Task):
 
     def is_correct(self, predicted, example) -> bool:
         return predicted == example.answer
-
-
-def read_log(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
 
 
 # --- common ---------------------------------------------------------------------------------------------------
@@ -69,7 +63,7 @@ def test_config_rejects_bad_values(kwargs, match):
         Config(**kwargs)
 
 
-def test_jsonl_log_callback_appends_one_line_per_log(tmp_path):
+def test_jsonl_log_callback_appends_one_line_per_log(tmp_path, read_log):
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
     state = TrainerState(global_step=3)
     callback = JsonlLogCallback()
@@ -118,9 +112,9 @@ def test_config_rejects_sequences_longer_than_the_tiny_context():
         Config(max_position_embeddings=128, max_length=256)
 
 
-def test_sft_smoke(tmp_path):
+def test_sft_smoke(tmp_path, small_sft_run, read_log):
     out = tmp_path / "sft"
-    argv = ["sft", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "1e-2", *SMALL_RUN]
+    argv = ["sft", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "1e-2", *small_sft_run]
     assert main([*argv, "--report_to", "tensorboard"]) == 0
 
     losses = [row["loss"] for row in read_log(out) if "loss" in row]
@@ -136,9 +130,9 @@ def test_sft_smoke(tmp_path):
         assert not torch.equal(p, trained_params[name]), f"{name} did not change"
 
 
-def test_sft_resume_continues_the_step_count(tmp_path):
+def test_sft_resume_continues_the_step_count(tmp_path, small_sft_run, read_log):
     out = tmp_path / "sft"
-    common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *SMALL_RUN]
+    common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *small_sft_run]
     assert main(["sft", "--max_steps", "4", *common]) == 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     first = read_log(out)

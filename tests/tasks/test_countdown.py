@@ -1,20 +1,11 @@
-import json
 from fractions import Fraction
 from itertools import islice
-from pathlib import Path
 
 import pytest
 
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.countdown import check_equation, evaluate
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def write(path, lines):
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
 
 
 def countdown(path):
@@ -71,8 +62,8 @@ def test_check_equation_rejects(equation, nums, target):
     assert not check_equation(equation, nums, target)
 
 
-def test_real_lines(tmp_path):
-    source = DATA / "countdown" / "train.jsonl"
+def test_real_lines(tmp_path, shared_data, write):
+    source = shared_data / "countdown" / "train.jsonl"
     if not source.is_file():
         pytest.skip(f"staged data not found at {source}")
     with source.open(encoding="utf-8") as f:
@@ -92,7 +83,7 @@ def test_real_lines(tmp_path):
     assert not task.is_correct("74 - 33", first)
 
 
-def test_a_row_with_a_wrong_reference_equation_has_no_expert(tmp_path, caplog):
+def test_a_row_with_a_wrong_reference_equation_has_no_expert(tmp_path, caplog, write):
     path = write(tmp_path / "train.jsonl", [row([97, 1, 79], 17, ""), row([41, 50, 78], 69, "(78 - 50) - 41")])
     examples = countdown(path).examples("train")
     assert [ex.expert for ex in examples] == [None, None]
@@ -100,7 +91,7 @@ def test_a_row_with_a_wrong_reference_equation_has_no_expert(tmp_path, caplog):
     assert "line 2: reference equation '(78 - 50) - 41' does not reach 69" in caplog.text
 
 
-def test_empty_reasoning_keeps_the_equation(tmp_path):
+def test_empty_reasoning_keeps_the_equation(tmp_path, write):
     path = write(tmp_path / "train.jsonl", [row([40, 2], 42, "40 + 2", trace="")])
     assert countdown(path).examples("train")[0].expert == "#### 40 + 2"
 
@@ -117,14 +108,14 @@ def test_empty_reasoning_keeps_the_equation(tmp_path):
         ({"reward_model": {"nums": [1, 2], "target": 3}, "answer": ["1 + 2"]}, "answer", "expected str"),
     ],
 )
-def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem):
+def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem, write):
     path = write(tmp_path / "eval.jsonl", [row([1, 2], 3, "1 + 2"), bad])
     with pytest.raises(DataError, match=problem) as err:
         countdown(path).examples("eval")
     assert f"eval.jsonl, line 2, field '{field}'" in str(err.value)
 
 
-def test_bad_json_line(tmp_path):
+def test_bad_json_line(tmp_path, write):
     path = write(tmp_path / "eval.jsonl", ["[1, 2]"])
     with pytest.raises(DataError, match=r"eval.jsonl, line 1: expected a JSON object"):
         countdown(path).examples("eval")

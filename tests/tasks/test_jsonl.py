@@ -1,21 +1,14 @@
-import json
-
 import pytest
 
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 
 
-def write(path, lines):
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
-
-
 def jsonl(path, **fields):
     return get_task(TaskArgs(task="jsonl", data=str(path), **fields))
 
 
-def test_custom_field_names_and_answer_line(tmp_path):
+def test_custom_field_names_and_answer_line(tmp_path, write):
     rows = [
         {"problem": " Half of 1? ", "solution": "1/2 = 0.5", "final": r"\frac{1}{2}"},
         {"problem": "2*3?", "solution": "2*3=6\n#### 6", "final": 6},
@@ -36,7 +29,7 @@ def test_custom_field_names_and_answer_line(tmp_path):
     assert not task.is_correct(None, zero)
 
 
-def test_default_field_names(tmp_path):
+def test_default_field_names(tmp_path, write):
     task = jsonl(write(tmp_path / "test.jsonl", [{"question": "q", "trace": "t", "answer": "1,000"}]))
     example = task.examples("test")[0]
     assert (example.answer, example.expert) == ("1,000", "t\n#### 1,000")
@@ -55,14 +48,14 @@ def test_default_field_names(tmp_path):
         ({"question": "q", "answer": "1", "trace": 3}, "trace", "expected str"),
     ],
 )
-def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem):
+def test_malformed_rows_name_file_line_and_field(tmp_path, bad, field, problem, write):
     path = write(tmp_path / "data.jsonl", [{"question": "ok", "answer": "1"}, bad])
     with pytest.raises(DataError, match=problem) as err:
         jsonl(path).examples("data")
     assert f"data.jsonl, line 2, field '{field}'" in str(err.value)
 
 
-def test_bad_json_line(tmp_path):
+def test_bad_json_line(tmp_path, write):
     path = write(tmp_path / "data.jsonl", ['{"question": "ok", "answer": "1"}', "", "{'single': 'quotes'}"])
     with pytest.raises(DataError, match=r"data.jsonl, line 3: not valid JSON"):
         jsonl(path).examples("data")

@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 
 from rairl.cli import main
-from rairl.discriminator import Discriminator
 from rairl.evaluation.processbench import processbench_metrics
 from rairl.inference.labelled import SourceSpec, build, joined, joined_spans
 from rairl.inference.localize import calibrate_threshold, predict
-from rairl.models import ModelArgs, build_tiny
 from rairl.tasks import TaskArgs, get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ARITH = ["--n_eval", "6", "--n_train", "50"]
 
 # four traces' step scores and first-error labels
@@ -25,14 +23,9 @@ LABELS = [1, -1, 0, -1]
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(saved_tiny):
     """A tiny saved discriminator and its policy; 4096 positions so that ProcessBench traces fit."""
-    root = tmp_path_factory.mktemp("models")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=4096))
-    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "disc", tokenizer)
-    model.save_pretrained(root / "policy")
-    tokenizer.save_pretrained(root / "policy")
-    return root
+    return saved_tiny(4096)
 
 
 def run_localize(saved, out, *args) -> dict:

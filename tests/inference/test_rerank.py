@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from rairl.cli import main
-from rairl.discriminator import Discriminator
 from rairl.evaluation.selection import group_by_question, normalise_answer, picked_by, rerank_metrics
 from rairl.inference.rerank import default_ks
-from rairl.models import ModelArgs, build_tiny
 
 # 3 questions x 3 samples: (id, response, answer, correct)
 SAMPLES = [
@@ -52,14 +50,9 @@ def write_rows(path, data) -> None:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(saved_tiny):
     """A tiny saved discriminator and the policy it starts from (hidden 32, 1 layer)."""
-    root = tmp_path_factory.mktemp("models")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
-    Discriminator.from_causal_lm(model, likelihood=True).save_pretrained(root / "disc", tokenizer)
-    model.save_pretrained(root / "policy")
-    tokenizer.save_pretrained(root / "policy")
-    return root
+    return saved_tiny(256)
 
 
 def test_metrics_on_hand_made_scores():

@@ -1,39 +1,20 @@
-import json
-from itertools import islice
-from pathlib import Path
-
 import pytest
 
 from rairl.io import DataError
 from rairl.tasks import TaskArgs, get_task
 from rairl.tasks.gsm8k import strip_annotations
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def write(path, lines):
-    path.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines), encoding="utf-8")
-    return path
-
 
 def gsm8k(path):
     return get_task(TaskArgs(task="gsm8k", data=str(path)))
-
-
-def real_lines(name, n, tmp_path):
-    source = DATA / "gsm8k" / name
-    if not source.is_file():
-        pytest.skip(f"staged data not found at {source}")
-    with source.open(encoding="utf-8") as f:
-        return write(tmp_path / name, [line.rstrip("\n") for line in islice(f, n)])
 
 
 def test_strip_annotations():
     assert strip_annotations("48/2 = <<48/2=24>>24 and $<<12/60=0.2>>0.2") == "48/2 = 24 and $0.2"
 
 
-def test_real_train_lines(tmp_path):
-    task = gsm8k(real_lines("train.jsonl", 3, tmp_path))
+def test_real_train_lines(tmp_path, real_lines):
+    task = gsm8k(real_lines("gsm8k/train.jsonl", 3))
     first = task.examples("train")[0]
     assert first.question.startswith("Natalia sold clips to 48 of her friends")
     assert first.answer == "72"
@@ -48,23 +29,23 @@ def test_real_train_lines(tmp_path):
     assert task.first_error(first.expert, first) is None  # GSM8K steps are not machine-checked
 
 
-def test_real_socratic_split(tmp_path):
-    task = gsm8k(real_lines("test_socratic.jsonl", 2, tmp_path))
+def test_real_socratic_split(tmp_path, real_lines):
+    task = gsm8k(real_lines("gsm8k/test_socratic.jsonl", 2))
     example = task.examples("test_socratic")[0]
     assert example.answer == "18"
     assert " ** " in example.expert and example.expert.endswith("\n#### 18")
 
 
-def test_full_real_splits_load():
-    if not (DATA / "gsm8k").is_dir():
-        pytest.skip(f"staged data not found at {DATA / 'gsm8k'}")
-    task = gsm8k(DATA / "gsm8k")
+def test_full_real_splits_load(shared_data):
+    if not (shared_data / "gsm8k").is_dir():
+        pytest.skip(f"staged data not found at {shared_data / 'gsm8k'}")
+    task = gsm8k(shared_data / "gsm8k")
     assert set(task.splits) == {"train", "test", "test_socratic"}
     assert len(task.examples("test")) == 1319
     assert all(task.verify(ex.expert, ex) for ex in task.examples("test"))
 
 
-def test_commas_in_the_gold_answer_are_removed(tmp_path):
+def test_commas_in_the_gold_answer_are_removed(tmp_path, write):
     solution = "500 + 500 = <<500+500=1000>>1000\n#### 1,000"
     path = write(tmp_path / "train.jsonl", [{"question": "q", "answer": solution}])
     example = gsm8k(path).examples("train")[0]
@@ -89,20 +70,20 @@ def test_commas_in_the_gold_answer_are_removed(tmp_path):
         ({"question": "q", "answer": "so\n#### three"}, 2, "answer", "is not a number"),
     ],
 )
-def test_malformed_rows_name_file_line_and_field(tmp_path, row, line, field, problem):
+def test_malformed_rows_name_file_line_and_field(tmp_path, row, line, field, problem, write):
     path = write(tmp_path / "train.jsonl", [{"question": "ok", "answer": "#### 1"}, row])
     with pytest.raises(DataError, match=problem) as err:
         gsm8k(path).examples("train")
     assert f"train.jsonl, line {line}, field '{field}'" in str(err.value)
 
 
-def test_bad_json_line(tmp_path):
+def test_bad_json_line(tmp_path, write):
     path = write(tmp_path / "test.jsonl", ['{"question": "q", "answer": "#### 1"}', "not json"])
     with pytest.raises(DataError, match=r"test.jsonl, line 2: not valid JSON"):
         gsm8k(path).examples("test")
 
 
-def test_a_response_without_an_answer_line_is_read_by_its_last_number(tmp_path):
+def test_a_response_without_an_answer_line_is_read_by_its_last_number(tmp_path, write):
     task = gsm8k(write(tmp_path / "test.jsonl", [{"question": "q", "answer": "x\n#### 1,250"}]))
     [ex] = task.examples("test")
     assert task.extract_answer("She pays 2 * $625 = $1,250.") == "1250" and task.verify("... = $1,250.", ex)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from rairl.rewards.aggregation import (
     AGGREGATIONS,
@@ -24,20 +21,6 @@ from rairl.traces import step_end_tokens
 
 R = torch.tensor([1.0, -2.0, 3.0, 0.5])
 ANSWER = torch.tensor([False, False, True, True])
-
-
-def piece_tokenizer(pieces: list[str]) -> PreTrainedTokenizerFast:
-    """A tokenizer whose tokens are `pieces` (multi-character, may hold a newline), else single characters."""
-    pattern = "|".join(re.escape(p) for p in sorted(pieces, key=len, reverse=True))
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + pieces + chars))}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(f"(?:{pattern})|(?m:.)"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
 
 
 @pytest.mark.parametrize(
@@ -97,7 +80,7 @@ def test_step_token_ranges_and_step_scores():
         step_token_ranges([3, 1], 7)
 
 
-def test_step_that_ends_mid_token_maps_to_that_token():
+def test_step_that_ends_mid_token_maps_to_that_token(piece_tokenizer):
     # "7\n#" straddles the end of step 0 ("3+4=7") and the start of the answer line
     tok = piece_tokenizer(["3+4=", "7\n#", "### "])
     response = "3+4=7\n#### 7"

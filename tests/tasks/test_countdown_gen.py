@@ -11,10 +11,6 @@ from rairl.tasks.countdown_gen import CountdownGenTask, check_steps, equation
 NUMBERS, TARGET = [2, 3, 4], 14  # (3+4)*2
 
 
-def steps(text: str) -> list[str]:
-    return [line for line in text.split("\n") if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def task() -> CountdownGenTask:
     task = get_task(TaskArgs(task="countdown_gen", n_train=300, n_eval=60))
@@ -50,7 +46,7 @@ def test_equation_keeps_the_chain_value(problem, text):
         ("", 0),
     ],
 )
-def test_check_steps_finds_the_first_wrong_step(response, first_wrong):
+def test_check_steps_finds_the_first_wrong_step(response, first_wrong, steps):
     assert check_steps(steps(response), NUMBERS, TARGET) == first_wrong
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from rairl.cli import main
 from rairl.config import parse_config
-from rairl.models import ModelArgs, build_tiny, load_policy
+from rairl.models import ModelArgs, load_policy
 from rairl.tasks import get_task
 from rairl.trainers import grpo
 
@@ -36,7 +36,7 @@ RUN = TINY + [
 ]
 
 
-def test_grpo_trains_and_saves_the_policy(tmp_path):
+def test_grpo_trains_and_saves_the_policy(tmp_path, tiny_lm):
     assert main(["grpo", *RUN, "--output_dir", str(tmp_path)]) == 0
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     steps = [row for row in log if "loss" in row]
@@ -45,7 +45,7 @@ def test_grpo_trains_and_saves_the_policy(tmp_path):
     assert json.loads((tmp_path / "train_summary.json").read_text())["steps"] == 2
 
     model, tokenizer = load_policy(ModelArgs(model=str(tmp_path)))
-    initial, _ = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256), seed=0)
+    initial, _ = tiny_lm(256)
     assert len(tokenizer) == model.config.vocab_size
     # a random policy solves nothing, so every advantage is 0 and the weights need not move; the saved model
     # is the same architecture, whole
@@ -67,9 +67,9 @@ def test_group_size_must_be_at_least_two():
         parse_config(grpo.Config, ["--num_generations", "1"])
 
 
-def test_kl_needs_a_reference_saved_beside_the_run(tmp_path):
+def test_kl_needs_a_reference_saved_beside_the_run(tmp_path, tiny_lm):
     config = parse_config(grpo.Config, [*TINY, "--beta", "0.1", "--output_dir", str(tmp_path)])
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+    model, tokenizer = tiny_lm()
     assert grpo.policy_source(model, tokenizer, config) is model
     assert model.config._name_or_path == str(tmp_path / "initial_policy")
     assert (tmp_path / "initial_policy" / "config.json").is_file()

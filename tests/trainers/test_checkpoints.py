@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_sft import SMALL_RUN
 
 from rairl.cli import main
 from rairl.trainers.checkpoints import (
@@ -56,9 +55,9 @@ def test_checkpoint_problem_names_the_missing_file(tmp_path):
     assert checkpoint_problem(folder) == f"{COMPLETE_FILE} is not a file list"
 
 
-def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_again(tmp_path, caplog):
+def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_again(tmp_path, caplog, small_sft_run):
     out = tmp_path / "sft"
-    common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *SMALL_RUN]
+    common = ["--output_dir", str(out), "--save_steps", "2", "--report_to", "none", *small_sft_run]
     assert main(["sft", "--max_steps", "4", *common]) == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [
         "checkpoint-2",
@@ -80,7 +79,7 @@ def test_sft_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_pa
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_injection.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
     spec = importlib.util.spec_from_file_location("fault_injection", script)
     fault = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fault)

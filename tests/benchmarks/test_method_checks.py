@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rairl.models import ModelArgs, build_tiny
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("policy")
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2), seed=0)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tiny_policy(saved_tiny) -> Path:
+    return saved_tiny(512) / "policy"
 
 
 def run(script: str, *args: str) -> None:

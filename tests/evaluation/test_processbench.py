@@ -12,8 +12,6 @@ from rairl.evaluation.processbench import (
 )
 from rairl.io import DataError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def test_metrics_hand_computed():
     # 4 erroneous traces (labels 2, 0, 1, 3) and 3 correct ones (-1)
@@ -106,8 +104,8 @@ def test_read_rejects_bad_json_duplicates_and_empty(tmp_path):
         read_processbench(tmp_path / "missing.jsonl")
 
 
-def test_read_real_processbench_lines(tmp_path):
-    source = DATA / "processbench" / "gsm8k.jsonl"
+def test_read_real_processbench_lines(tmp_path, shared_data):
+    source = shared_data / "processbench" / "gsm8k.jsonl"
     if not source.is_file():
         pytest.skip(f"ProcessBench data not staged at {source}")
     lines = source.read_text(encoding="utf-8").splitlines()[:5]
@@ -120,8 +118,8 @@ def test_read_real_processbench_lines(tmp_path):
         assert set(t.meta) == {"generator", "final_answer_correct"}
 
 
-def test_read_whole_gsm8k_split():
-    source = DATA / "processbench" / "gsm8k.jsonl"
+def test_read_whole_gsm8k_split(shared_data):
+    source = shared_data / "processbench" / "gsm8k.jsonl"
     if not source.is_file():
         pytest.skip(f"ProcessBench data not staged at {source}")
     traces = read_processbench(source)

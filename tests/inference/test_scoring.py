@@ -8,11 +8,9 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from test_aggregation import piece_tokenizer
 from torch import nn
 
 from rairl.cli import main
-from rairl.discriminator import Discriminator
 from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
@@ -40,9 +38,8 @@ class Echo(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    model, tokenizer = build_tiny(ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256))
-    return model, tokenizer, Discriminator.from_causal_lm(model, likelihood=True)
+def tiny(tiny_disc):
+    return tiny_disc(256)
 
 
 def assert_same_scores(a, b) -> None:
@@ -116,7 +113,7 @@ def test_score_ids_equals_score_on_text_for_the_shared_tokenizer(tiny):
     assert ids.token_spans == text.token_spans
 
 
-def test_a_policy_with_another_tokenizer_gets_rewards_on_its_own_tokens():
+def test_a_policy_with_another_tokenizer_gets_rewards_on_its_own_tokens(piece_tokenizer):
     from rairl.models import build_char_tokenizer
 
     rm_tok = build_char_tokenizer()
@@ -205,11 +202,8 @@ def test_as_reward_func_reads_trl_conversations_as_their_text(tiny):
 
 
 @pytest.fixture(scope="module")
-def saved_rm(tiny, tmp_path_factory):
-    _, tokenizer, disc = tiny
-    path = tmp_path_factory.mktemp("rm") / "disc"
-    disc.save_pretrained(path, tokenizer)
-    return path
+def saved_rm(saved_tiny):
+    return saved_tiny(256) / "disc"
 
 
 def test_score_cli_writes_tokens_steps_and_traces(saved_rm, tmp_path):

@@ -14,12 +14,9 @@ from rairl.cli import main
 from rairl.discriminator import Discriminator
 from rairl.inference.prm import ProcessRewardModel
 from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, top_k
-from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
 from rairl.tasks import TaskArgs, get_task
-
-TINY = ModelArgs(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=256)
 
 
 class Views:
@@ -58,8 +55,8 @@ def scripted(tree, m=2):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return build_tiny(TINY, seed=0)
+def tiny(tiny_lm):
+    return tiny_lm(256)
 
 
 def searcher(tiny, scorer, m=2, how="last"):
