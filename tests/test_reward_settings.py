@@ -18,7 +18,7 @@ from rairl.rewards.granularity import GRANULARITIES
         (dict(score_form="logits"), "unknown score_form 'logits'.*Did you mean 'logit'"),
         (dict(step_reduce="max"), "unknown step_reduce 'max'"),
         (dict(interval=0), "interval must be >= 1"),
-        (dict(clip_beta=-1.0), "clip_beta must be > 0"),
+        (dict(clip_beta=-1.0), r"clip_beta \(--reward_clip\) must be > 0"),
         (dict(aggregate_discount=1.5), r"aggregate_discount must lie in \[0, 1\]"),
     ],
 )

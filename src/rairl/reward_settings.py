@@ -99,7 +99,7 @@ class RewardSettings:
         if self.interval < 1:
             raise ValueError(f"interval must be >= 1, got {self.interval}")
         if self.clip_beta is not None and self.clip_beta <= 0:
-            raise ValueError(f"clip_beta must be > 0 (None: no clipping), got {self.clip_beta}")
+            raise ValueError(f"clip_beta (--reward_clip) must be > 0 (None: no clipping), got {self.clip_beta}")
         if not 0.0 <= self.aggregate_discount <= 1.0:
             raise ValueError(f"aggregate_discount must lie in [0, 1], got {self.aggregate_discount}")
         if self.max_length is not None and self.max_length < 2:

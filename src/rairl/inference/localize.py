@@ -228,7 +228,7 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             **ranking_metrics(steps, labels, ks=sorted({1, config.hit_k}), seed=config.seed),
             "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
         }
-        rows[name] = {"predicted": predicted, "steps": steps, "scored": scored}
+        rows[name] = {"predicted": predicted, "scored": scored}
 
     report = {
         "source": config.source,
@@ -248,13 +248,13 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             "steps": list(t.steps),
             "label": t.label,
             "predicted": rows["reward"]["predicted"][i],
-            "step_scores": rows["reward"]["steps"][i],
+            "step_scores": rows["reward"]["scored"].steps[i],
             **token_fields(joined(t), rows["reward"]["scored"], i, eos, DISPLAY_DIGITS),
         }
         if "likelihood" in rows:
             row.update(
                 likelihood_predicted=rows["likelihood"]["predicted"][i],
-                likelihood_step_scores=rows["likelihood"]["steps"][i],
+                likelihood_step_scores=rows["likelihood"]["scored"].steps[i],
             )
         if t.meta.get("perturbation") is not None:
             row["perturbation"] = t.meta["perturbation"]

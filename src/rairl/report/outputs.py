@@ -14,14 +14,13 @@ and the traces of the three that save them (`Found.traces`), read by `rairl.repo
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rairl.io import DataError, read_jsonl
+from rairl.io import DataError, read_json, read_jsonl
 from rairl.report import heatmap
 
 DEFAULT_TAU = 0.0  # `rairl localize`'s default reward threshold (D = ½) for traces with no localize run beside them
@@ -60,11 +59,9 @@ class Found:
         return path if path.is_file() else None
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(path, err.lineno, None, f"not valid JSON ({err.msg})") from None
+def read_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding one object (`rairl.io.read_json`, which names the line of a syntax error)."""
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(path, None, None, f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -92,7 +89,7 @@ def discover(run_dir: Path) -> list[Found]:
         for name in sorted(filenames):
             path = folder / name
             if name in FILES:
-                data = read_json(path)
+                data = read_object(path)
                 kind = next((k for k, matches in KINDS.items() if matches(name, data)), None)
                 if kind is not None:
                     found.append(Found(kind, path, data, run_dir.name if label == "." else label))
