@@ -1,223 +1,340 @@
-"""SmolLM2-135M-Instruct on `arith`, end to end: a real pretrained LM that can learn the task, trained and judged
-the three ways the paper uses the learned reward (issue 21). Resumable: every step is a `rairl` command whose
-output marks it done, and the long SFT runs in chunks that resume from their last checkpoint.
+"""SmolLM2-135M-Instruct on `arith`, end to end inside one session (issues 21, 28): a real pretrained LM trained and
+judged the three ways the paper uses the learned reward, with the paper's plain discriminator beside ours.
 
-    taskset -c 1 .venv/bin/python benchmarks/smollm2_track.py --threads 1   # hours on one core; rerun to resume
-    .venv/bin/python benchmarks/smollm2_track.py --smoke                    # minutes; its figures mean nothing
+    .venv/bin/python benchmarks/smollm2_track.py --threads 2   # ≤ 2.5 h on 2 cores from nothing; rerun to resume
+    .venv/bin/python benchmarks/smollm2_track.py --smoke       # minutes; its figures mean nothing
 
-1. `sft`: LoRA SFT (r 16, every linear layer, constant learning rate) of SmolLM2 on `arith` demonstrations, in
-   chunks of `chunk` steps; after each chunk, pass@1 (N = 4, T = 1) on the validation split. It stops when
-   validation pass@1 reaches 0.4, or when two chunks in a row gain less than 0.02 (a plateau), or at `max_chunks`.
-   The stopping rule reads validation only; test figures are reported, never used.
-2. From that base, for each seed: continued SFT, R-AIRL dense (LoRA policy and LoRA discriminator over one shared
-   base) and verifier GRPO, the same number of policy updates each (`method_steps`).
-3. Every policy: greedy and pass@1 (N = 4) on test and OOD; paired differences to the base, seeds pooled.
-4. The base's N = 8 samples of the test split reranked by the learned reward (R-AIRL seed 0's discriminator) and by
-   the base's own likelihood; first-error localisation of injected errors (test) and of the base's natural errors,
-   thresholds calibrated on injected errors of the validation split.
-5. `step_ratio_airl_over_grpo` from `benchmarks/results/smollm2_speed.json` (`benchmarks/smollm2_speed.py`).
-Writes `OUTPUT/results.json`, `benchmarks/results/smollm2_track.{json,txt}`.
+Every step is a `rairl` command run in a child process (`.venv/bin/python -m rairl.cli`), skipped when the file it
+writes last exists, so a stop at any moment loses at most the running command. After every finished leg the results
+file (`benchmarks/results/smollm2_track.{json,txt}`) is rewritten with all that is known so far.
+
+1. `base`: LoRA SFT (r 16, every linear layer, constant learning rate) of SmolLM2 on `arith` demonstrations, in
+   chunks of `chunk` steps, greedy accuracy on `n_val` validation questions after each; it stops at the validation
+   plateau (two chunks in a row gaining less than PLATEAU) or at `max_chunks`. The adapter is kept in
+   `benchmarks/results/smollm2_track_base/` (safetensors, committed), so a later session rebuilds the same base in
+   a minute instead of retraining it.
+2. `cap`: the base's longest greedy answer on the validation questions, in tokens; every later completion is capped
+   at 1.25 × that (RL `max_completion_length`, evaluation `max_new_tokens`).
+3. `legs`: for each seed, from the base, the same number of policy updates (`method_steps`) each: continued SFT,
+   verifier GRPO, R-AIRL dense with today's likelihood-aware LoRA discriminator (ℓ_t from the adapter-disabled base,
+   zero head, f score) and R-AIRL dense with the paper's plain one (s_t = w·h_t + b on SmolLM2, logit score). Each
+   policy: greedy on test and OOD, N = `n_pass` samples on test (pass@1). Paired differences to the base.
+4. `uses`: the base's N = 8 samples of test (and of validation, where the residual is fitted) reranked by each
+   seed-0 discriminator and by the base's likelihood, with pick agreement, rank correlation and the residual
+   (what the reward predicts of correctness beyond the likelihood); first-error localisation of injected errors
+   (test) and of the base's natural errors, thresholds calibrated on injected errors of the validation split.
+`step_ratio_airl_over_grpo`: seconds per policy step of the R-AIRL legs over the GRPO legs (warm-up excluded).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, environment, flags, out_dir, parser, run_once, set_threads  # noqa: E402
+from common import RESULTS, ROOT, environment, flags, out_dir, parser, set_threads  # noqa: E402
 
-from rairl.demo.results import (  # noqa: E402
-    RERANK_PICKS,
-    compare,
-    format_summary,
-    pool_eval,
-    pool_localize,
-    pool_rerank,
-)
-from rairl.io import write_json  # noqa: E402
+from rairl.demo.results import compare, format_summary, pool_eval, pool_localize, pool_rerank  # noqa: E402
+from rairl.io import atomic_dir, write_json, write_text  # noqa: E402
 
-TARGET_PASS1 = 0.4
 PLATEAU = 0.02
 SIZE = dict(
-    chunk=50, max_chunks=20, batch=8, lr=2e-4, lora_r=16, n_eval=128, n_val=64, method_steps=30, prompts=2,
-    gens=8, rl_lr=1e-4, warmup=10, seeds="0,1", n_rerank=8,
+    chunk=50, max_chunks=6, batch=8, lr=2e-4, lora_r=16, n_val=64, n_eval=128, n_pass=4, n_rerank=8, method_steps=24,
+    prompts=2, gens=8, rl_lr=2e-4, warmup=8, seeds="0,1",
 )  # fmt: skip
 SMOKE = dict(
-    chunk=2, max_chunks=2, batch=2, lr=2e-4, lora_r=4, n_eval=4, n_val=4, method_steps=1, prompts=1, gens=2,
-    rl_lr=1e-4, warmup=1, seeds="0", n_rerank=2,
+    chunk=2, max_chunks=2, batch=2, lr=2e-4, lora_r=4, n_val=4, n_eval=4, n_pass=2, n_rerank=2, method_steps=1,
+    prompts=1, gens=2, rl_lr=1e-4, warmup=1, seeds="0",
 )  # fmt: skip
 MODEL = "smollm2-135m"
-METHODS = ("sft", "airl_dense", "grpo_verifier")
+METHODS = ("sft", "grpo_verifier", "airl_dense", "airl_plain")
+DISCRIMINATORS = ("airl_dense", "airl_plain")  # the seed-0 discriminators the uses stage reads
+BASE_ADAPTER = RESULTS / "smollm2_track_base"
 
 
-def evaluate(policy: Path | str, out: Path, splits: str, size: dict, n: int) -> dict[str, Any]:
-    """`rairl eval`: greedy and N samples per question (T = 1) on `splits`; returns its metrics.json. (Inference
-    commands use the process's torch threads, set once in `main`; trainers take `--threads`.)"""
-    argv = ["eval", *flags(model=policy, splits=splits, n=n, k="1", n_eval=size["n_eval"], max_new_tokens=48,
+def rairl(marker: Path, argv: list[str], log: Path) -> None:
+    """`rairl ARGV` in a child process unless `marker` (the file it writes last) exists; output to `log`."""
+    if marker.is_file():
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("a") as f:
+        f.write(f"$ rairl {' '.join(argv)}\n")
+        f.flush()
+        code = subprocess.call([sys.executable, "-m", "rairl.cli", *argv], stdout=f, stderr=subprocess.STDOUT)
+    print(f"  rairl {argv[0]:<8} {time.perf_counter() - start:7.0f} s  -> {marker.parent}", flush=True)
+    if code != 0:
+        raise SystemExit(f"rairl {argv[0]} failed (exit {code}); its output: {log}")
+
+
+def evaluate(policy: Path, out: Path, split: str, n: int, size: dict, cap: int) -> dict[str, Any]:
+    """`rairl eval` of one split: greedy and `n` samples (T = 1) per question; returns its metrics.json."""
+    argv = ["eval", *flags(model=policy, splits=split, n=n, k="1", n_eval=size["n_eval"], max_new_tokens=cap,
                            batch_size=64, output_dir=out)]  # fmt: skip
-    run_once(out / "metrics.json", argv)
+    rairl(out / "metrics.json", argv, out / "eval.log")
     return json.loads((out / "metrics.json").read_text())
 
 
 def snapshot(run: Path, dest: Path) -> None:
-    """Copy the final model and tokenizer at the root of `run` (not its checkpoints or logs) into `dest`, whole."""
-    import shutil
-
-    from rairl.io import atomic_dir
-
+    """Copy the final (merged) model and tokenizer at the root of `run` into `dest`, whole."""
     with atomic_dir(dest) as tmp:
         for f in run.iterdir():
             if f.is_file() and f.suffix in (".json", ".safetensors", ".jinja", ".txt", ".model"):
                 shutil.copy2(f, tmp / f.name)
 
 
+def keep_adapter(run: Path, curve: list[dict[str, Any]]) -> None:
+    """The last checkpoint's LoRA adapter (a few MB) and the SFT curve into the committed `BASE_ADAPTER`."""
+    (checkpoint,) = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1:]
+    with atomic_dir(BASE_ADAPTER) as tmp:
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy2(checkpoint / name, tmp / name)
+        write_text(tmp / "curve.json", json.dumps(curve, indent=1) + "\n")
+
+
+def rebuild_base(dest: Path) -> None:
+    """The base model folder from the committed adapter: SmolLM2 + adapter, merged, saved with its tokenizer."""
+    code = (
+        "import sys; from peft import PeftModel; from rairl.models import ModelArgs, load_policy; "
+        "from rairl.trainers.common import save_final; "
+        f"m, t = load_policy(ModelArgs(model={MODEL!r})); "
+        "save_final(PeftModel.from_pretrained(m, sys.argv[1]), t, sys.argv[2])"
+    )
+    subprocess.run([sys.executable, "-c", code, str(BASE_ADAPTER), str(dest)], check=True)
+
+
 def train_base(out: Path, size: dict, threads: list[str]) -> tuple[Path, list[dict[str, Any]]]:
-    """Stage 1: chunked LoRA SFT until validation pass@1 reaches TARGET_PASS1 or plateaus; returns the folder
-    of the last chunk's model and the curve (steps, validation and test pass@1 after each chunk)."""
+    """Stage 1: the base, rebuilt from the committed adapter when there is one, else chunked LoRA SFT until the
+    validation plateau; returns its folder and the curve (steps, greedy validation accuracy)."""
+    base = out / "base"
+    if (BASE_ADAPTER / "curve.json").is_file() and not size["smoke"]:
+        if not (base / "config.json").is_file():
+            rebuild_base(base)
+        return base, json.loads((BASE_ADAPTER / "curve.json").read_text())
     curve: list[dict[str, Any]] = []
     run = out / "sft_base"
     for c in range(1, size["max_chunks"] + 1):
         steps = c * size["chunk"]
         kept = out / f"sft_base_{steps}"
+        # a constant learning rate: chunk c continues chunk c-1's run exactly (resumed from its checkpoint)
+        options = flags(
+            model=MODEL, lora_r=size["lora_r"], max_steps=steps, save_steps=size["chunk"], save_total_limit=1,
+            per_device_train_batch_size=size["batch"], learning_rate=size["lr"], lr_scheduler_type="constant",
+            warmup_steps=0, logging_steps=10, report_to="none", resume_from_checkpoint="auto", output_dir=run,
+        )  # fmt: skip
         if not (kept / "config.json").is_file():
-            # a constant learning rate: chunk c continues chunk c-1's run exactly (resumed from its checkpoint)
-            options = flags(
-                model=MODEL, lora_r=size["lora_r"], max_steps=steps, save_steps=size["chunk"], save_total_limit=1,
-                per_device_train_batch_size=size["batch"], learning_rate=size["lr"], lr_scheduler_type="constant",
-                warmup_steps=0, logging_steps=10, report_to="none", resume_from_checkpoint="auto", output_dir=run,
-            )  # fmt: skip
-            run_once(kept / "config.json", ["sft", *options, *threads])
+            rairl(run / "train_summary.json", ["sft", *options, *threads], out / "sft_base.log")
             snapshot(run, kept)
-        metrics = evaluate(kept, kept / "eval", "validation,test", size, 4)["splits"]
-        curve.append({"steps": steps, **{s: metrics[s]["pass@1"] for s in ("validation", "test")}})
-        gains = [b["validation"]["mean"] - a["validation"]["mean"] for a, b in zip(curve, curve[1:])]
-        if curve[-1]["validation"]["mean"] >= TARGET_PASS1 or (len(gains) >= 2 and max(gains[-2:]) < PLATEAU):
+            (run / "train_summary.json").unlink()  # the next chunk resumes this run
+        metrics = evaluate(kept, kept / "eval_val", "validation", 1, size, 48)["splits"]["validation"]
+        curve.append({"steps": steps, "validation_greedy": metrics["greedy"]})
+        gains = [b["validation_greedy"]["mean"] - a["validation_greedy"]["mean"] for a, b in zip(curve, curve[1:])]
+        if len(gains) >= 2 and max(gains[-2:]) < PLATEAU:
             break
-    return out / f"sft_base_{curve[-1]['steps']}", curve
+    best = max(curve, key=lambda p: p["validation_greedy"]["mean"])  # chosen on validation
+    if not size["smoke"]:
+        keep_adapter(run, curve)
+    if not (base / "config.json").is_file():
+        snapshot(out / f"sft_base_{best['steps']}", base)
+    return base, curve
 
 
-def train_method(method: str, base: Path, seed: int, out: Path, size: dict, threads: list[str]) -> Path:
-    """Stage 2: one policy from the base, `method_steps` policy updates (LoRA r as the base's)."""
+def completion_cap(base: Path, size: dict) -> dict[str, Any]:
+    """Stage 2: the longest greedy answer of the base on the validation questions (48 tokens allowed), in tokens,
+    and the cap; the base's greedy validation accuracy beside them (a rebuilt base must match the curve)."""
+    from transformers import AutoTokenizer
+
+    metrics = evaluate(base, base / "eval_val", "validation", 1, size, 48)["splits"]["validation"]
+    rows = [json.loads(line) for line in (base / "eval_val" / "validation_greedy.jsonl").open()]
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    lengths = [len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) + 1 for r in rows]  # + EOS
+    cap = math.ceil(1.25 * max(lengths))
+    return {"longest": max(lengths), "mean": sum(lengths) / len(lengths), "cap": cap, "greedy": metrics["greedy"]}
+
+
+def train_method(method: str, base: Path, seed: int, out: Path, size: dict, cap: int, threads: list[str]) -> Path:
+    """Stage 3: one policy from the base, `method_steps` policy updates (LoRA r as the base's)."""
     run = out / method / f"seed{seed}"
     common = flags(model=base, lora_r=size["lora_r"], max_steps=size["method_steps"], seed=seed, logging_steps=1,
                    report_to="none", save_steps=10**9, output_dir=run)  # fmt: skip
     rl = flags(per_device_train_batch_size=size["prompts"] * size["gens"], num_generations=size["gens"],
                learning_rate=size["rl_lr"], warmup_steps=0, lr_scheduler_type="constant",
-               max_completion_length=48)  # fmt: skip
+               max_completion_length=cap)  # fmt: skip
+    airl = ["airl", *common, *rl, *flags(granularity="dense", disc_model="policy", disc_lora_r=size["lora_r"],
+                                         disc_warmup_steps=size["warmup"])]  # fmt: skip
     argv = {
         "sft": ["sft", *common, *flags(per_device_train_batch_size=size["batch"], learning_rate=size["lr"],
                                        lr_scheduler_type="constant", warmup_steps=0)],
-        "airl_dense": ["airl", *common, *rl, *flags(granularity="dense", disc_model="policy",
-                                                    disc_lora_r=size["lora_r"], disc_warmup_steps=size["warmup"])],
         "grpo_verifier": ["grpo", *common, *rl],
+        "airl_dense": airl,
+        "airl_plain": [*airl, "--no_disc_likelihood"],
     }[method]  # fmt: skip
-    run_once(run / "config.json", [*argv, *threads])
+    rairl(run / "train_summary.json", [*argv, *threads], run / "train.log")
     return run
+
+
+def read_rows(folder: Path, split: str) -> dict[str, list[dict]]:
+    files = {kind: folder / f"{split}_{kind}.jsonl" for kind in ("greedy", "samples")}
+    return {kind: [json.loads(line) for line in path.open()] for kind, path in files.items()}
+
+
+def evaluate_policy(policy: Path, size: dict, cap: int, n_test: int) -> dict[str, dict[str, list[dict]]]:
+    """Greedy on test and OOD, `n_test` samples per test question; the rows of both splits."""
+    evaluate(policy, policy / "eval_test", "test", n_test, size, cap)
+    evaluate(policy, policy / "eval_ood", "ood", 1, size, cap)
+    return {"test": read_rows(policy / "eval_test", "test"), "ood": read_rows(policy / "eval_ood", "ood")}
+
+
+def step_seconds(run: Path) -> float | None:
+    """Mean seconds per policy step of a finished RL leg, from its log's per-step timestamps (warm-up excluded)."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").open() if line.strip()]
+    times = [r["time_s"] for r in rows if "time_s" in r and r.get("step", 0) >= 1]
+    return (times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2 else None
+
+
+def training_health(run: Path) -> dict[str, Any]:
+    """What the leg's log says: training reward first → last third, grad-norm max / median, the discriminator."""
+    from rairl.trainers.monitor import log_summary
+
+    return log_summary([json.loads(line) for line in (run / "log.jsonl").open() if line.strip()])
+
+
+def uses(base: Path, runs: dict[str, list[Path]], out: Path, size: dict, cap: int) -> dict[str, Any]:
+    """Stage 4: reranking and localisation by each seed-0 discriminator and by the base's likelihood."""
+    task = flags(n_eval=size["n_eval"])
+    samples = base / "eval_test" / "test_samples.jsonl"
+    fit = base / "eval_valn" / "validation_samples.jsonl"
+    evaluate(base, base / "eval_valn", "validation", size["n_rerank"], size, cap)
+    rerank, localize = {}, {}
+    for disc in DISCRIMINATORS:
+        model = runs[disc][0] / "discriminator"
+        folder = out / f"rerank_{disc}"
+        options = flags(samples=samples, fit_samples=fit, reward_model=model, policy=base, output_dir=folder)
+        rairl(folder / "metrics.json", ["rerank", *task, *options], folder / "run.log")
+        seed_run = {"seed": 0, "dir": str(out)}
+        rerank[disc] = pool_rerank([seed_run], disc, size["n_rerank"], ("reward_min", "likelihood_mean"))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        rerank[disc].update({k: metrics[k] for k in ("agreement", "residual") if k in metrics})
+        for name, source in (("injected", flags(source="injected", split="test", limit=size["n_eval"])),
+                             ("natural", flags(source="natural", samples=samples))):  # fmt: skip
+            folder = out / f"localize_{disc}_{name}"
+            argv = ["localize", *task, *source, *flags(reward_model=model, policy=base, val_source="injected",
+                    val_split="validation", val_limit=size["n_val"], max_new_tokens=cap, output_dir=folder),
+                    "--calibrate"]  # fmt: skip
+            rairl(folder / "metrics.json", argv, folder / "run.log")
+        names = [f"{disc}_{name}" for name in ("injected", "natural")]
+        reports = {n: json.loads((out / f"localize_{n}" / "metrics.json").read_text()) for n in names}
+        pooled = pool_localize([{**seed_run, "localize": reports}], names)
+        localize[disc] = {name: pooled[f"{disc}_{name}"] for name in ("injected", "natural")}
+    return {"rerank": rerank, "localize": localize}
+
+
+def results_so_far(state: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """Pool every finished leg: accuracy of each policy, paired differences to the base (seeds pooled)."""
+    per_seed = [{"seed": s, "dir": "", "rows": {m: rows for (m, seed), rows in state["rows"].items() if seed == s}}
+                for s in seeds]  # fmt: skip
+    per_seed[0]["rows"]["base"] = state["base_rows"]
+    per_seed = [run for run in per_seed if run["rows"]]
+    done = [m for m in METHODS if any(m in run["rows"] for run in per_seed)]
+    # pass@1 from every policy's test samples (OOD has one sample each: pass@1 there is one sample's verdict)
+    methods = pool_eval(per_seed[:1], ["base"], 1) | pool_eval(per_seed, done, 1)
+    return {"methods": methods, "comparisons": compare(per_seed, done, "base")}
+
+
+def write_results(results: dict[str, Any], target: Path) -> None:
+    write_json(target, results)
+    write_text(target.with_suffix(".txt"), format_results(results) + "\n")
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--output", default=None, help="run folder (default runs/smollm2_track[_smoke])")
-    p.add_argument("--stop_after", choices=("sft", "methods", "eval"), default=None, help="stop after this stage")
     args = p.parse_args()
-    size = dict(SMOKE if args.smoke else SIZE)
-    out = Path(args.output or ("runs/smollm2_track_smoke" if args.smoke else "runs/smollm2_track"))
+    start = time.perf_counter()
+    size = {**(SMOKE if args.smoke else SIZE), "smoke": args.smoke}
+    out = Path(args.output or ROOT / ("runs/smollm2_track_smoke" if args.smoke else "runs/smollm2_track"))
     threads = ["--threads", str(set_threads(args.threads))]
-    base, curve = train_base(out, size, threads)
-    results: dict[str, Any] = {"size": size, "base": str(base), "sft_curve": curve}
-    if args.stop_after != "sft":
-        seeds = [int(s) for s in size["seeds"].split(",")]
-        runs = {m: [train_method(m, base, s, out, size, threads) for s in seeds] for m in METHODS}
-        if args.stop_after != "methods":
-            results.update(judge(base, runs, seeds, out, size))
-    ratio = RESULTS / "smollm2_speed.json"
-    if ratio.is_file():
-        results["step_ratio_airl_over_grpo"] = json.loads(ratio.read_text()).get("step_ratio_airl_over_grpo")
-    results["environment"] = environment()
+    os.environ["OMP_NUM_THREADS"] = threads[1]  # the inference commands' torch threads
     target = out_dir(args) / "smollm2_track.json"
-    write_json(out / "results.json", results)
-    write_json(target, results)
-    text = format_results(results)
-    target.with_suffix(".txt").write_text(text + "\n")
-    print(text)
+    clock = out / "wall_time_s.json"  # seconds spent by earlier invocations of this run (a resumed track adds up)
+    spent = json.loads(clock.read_text())["s"] if clock.is_file() else 0.0
+
+    base, curve = train_base(out, size, threads)
+    cap = completion_cap(base, size)
+    seeds = [int(s) for s in size["seeds"].split(",")]
+    state: dict[str, Any] = {"size": size, "rows": {}}
+    state["base_rows"] = evaluate_policy(base, size, cap["cap"], size["n_rerank"])
+    results: dict[str, Any] = {"size": size, "sft_curve": curve, "completion": cap}
+    runs: dict[str, list[Path]] = {m: [] for m in METHODS}
+    for seed in seeds:
+        for method in METHODS:
+            run = train_method(method, base, seed, out, size, cap["cap"], threads)
+            runs[method].append(run)
+            state["rows"][(method, seed)] = evaluate_policy(run, size, cap["cap"], size["n_pass"])
+            results.update(results_so_far(state, seeds))
+            if method != "sft":
+                results.setdefault("training_logs", {})[f"seed{seed}/{method}"] = training_health(run)
+            results["wall_time_s"] = round(spent + time.perf_counter() - start, 1)
+            write_json(clock, {"s": results["wall_time_s"]})
+            results["environment"] = environment()
+            write_results(results, target)
+    per_step = {m: [step_seconds(r) for r in runs[m]] for m in ("grpo_verifier", "airl_dense", "airl_plain")}
+    results["step_s"] = per_step
+    if all(per_step["grpo_verifier"]) and all(per_step["airl_dense"]):
+        ratio = sum(per_step["airl_dense"]) / sum(per_step["grpo_verifier"])
+        results["step_ratio_airl_over_grpo"] = round(ratio, 3)
+    results.update(uses(base, runs, out, size, cap["cap"]))
+    results["wall_time_s"] = round(spent + time.perf_counter() - start, 1)
+    write_json(clock, {"s": results["wall_time_s"]})
+    results["environment"] = environment()
+    write_results(results, target)
+    print(format_results(results))
     print(f"saved {target}")
 
 
-def read_rows(folder: Path, split: str) -> dict[str, list[dict]]:
-    return {
-        kind: [json.loads(line) for line in (folder / f"{split}_{kind}.jsonl").open()] for kind in ("greedy", "samples")
-    }
-
-
-def judge(base: Path, runs: dict[str, list[Path]], seeds: list[int], out: Path, size: dict) -> dict[str, Any]:
-    """Stages 3-4: accuracy of every policy, then reranking and localisation by the learned reward."""
-    evaluate(base, base / "eval_final", "test,ood", size, size["n_rerank"])
-    per_seed = []
-    for i, seed in enumerate(seeds):
-        rows = {}
-        for method, paths in runs.items():
-            evaluate(paths[i], paths[i] / "eval", "test,ood", size, 4)
-            rows[method] = {s: read_rows(paths[i] / "eval", s) for s in ("test", "ood")}
-        rows["base"] = {s: read_rows(base / "eval_final", s) for s in ("test", "ood")}
-        per_seed.append({"seed": seed, "dir": str(out), "rows": rows})
-    methods = pool_eval(per_seed[:1], ["base"], size["n_rerank"]) | pool_eval(per_seed, METHODS, 4)
-    comparisons = compare(per_seed, METHODS, "base")
-
-    disc, task = runs["airl_dense"][0] / "discriminator", flags(n_eval=size["n_eval"])
-    samples = base / "eval_final" / "test_samples.jsonl"
-    run_once(out / "rerank_test" / "metrics.json", ["rerank", *task, *flags(
-        samples=samples, reward_model=disc, policy=base, output_dir=out / "rerank_test")])  # fmt: skip
-    for name, source in (("injected", flags(source="injected", split="test", limit=size["n_eval"])),
-                         ("natural", flags(source="natural", samples=samples))):  # fmt: skip
-        argv = ["localize", *task, *source, *flags(reward_model=disc, policy=base, val_source="injected",
-                val_split="validation", val_limit=size["n_val"], output_dir=out / f"localize_{name}"),
-                "--calibrate"]  # fmt: skip
-        run_once(out / f"localize_{name}" / "metrics.json", argv)
-    names = ("injected", "natural")
-    first = {
-        **per_seed[0],
-        "localize": {n: json.loads((out / f"localize_{n}" / "metrics.json").read_text()) for n in names},
-    }
-    localize = pool_localize([first], names)
-    return {
-        "methods": methods,
-        "comparisons": comparisons,
-        "rerank": pool_rerank([first], "test", size["n_rerank"], RERANK_PICKS),
-        # injected errors at the top (localize.<scorer>.acc_error), the base's natural errors under "natural"
-        "localize": {
-            "reward": localize["injected"],
-            "likelihood": localize["injected"]["likelihood"],
-            "natural": {"reward": localize["natural"], "likelihood": localize["natural"]["likelihood"]},
-        },
-    }
-
-
 def format_results(results: dict[str, Any]) -> str:
-    lines = ["LoRA SFT of SmolLM2 on arith (pass@1, N = 4):"]
+    lines = ["LoRA SFT of SmolLM2 on arith (greedy, validation):"]
     for point in results["sft_curve"]:
-        lines.append(f"  {point['steps']:>5} steps: validation {format_summary(point['validation'], False)}, "
-                     f"test {format_summary(point['test'], False)}")  # fmt: skip
+        lines.append(f"  {point['steps']:>5} steps: {format_summary(point['validation_greedy'], False)}")
+    c = results["completion"]
+    lines.append(f"longest base answer {c['longest']} tokens (mean {c['mean']:.1f}): completions capped at {c['cap']}")
     if "methods" in results:
-        lines.append("greedy / pass@1, test and OOD:")
+        lines.append(f"{'policy':<14} {'test greedy':<30} {'test pass@1':<30} OOD greedy")
         for name, entry in results["methods"].items():
-            cells = [format_summary(entry[s][k], False) for s in ("id", "ood") for k in ("greedy", "pass@1")]
-            lines.append(f"  {name:<14} " + "  ".join(cells))
+            cells = [format_summary(entry[s][k], False) for s, k in (("id", "greedy"), ("id", "pass@1"),
+                                                                      ("ood", "greedy"))]  # fmt: skip
+            lines.append(f"  {name:<12} {cells[0]:<30} {cells[1]:<30} {cells[2]}")
         for key, diff in results["comparisons"].items():
             lines.append(f"  {key:<34} {format_summary(diff, True)}")
-        r = results["rerank"]
-        lines.append(f"reranking the base's {r['n']} samples (success@1|N):")
+    for name, log in results.get("training_logs", {}).items():
+        reward = log.get("rewards/correctness/mean", {})
+        if reward:
+            lines.append(f"  {name:<24} training correctness {reward['first_third']:.2f} → {reward['last_third']:.2f}")
+    if "step_ratio_airl_over_grpo" in results:
+        ratio, per_step = results["step_ratio_airl_over_grpo"], results["step_s"]
+        lines.append(f"R-AIRL step / GRPO step: {ratio} (s per step {per_step})")
+    for disc, r in results.get("rerank", {}).items():
+        lines.append(f"reranking the base's {r['n']} samples by {disc} (success@1|N):")
         for key in ("pass@1", "random", "majority", r["likelihood_name"], r["best_reward"], "oracle"):
             lines.append(f"  {key:<18} {format_summary(r[key], False)}")
         lines.append(f"  learned − likelihood {format_summary(r['best_vs_likelihood'], True)}")
-        for name, entry in (("injected", results["localize"]), ("natural", results["localize"]["natural"])):
-            for scorer in ("reward", "likelihood"):
-                e = entry[scorer]
+        for key in ("agreement", "residual"):
+            if key in r:
+                lines.append(f"  {key}: {json.dumps(r[key])[:400]}")
+    for disc, entry in results.get("localize", {}).items():
+        for name in ("injected", "natural"):
+            for scorer, e in (("reward", entry[name]), ("likelihood", entry[name]["likelihood"])):
                 cells = [f"{k} {format_summary(e[k], False)}" for k in ("acc_error", "f1", "hit@1", "map")]
-                lines.append(f"localize {name:<9} {scorer:<10} " + "  ".join(cells))
-    lines.append(f"R-AIRL step / GRPO step: {results.get('step_ratio_airl_over_grpo')}")
+                lines.append(f"localize {disc:<11} {name:<9} {scorer:<10} " + "  ".join(cells))
+    if "wall_time_s" in results:
+        lines.append(f"track wall time so far: {results['wall_time_s'] / 3600:.2f} h")
     return "\n".join(lines)
 
 

@@ -223,6 +223,7 @@ def config(setup: Setup, policy: Path, output_dir: Path, **overrides: Any):
         disc_warmup_steps=0,
         bf16=setup.mixed_precision == "bf16",
         fp16=setup.mixed_precision == "fp16",
+        use_cpu=not __import__("torch").cuda.is_available(),
         **overrides,
     )
 
