@@ -189,7 +189,7 @@ def health(run_dir: Path) -> dict[str, Any]:
     return {
         "grad_norm_max_over_median": round(max(norms) / statistics.median(norms), 2),
         "loss_abs_max": round(max(losses), 3),
-        "likelihood_weights": [round(x, 3) for x in disc.likelihood.tolist()],
+        "likelihood_weights": [round(x, 3) for x in disc.likelihood.tolist()] if disc.uses_likelihood else [],
     }
 
 

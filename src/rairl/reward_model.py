@@ -383,3 +383,25 @@ class RewardModel(TraceScorer):
         s, ell = self.score_terms(batch) if form.needs_likelihood else (self.scores(batch), None)
         v = self.discriminator.rewards(s)
         return form.values(v, ell, self.label_mask(batch), batch.response_mask, self.settings.clip_beta)
+
+    def learned_values(self, batch: TraceBatch) -> torch.Tensor:
+        """The learned part of `token_values`: the same score form with ℓ_t taken out (f_t − ℓ_t = backfill(v)_t; all
+        of r_t for the logit form, which adds no likelihood back)."""
+        form = self.settings.form
+        v = self.discriminator.rewards(self.scores(batch))
+        ell = torch.zeros_like(v) if form.needs_likelihood else None
+        return form.values(v, ell, self.label_mask(batch), batch.response_mask, self.settings.clip_beta)
+
+
+class LearnedPart(TraceScorer):
+    """A reward model's learned part (`RewardModel.learned_values`) with the scoring API: what the reward says
+    beyond the likelihood it adds back, aggregated as the reward is (DESIGN §2.6)."""
+
+    def __init__(self, reward_model: RewardModel):
+        self.reward_model = reward_model
+        self.tokenizer, self.step_spans = reward_model.tokenizer, reward_model.step_spans
+        self.max_length, self.step_reduce = reward_model.max_length, reward_model.step_reduce
+        self.aggregate_discount = reward_model.aggregate_discount
+
+    def token_values(self, batch: TraceBatch) -> torch.Tensor:
+        return self.reward_model.learned_values(batch)

@@ -100,6 +100,12 @@ def test_localize_injected_with_calibration(saved, tmp_path):
         assert set(p) >= {"id", "steps", "label", "predicted", "step_scores", "likelihood_predicted"}
         assert len(p["step_scores"]) == len(p["steps"]) == len(p["likelihood_step_scores"])
         assert p["predicted"] == predict([p["step_scores"]], m["reward"]["threshold"])[0]
+        assert len(p["learned_step_scores"]) == len(p["steps"])
+    # beyond the likelihood: agreement over the 6 test traces, the residual fitted on the 12 validation traces
+    same = [float(p["predicted"] == p["likelihood_predicted"]) for p in preds]
+    assert m["agreement"]["same_prediction"]["mean"] == pytest.approx(sum(same) / 6)
+    assert m["residual"]["fit"].startswith("fitted on") and m["residual"]["groups"] == 3  # the erroneous traces
+    assert "same predicted first error as the likelihood" in m["residual"]["summary"]
 
 
 def test_localize_natural_from_a_samples_file(saved, tmp_path):

@@ -114,6 +114,9 @@ def test_rerank_cli_on_a_tiny_saved_discriminator(saved, tmp_path, capsys):
         "reward/answer_span",
         "likelihood/mean",
         "likelihood/min",
+        "learned/mean",
+        "learned/min",
+        "learned/answer_span",
     ]
     assert list(metrics["select"]) == methods and list(metrics["gain"]) == methods
     assert metrics["select"]["majority"]["mean"] == pytest.approx(1 / 3)
@@ -127,6 +130,21 @@ def test_rerank_cli_on_a_tiny_saved_discriminator(saved, tmp_path, capsys):
     for qid in ("q1", "q2", "q3"):  # every score-based method picks exactly one sample per question
         picks = [name for r in scored if r["id"] == qid for name in r["picked_by"]]
         assert sorted(picks) == sorted(methods[3:])
+    # the learned part is f − ℓ: with the discriminator's ℓ_t equal to the policy's, the mean aggregation shows it
+    for r in scored:
+        s = r["scores"]
+        assert s["learned/mean"] == pytest.approx(s["reward/mean"] - s["likelihood/mean"], abs=1e-4)
+    # what the reward adds beyond the likelihood, per reward aggregation against the same likelihood aggregation
+    assert {k: v["versus"] for k, v in metrics["agreement"].items()} == {
+        "reward/mean": "likelihood/mean",
+        "reward/min": "likelihood/min",
+        "reward/answer_span": "likelihood/mean",
+    }
+    for name, a in metrics["agreement"].items():
+        assert a["same_pick"]["n"] == 3 and 0 <= a["same_pick"]["mean"] <= 1
+        r = metrics["residual"][name]
+        assert "cross-fitted" in r["fit"] and set(r["auc"]) == {"likelihood", "reward", "learned"}
+        assert "same pick as the likelihood" in r["summary"]
     table = capsys.readouterr().out
     assert "reward/mean" in table and "likelihood/min" in table and "gain vs pass@1" in table
 

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from rairl.cli import main
+from rairl.commands import search as search_command
 from rairl.discriminator import Discriminator
 from rairl.inference.prm import ProcessRewardModel
 from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, top_k
@@ -165,8 +166,24 @@ def test_search_command_end_to_end(tiny, tmp_path):
         "likelihood",
     }
     assert all(r["tokens"] > 0 and r["scorer_calls"] > 0 for r in rows)
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]
-    assert metrics["beam/reward/N=4"]["accuracy"]["n"] == 3
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["results"]["beam/reward/N=4"]["accuracy"]["n"] == 3
+    assert sorted(report["beyond_likelihood"]) == sorted(f"{m}/N={n}" for m in ("best_of_n", "beam", "dvts")
+                                                         for n in (2, 4))  # fmt: skip
+    for entry in report["beyond_likelihood"].values():
+        assert entry["same_answer"]["n"] == entry["reward_minus_likelihood"]["n"] == 3
+
+
+def test_beyond_likelihood_compares_the_two_searches_question_by_question():
+    row = lambda q, scorer, answer, correct: dict(id=q, method="beam", n=4, scorer=scorer, answer=answer,  # noqa: E731
+                                                  correct=correct)  # fmt: skip
+    rows = [row("a", "reward", "4", True), row("a", "likelihood", "4.0", True), row("b", "reward", "5", True),
+            row("b", "likelihood", "6", False), row("c", "reward", None, False), row("c", "likelihood", "1", False),
+            dict(row("a", "reward", "4", True), method="dvts")]  # fmt: skip
+    out = search_command.beyond_likelihood(rows)
+    assert list(out) == ["beam/N=4"]  # dvts ran with one scorer only
+    assert out["beam/N=4"]["same_answer"]["mean"] == pytest.approx(1 / 3)  # "4" and "4.0" are the same number
+    assert out["beam/N=4"]["reward_minus_likelihood"]["mean"] == pytest.approx(1 / 3)
 
 
 def test_partial_traces_are_scored_without_eos(tiny):

@@ -70,6 +70,10 @@ def test_no_overlap_between_splits_and_ood_is_longer():
     assert not train & set(problems["ood"])
     assert all(2 <= len(p.ops) <= 4 for p in problems["test"])
     assert all(5 <= len(p.ops) <= 6 for p in problems["ood"])
+    # shift: as many steps as training, one running value at least past training's 20, none past 30
+    assert not train & set(problems["shift"])
+    assert all(2 <= len(p.ops) <= 4 and 20 < max(p.values()) <= 30 for p in problems["shift"])
+    assert all(max(p.values()) <= 20 for p in problems["train"])
 
 
 def test_too_small_problem_space_is_an_error():
@@ -80,6 +84,8 @@ def test_too_small_problem_space_is_an_error():
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="OOD split"):
         ArithTask(max_ops=4, ood_min_ops=4)
+    with pytest.raises(ValueError, match="shift_max_value > max_value"):
+        ArithTask(max_value=20, shift_max_value=20)
     with pytest.raises(ValueError, match="unknown operation"):
         ArithTask(ops="+^")
     with pytest.raises(ValueError, match="unknown split"):

@@ -152,6 +152,36 @@ def test_update_ratio_updates_the_discriminator_on_every_kth_step(tmp_path, monk
     assert trainer.state.global_step == 3
 
 
+def test_wrong_only_negatives_show_the_discriminator_the_verifier_s_wrong_samples(tmp_path, monkeypatch):
+    seen = []
+    update = DiscriminatorUpdater.update
+
+    def spy(self, prompts, experts, policy_batch, perturbed_per_expert=0):
+        seen.append((trainer._verifier.clone(), None if policy_batch is None else policy_batch.input_ids.clone()))
+        return update(self, prompts, experts, policy_batch, perturbed_per_expert)
+
+    monkeypatch.setattr(DiscriminatorUpdater, "update", spy)
+    hook = airl.AIRLTrainer.policy_batch
+    batches = []
+    monkeypatch.setattr(airl.AIRLTrainer, "policy_batch", lambda *a: batches.append(hook(*a)) or batches[-1])
+    rewards = airl.AIRLTrainer._calculate_rewards
+
+    def half_right(self, *args):  # an untrained policy is always wrong: call every other sample right instead
+        out = rewards(self, *args)
+        self._verifier = (torch.arange(len(self._verifier)) % 2 == 0).float()
+        return out
+
+    monkeypatch.setattr(airl.AIRLTrainer, "_calculate_rewards", half_right)
+    trainer = airl.build_trainer(config(tmp_path, "--disc_negatives", "wrong", "--disc_warmup_steps", "0"))
+    trainer.train()
+    for (verifier, ids), (batch, _) in zip(seen, batches):
+        wrong = (verifier < 0.5).nonzero().squeeze(1).tolist()
+        assert wrong == [1, 3, 5, 7] and torch.equal(ids, batch.select(wrong).input_ids)
+    assert seen, "the discriminator was never updated"
+    with pytest.raises(ValueError, match="disc_negatives must be one of"):
+        config(tmp_path, "--disc_negatives", "correct")
+
+
 def spy_on_hook(trainer) -> list[tuple[int, dict]]:
     calls = []
     hook = trainer._generate_and_score_completions

@@ -3,7 +3,8 @@
 For each question of a split, each method (best_of_n | beam | dvts), each N and each scorer (the learned reward,
 and the policy's own likelihood as its twin), search with the policy and keep one answer. Writes `search.jsonl`
 (one row per question, method, scorer and N: the chosen trace, its answer and verdict, tokens generated, scorer
-calls) and `metrics.json` (accuracy with n and a 95% CI, mean tokens and scorer calls per question).
+calls) and `metrics.json` (accuracy with n and a 95% CI, mean tokens and scorer calls per question; with both scorers,
+`beyond_likelihood`: how often the two searches end on the same answer, and their paired accuracy difference).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 from transformers import set_seed
 
 from rairl.config import config_dict
-from rairl.evaluation.metrics import parse_ks, summarize
+from rairl.demo.results import format_summary
+from rairl.evaluation.metrics import paired_diff, parse_ks, summarize
+from rairl.evaluation.selection import normalise_answer
 from rairl.inference.likelihood import LikelihoodScorer
 from rairl.inference.sampling import load_for_inference, select_examples
 from rairl.inference.scoring import RewardArgs, load_reward_model
@@ -97,9 +100,35 @@ def run(config: Config) -> dict[str, Any]:
     out = Path(config.output_dir)
     write_jsonl(out / "search.jsonl", rows)
     report = {"split": config.split, "n_questions": len(examples), "results": metrics, "config": config_dict(config)}
+    report["beyond_likelihood"] = beyond_likelihood(rows, seed=config.seed)
     write_json(out / "metrics.json", report)
     print(format_table(metrics))
+    for key, b in report["beyond_likelihood"].items():
+        same, diff = b["same_answer"], b["reward_minus_likelihood"]
+        print(f"{key}: the reward- and likelihood-guided searches end on the same answer on {100 * same['mean']:.0f}% "
+              f"of {same['n']} questions; accuracy, reward − likelihood {format_summary(diff, True)}")  # fmt: skip
     return report
+
+
+def beyond_likelihood(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """For each method and N searched with both scorers (DESIGN §2.6): the share of questions where the reward- and the
+    likelihood-guided searches end on the same answer, and reward − likelihood accuracy, paired over questions. (The
+    two searches generate different traces, so this is what can be compared; the residual of the reward beyond the
+    likelihood on one set of candidates is `rairl rerank`'s.)"""
+    runs: dict[tuple[str, int], dict[str, dict[str, dict]]] = {}
+    for r in rows:
+        runs.setdefault((r["method"], r["n"]), {}).setdefault(r["scorer"], {})[r["id"]] = r
+    out = {}
+    for (method, n), by_scorer in runs.items():
+        if set(by_scorer) != set(SCORERS):
+            continue
+        ids = list(by_scorer["reward"])
+        reward, likelihood = (by_scorer[s] for s in SCORERS)
+        same = [float(normalise_answer(reward[i]["answer"]) == normalise_answer(likelihood[i]["answer"])) for i in ids]
+        diff = paired_diff([float(reward[i]["correct"]) for i in ids], [float(likelihood[i]["correct"]) for i in ids],
+                           seed=seed)  # fmt: skip
+        out[f"{method}/N={n}"] = {"same_answer": summarize(same, seed=seed), "reward_minus_likelihood": diff}
+    return out
 
 
 def format_table(metrics: dict[str, Any]) -> str:

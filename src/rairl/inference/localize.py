@@ -9,7 +9,10 @@ discriminator finds the prefix more likely policy than expert). Base-policy like
 = min of ℓ_t = log π(y_t | x, y_<t) over the step's tokens, τ = log 0.1 by default (a token the policy gives less than
 10%). `--calibrate` sets each τ to the value maximising F1 on a validation benchmark built the same way from another
 split / file / seed (`--val_*`), never on the test traces. Metrics as ProcessBench: accuracy on erroneous traces
-(exact step), on correct traces (no flag), F1, with 95% CIs. Labelled traces come from `rairl.inference.labelled`
+(exact step), on correct traces (no flag), F1, with 95% CIs. With `--policy`, what the reward adds beyond the
+likelihood (DESIGN §2.6): `agreement` (the same predicted first error) and `residual` (does the reward tell an
+erroneous trace's first wrong step from the correct steps before it better than ℓ does, held out;
+`rairl.evaluation.residual`). Labelled traces come from `rairl.inference.labelled`
 (injected | natural | file).
 """
 
@@ -28,6 +31,7 @@ from rairl.config import config_dict
 from rairl.evaluation.error_ranking import ranking_metrics
 from rairl.evaluation.metrics import summarize
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
+from rairl.evaluation.residual import describe, prediction_agreement, residual, step_items
 from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
 from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
 from rairl.inference.scoring import (
@@ -38,6 +42,7 @@ from rairl.inference.scoring import (
     token_fields,
 )
 from rairl.io import write_json, write_jsonl
+from rairl.reward_model import LearnedPart
 from rairl.rewards.aggregation import NonFiniteScore, TraceScores
 from rairl.rewards.perturb import PERTURBATIONS
 from rairl.tasks import TaskArgs, get_task
@@ -107,6 +112,32 @@ def by_perturbation(traces: list[LabelledTrace], predicted: list[int], seed: int
         if t.meta.get("perturbation"):
             groups.setdefault(t.meta["perturbation"], []).append(float(p == t.label))
     return {name: summarize(hits, seed=seed) for name, hits in sorted(groups.items())}
+
+
+def beyond_likelihood(
+    traces: list[LabelledTrace],
+    val: Benchmark | None,
+    rows: dict[str, dict[str, Any]],
+    val_steps: dict[str, list[list[float]]],
+    learned: LearnedPart,
+) -> dict[str, Any]:
+    """What the reward adds beyond the likelihood at localisation (DESIGN §2.6): agreement of their predictions and
+    the step-level residual (`rairl.evaluation.residual.step_items`), its models fitted on the validation traces
+    when there are some, else cross-fitted. Also returns the learned part's step scores (`learned_steps`)."""
+    reduce = learned.step_reduce
+    steps = score_labelled(learned, traces, reduce, "the learned part on the test traces").steps
+    labels = [t.label for t in traces]
+    reward, likelihood = rows["reward"]["scored"].steps, rows["likelihood"]["scored"].steps
+    agreement = prediction_agreement(
+        labels, rows["reward"]["predicted"], rows["likelihood"]["predicted"], reward, likelihood
+    )
+    fit = None
+    if val is not None:
+        val_learned = score_labelled(learned, val.traces, reduce, "the learned part on the validation traces").steps
+        fit = step_items([t.label for t in val.traces], val_steps["likelihood"], val_steps["reward"], val_learned)
+    figures = {"agreement": agreement, "residual": residual(step_items(labels, likelihood, reward, steps), fit)}
+    figures["residual"]["summary"] = describe(figures)
+    return {**figures, "learned_steps": steps}
 
 
 @dataclass
@@ -210,14 +241,15 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
     labels = [t.label for t in test.traces]
     results: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
+    val_steps: dict[str, list[list[float]]] = {}
     for name, (scorer, default_tau) in scorers.items():
         reduce = scorer.step_reduce
         scored = score_labelled(scorer, test.traces, reduce, f"{name} on the test traces")
         steps = scored.steps
         tau, val_f1 = default_tau, None
         if val is not None:
-            val_steps = score_labelled(scorer, val.traces, reduce, f"{name} on the validation traces").steps
-            tau, val_f1 = calibrate_threshold(val_steps, [t.label for t in val.traces])
+            val_steps[name] = score_labelled(scorer, val.traces, reduce, f"{name} on the validation traces").steps
+            tau, val_f1 = calibrate_threshold(val_steps[name], [t.label for t in val.traces])
         predicted = predict(steps, tau)
         results[name] = {
             "threshold": tau,
@@ -229,6 +261,11 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
         }
         rows[name] = {"predicted": predicted, "scored": scored}
+    if config.policy:
+        beyond = beyond_likelihood(test.traces, val, rows, val_steps, LearnedPart(reward_model))
+        rows["learned"] = {"steps": beyond.pop("learned_steps")}
+        results.update(beyond)
+        logger.info("localisation beyond the likelihood: %s", results["residual"]["summary"])
 
     report = {
         "source": config.source,
@@ -255,6 +292,7 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             row.update(
                 likelihood_predicted=rows["likelihood"]["predicted"][i],
                 likelihood_step_scores=rows["likelihood"]["scored"].steps[i],
+                learned_step_scores=rows["learned"]["steps"][i],
             )
         if t.meta.get("perturbation") is not None:
             row["perturbation"] = t.meta["perturbation"]

@@ -4,7 +4,11 @@ runs `rerank`.
 Input: a `rairl sample` JSONL (N samples per question: id, sample, prompt, response, answer, correct). Each
 question's samples are scored by the learned reward (`reward/<agg>`, every aggregation) and, with `--policy`, by the
 base policy's token log-probs ℓ_t (`likelihood/<agg>`, mean | min); the selection methods and their figures
-(success@1|N, majority, random, oracle@N, pass@k, gains over pass@1) are `rairl.evaluation.selection`'s. Writes
+(success@1|N, majority, random, oracle@N, pass@k, gains over pass@1) are `rairl.evaluation.selection`'s. With
+`--policy`, what the reward adds beyond the likelihood (DESIGN §2.6, `rairl.evaluation.residual`): the reward's
+learned part alone (`learned/<agg>`, f_t − ℓ_t), and per reward aggregation against the same likelihood aggregation
+the pick agreement, rank correlation and residual (`agreement`, `residual` in the metrics; the residual's models
+fitted on `--fit_samples`, validation samples, else cross-fitted over the questions). Writes
 `metrics.json` and `scored.jsonl` (every sample with its trace and step scores, the methods that pick it, and the
 reward's `tokens`/`token_rewards` as `rairl score` writes them, rounded for display) to `output_dir`.
 """
@@ -21,6 +25,7 @@ import numpy as np
 
 from rairl.config import config_dict
 from rairl.evaluation.metrics import parse_ks
+from rairl.evaluation.residual import as_scored, beyond_likelihood, describe, paired_likelihood
 from rairl.evaluation.selection import group_by_question, normalise_answer, picked_by, rerank_metrics
 from rairl.inference.scoring import (
     DISPLAY_DIGITS,
@@ -31,6 +36,8 @@ from rairl.inference.scoring import (
     token_fields,
 )
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
+from rairl.reward_model import LearnedPart
+from rairl.rewards.aggregation import TraceScores
 from rairl.tasks import TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
@@ -73,6 +80,13 @@ class RerankConfig(TaskArgs, RewardArgs):
     policy: str | None = field(
         default=None, metadata={"help": "base policy directory for the likelihood baseline (omit to skip it)"}
     )
+    fit_samples: str | None = field(
+        default=None,
+        metadata={
+            "help": "validation samples JSONL (from `rairl sample`) the residual's models are fitted on; default: "
+            "cross-fitted over two folds of --samples' questions (needs --policy)"
+        },
+    )
     k: str = field(default="", metadata={"help": "comma-separated k for pass@k (default: 1, 2, 4, ... N)"})
     seed: int = field(default=0, metadata={"help": "seed of the bootstrap intervals"})
     output_dir: str = field(default="runs/rerank", metadata={"help": "folder for metrics.json and scored.jsonl"})
@@ -83,42 +97,64 @@ class RerankConfig(TaskArgs, RewardArgs):
             raise ValueError("--samples is required: the JSONL written by `rairl sample` (N samples per question)")
         if self.k:
             parse_ks(self.k)
+        if self.fit_samples and not self.policy:
+            raise ValueError("--fit_samples fits the residual beyond the likelihood: it needs --policy as well")
+
+
+def score_samples(
+    config: RerankConfig, task, reward_model, likelihood, path: str
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], TraceScores]:
+    """Rows of a samples file and their trace scores: `reward/<agg>`, and with a likelihood scorer `likelihood/<agg>`
+    and the reward's learned part `learned/<agg>`; the reward's `TraceScores` too (token and step views)."""
+    rows, lines = read_samples(path)
+    prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
+    names = config.aggregate_names
+    rm = score_rows(reward_model, prompts, responses, lines, path, aggregates=names)
+    scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
+    if likelihood is not None:
+        ll = score_rows(likelihood, prompts, responses, lines, path, aggregates=LIKELIHOOD_AGGREGATES)
+        scores.update({f"likelihood/{name}": np.asarray(v) for name, v in ll.traces.items()})
+        part = score_rows(LearnedPart(reward_model), prompts, responses, lines, path, aggregates=names)
+        scores.update({f"learned/{name}": np.asarray(v) for name, v in part.traces.items()})
+    return rows, scores, rm
+
+
+def beyond_likelihood_figures(
+    rows: list[dict[str, Any]], scores: dict[str, np.ndarray], fit: tuple[list[dict], dict] | None
+) -> dict[str, dict[str, Any]]:
+    """`{"agreement": {reward/<agg>: ...}, "residual": {reward/<agg>: ...}}` (`rairl.evaluation.residual`), each
+    reward aggregation against its paired likelihood; the residual fitted on `fit` (validation) when given."""
+    out: dict[str, dict[str, Any]] = {"agreement": {}, "residual": {}}
+    for name in [n for n in scores if n.startswith("reward/")]:
+        figures = beyond_likelihood(as_scored(rows, scores, name), as_scored(*fit, name) if fit else None)
+        versus = paired_likelihood(name, list(scores))
+        out["agreement"][name] = {"versus": versus, **figures["agreement"]}
+        out["residual"][name] = {"versus": versus, **figures["residual"], "summary": describe(figures)}
+    return out
 
 
 def rerank(config: RerankConfig) -> dict[str, Any]:
     """Score every sample, pick by each method, write `metrics.json` and `scored.jsonl`; returns the metrics."""
     task = get_task(config)
-    rows, lines = read_samples(config.samples)
-    groups = group_by_question(rows)
-    n_min = min(len(idx) for idx in groups.values())
-    ks = parse_ks(config.k) if config.k else default_ks(n_min)
-    if ks[0] < 1 or ks[-1] > n_min:
-        raise ValueError(f"every k must lie in 1..{n_min} (the fewest samples of a question), got k={config.k!r}")
-    prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
-
     reward_model = load_reward_model(config, task)
-    rm = score_rows(
-        reward_model,
-        prompts,
-        responses,
-        lines,
-        config.samples,
-        aggregates=config.aggregate_names,
-    )
-    scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
+    likelihood = None
     if config.policy:
         from rairl.inference.likelihood import LikelihoodScorer
 
-        scorer = LikelihoodScorer.from_pretrained(
+        likelihood = LikelihoodScorer.from_pretrained(
             config.policy,
             device=resolve_device(config.device),
             step_spans=task.step_spans,
             batch_size=config.batch_size,
         )
-        ll = score_rows(scorer, prompts, responses, lines, config.samples, aggregates=LIKELIHOOD_AGGREGATES)
-        scores.update({f"likelihood/{name}": np.asarray(v) for name, v in ll.traces.items()})
     else:
         logger.info("no --policy: the base-policy likelihood baseline is skipped")
+    rows, scores, rm = score_samples(config, task, reward_model, likelihood, config.samples)
+    groups = group_by_question(rows)
+    n_min = min(len(idx) for idx in groups.values())
+    ks = parse_ks(config.k) if config.k else default_ks(n_min)
+    if ks[0] < 1 or ks[-1] > n_min:
+        raise ValueError(f"every k must lie in 1..{n_min} (the fewest samples of a question), got k={config.k!r}")
 
     correct = np.array([r["correct"] for r in rows], dtype=bool)
     answers = [normalise_answer(r.get("answer")) for r in rows]
@@ -129,6 +165,15 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
         **metrics,
         "config": config_dict(config),
     }
+    if likelihood is not None:
+        fit = (
+            score_samples(config, task, reward_model, likelihood, config.fit_samples)[:2]
+            if config.fit_samples
+            else None
+        )
+        report.update(beyond_likelihood_figures(rows, scores, fit))
+        for name, entry in report["residual"].items():
+            logger.info("%s: %s", name, entry["summary"])
     out = Path(config.output_dir)
     picks = picked_by(groups, scores, len(rows))
     eos = reward_model.tokenizer.eos_token or ""

@@ -3,7 +3,10 @@
 A problem starts from a value `v_0` and applies `n` operations `v_{i+1} = v_i op_i b_i`. The expert response
 writes one step per line, `v_i op_i b_i = v_{i+1}`, then `#### v_n`. Every step is machine-checkable, so any
 response, the policy's included, gets the index of its first wrong step (`first_error`).
-The in-distribution splits have `min_ops..max_ops` operations; `ood` has more (`ood_min_ops..ood_max_ops`).
+The in-distribution splits have `min_ops..max_ops` operations and running values in `0..max_value`; `shift` is just
+outside them: the same number of operations, but values up to `shift_max_value` and at least one running value above
+`max_value` (a number the policy never wrote in training, in a trace it otherwise knows how to write); `ood` is far
+outside: more operations (`ood_min_ops..ood_max_ops`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,14 @@ _PHRASES = {
 }
 ANSWER_LINE = re.compile(r"\s*####\s*(.+?)\s*")  # a step that is the answer line (fullmatch)
 STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
-_SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4}
-_DISJOINT_FROM = {"train": (), "validation": ("train",), "test": ("train", "validation"), "ood": ("train",)}
+_SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4, "shift": 5}
+_DISJOINT_FROM = {
+    "train": (),
+    "validation": ("train",),
+    "test": ("train", "validation"),
+    "ood": ("train",),
+    "shift": ("train",),
+}
 
 
 def apply(op: str, a: int, b: int) -> int:
@@ -109,11 +118,12 @@ def check_steps(response_steps: list[str], problem: ArithProblem) -> int:
 
 
 class ArithTask(Task):
-    """Seeded arithmetic word problems. Splits: train, validation, test (in distribution) and ood (more steps)."""
+    """Seeded arithmetic word problems. Splits: train, validation, test (in distribution), shift (values just past
+    the training range) and ood (more steps)."""
 
     name = "arith"
     splits = tuple(_SPLIT_SEEDS)
-    eval_splits = ("test", "ood")
+    eval_splits = ("test", "shift", "ood")
 
     def __init__(
         self,
@@ -124,6 +134,7 @@ class ArithTask(Task):
         max_operand: int = 9,
         ops: str = "+-*",
         max_value: int = 20,
+        shift_max_value: int = 30,
         n_train: int = 5000,
         n_eval: int = 300,
         seed: int = 0,
@@ -135,11 +146,17 @@ class ArithTask(Task):
                 f"{self.name}: the OOD split must have more steps than training: got max_ops={max_ops}, "
                 f"ood_min_ops={ood_min_ops}, ood_max_ops={ood_max_ops}"
             )
+        if shift_max_value <= max_value:
+            raise ValueError(
+                f"{self.name}: the shift split's values must reach past training's: need shift_max_value > "
+                f"max_value, got {shift_max_value} <= {max_value}"
+            )
         if bad := set(ops) - set("+-*/"):
             raise ValueError(f"{self.name}: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
         self.min_ops, self.max_ops = min_ops, max_ops
         self.ood_min_ops, self.ood_max_ops = ood_min_ops, ood_max_ops
         self.max_operand, self.ops, self.max_value = max_operand, ops, max_value
+        self.shift_max_value = shift_max_value
         self.n_train, self.n_eval, self.seed = n_train, n_eval, seed
         self._cache: dict[str, list[Example]] = {}
 
@@ -153,6 +170,7 @@ class ArithTask(Task):
     def _generate(self, split: str) -> list[Example]:
         rng = random.Random(self.seed * 1000 + _SPLIT_SEEDS[split])
         lo, hi = (self.ood_min_ops, self.ood_max_ops) if split == "ood" else (self.min_ops, self.max_ops)
+        max_value = self.shift_max_value if split == "shift" else self.max_value
         # Problems (numbers and operations) are distinct within a split, and an evaluation split never repeats
         # a problem of the splits it is compared against (_DISJOINT_FROM): no train/test or validation/test overlap.
         seen = {self.key(ex.meta["problem"]) for other in _DISJOINT_FROM[split] for ex in self.examples(other)}
@@ -160,13 +178,15 @@ class ArithTask(Task):
         out: list[Example] = []
         attempts = 0
         while len(out) < count:
-            problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, self.max_value)
+            problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, max_value)
             attempts += 1
-            if self.key(problem) in seen:
+            outside = split != "shift" or max(problem.values()) > self.max_value  # shift: past training's values
+            if self.key(problem) in seen or not outside:
                 if attempts > 100 * count:
                     raise ValueError(
                         f"{self.name}: found only {len(out)} of {count} distinct {split} problems not in "
-                        f"{list(_DISJOINT_FROM[split])}; raise max_operand or max_ops, or lower n_train/n_eval"
+                        f"{list(_DISJOINT_FROM[split])}; raise max_operand, max_ops or shift_max_value, or lower "
+                        "n_train/n_eval"
                     )
                 continue
             seen.add(self.key(problem))

@@ -153,8 +153,9 @@ class AIRLTrainer(GRPOTrainer):
         completion_ids = [r[m.bool()].tolist() for r, m in zip(out["completion_ids"], out["completion_mask"])]
         examples = [self.examples[x["example_id"]] for x in inputs]
         policy_batch, _ = self.policy_batch(examples, prompt_ids, completion_ids)
+        local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
         update = self.updater is not None and self.state.global_step % self.airl.disc_update_every == 0
-        stats = self.update_discriminator(examples, policy_batch) if update else {}
+        stats = self.update_discriminator(examples, self.negatives(policy_batch, local)) if update else {}
 
         rewards = self.completion_rewards(policy_batch, completion_ids, out["completion_ids"].shape[1])  # (B, C)
         all_rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))
@@ -171,13 +172,20 @@ class AIRLTrainer(GRPOTrainer):
             self.airl.advantage_discount,
             outcome=self.reward_model.settings.granularity_entry.outcome,
         )  # (B_global, C_max)
-        local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
         out["advantages"] = advantages[local, : rewards.shape[1]].to(out["completion_ids"].device)
         stats.update(reward_correctness_stats(final_rewards(all_rewards, all_mask).cpu(), correct.cpu() > 0.5))
         self._log_stats(stats)
         if self.airl.expert_passthrough:
             out = append_experts(self, out, examples, all_rewards, all_mask)
         return out
+
+    def negatives(self, policy_batch, local: slice):
+        """The policy samples the discriminator is shown as negatives: all of them, or (`disc_negatives=wrong`) those
+        the verifier marks wrong (None when every sample is right: the update then sees perturbed experts only)."""
+        if self.airl.disc_negatives == "all":
+            return policy_batch
+        wrong = (self._verifier[local].cpu() < 0.5).nonzero().squeeze(1).tolist()
+        return policy_batch.select(wrong) if wrong else None
 
     def _drop_nonfinite(self, rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Zero the rewards of every group holding a non-finite one (such a group then carries no advantage), and

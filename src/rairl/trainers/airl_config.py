@@ -16,6 +16,7 @@ from rairl.trainers.discriminator_update import DiscriminatorArgs
 from rairl.trainers.grpo import GRPOConfig
 
 WARMUP_NEGATIVES = ("policy", "perturbed")
+POLICY_NEGATIVES = ("all", "wrong")
 
 
 @dataclass
@@ -56,6 +57,13 @@ class AIRLArgs(Options):
     disc_frozen: bool = field(default=False, metadata={"help": "never update D (no backward pass at all)"})
     disc_path: str | None = field(default=None, metadata={"help": "start from this saved discriminator directory"})
     perturbed_per_expert: int = field(default=1, metadata={"help": "perturbed expert traces per prompt as negatives"})
+    disc_negatives: str = field(
+        default="all",
+        metadata={
+            "help": "which policy samples the discriminator takes as negatives: 'all', or 'wrong' (those the task's "
+            "verifier marks wrong: an upper bound that reads answer labels R-AIRL otherwise never sees)"
+        },
+    )
     replay_size: int = field(default=0, metadata={"help": "replay buffer capacity in samples (0: off)"})
     replay_per_step: int = field(default=16, metadata={"help": "replayed negatives per discriminator update"})
     expert_passthrough: bool = field(default=False, metadata={"help": "append the expert trace to its group"})
@@ -73,6 +81,8 @@ class AIRLArgs(Options):
             raise ValueError(
                 f"disc_warmup_negatives must be one of {WARMUP_NEGATIVES}, got {self.disc_warmup_negatives!r}"
             )
+        if self.disc_negatives not in POLICY_NEGATIVES:
+            raise ValueError(f"disc_negatives must be one of {POLICY_NEGATIVES}, got {self.disc_negatives!r}")
         if self.disc_warmup_perturbed < 1:
             raise ValueError(f"disc_warmup_perturbed must be >= 1, got {self.disc_warmup_perturbed}")
         if self.n_disc < 1 and not self.disc_frozen:
