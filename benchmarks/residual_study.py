@@ -6,8 +6,8 @@ read on **validation** data only, each figure against the base policy's likeliho
     .venv/bin/python benchmarks/residual_study.py --base runs/demo/base --table   # pool every finished row
     .venv/bin/python benchmarks/residual_study.py --smoke                          # proves it runs
 
-Axes (`ROWS`): the discriminator's budget (updates ×1, ×4, ×16: warm-up steps and updates per policy step both
-scaled), its negatives (no perturbed experts; 4 perturbed copies per expert; a replay buffer of every earlier
+Axes (`ROWS`): the discriminator's budget (updates ×1, ×4, ×16: every warm-up and policy step updates it n_disc
+times, 50 updates by default), its negatives (no perturbed experts; 4 perturbed copies per expert; a replay buffer of every earlier
 sample, the GAIL practice; only the policy's *wrong* samples, an upper bound that reads the verifier), its capacity
 (a backbone twice as wide, or one pretrained like the base on all the demonstrations instead of a fifth: more arith
 data than the policy saw), plain (s_t = w·h_t + b, logit score) against likelihood-aware, and the loss (BCE / nnPU).
@@ -50,8 +50,8 @@ BACKBONES = {  # name: the demo base recipe with these changes (trained once, sh
 }
 ROWS: dict[str, list[str]] = {
     "default": [],
-    "budget_x4": ["--n_disc", "4", "--disc_warmup_steps", "80"],
-    "budget_x16": ["--n_disc", "16", "--disc_warmup_steps", "320"],
+    "budget_x4": ["--n_disc", "4"],  # every warm-up and policy step updates D n_disc times: 200 updates, not 50
+    "budget_x16": ["--n_disc", "16"],
     "no_perturbed": ["--perturbed_per_expert", "0"],
     "perturbed_x4": ["--perturbed_per_expert", "4"],
     "replay_all": ["--replay_size", "4096", "--replay_per_step", "32"],

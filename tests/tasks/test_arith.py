@@ -1,7 +1,7 @@
 import pytest
 
 from rairl.tasks import TaskArgs, get_task
-from rairl.tasks.arith import ArithProblem, ArithTask, check_steps
+from rairl.tasks.arith import _PHRASES, SHIFT_PHRASES, ArithProblem, ArithTask, check_steps
 
 # 3 + 4 = 7, then 7 * 2 = 14.
 PROBLEM = ArithProblem(3, (("+", 4), ("*", 2)))
@@ -70,10 +70,13 @@ def test_no_overlap_between_splits_and_ood_is_longer():
     assert not train & set(problems["ood"])
     assert all(2 <= len(p.ops) <= 4 for p in problems["test"])
     assert all(5 <= len(p.ops) <= 6 for p in problems["ood"])
-    # shift: as many steps as training, one running value at least past training's 20, none past 30
+    # shift: problems like training's, one operation asked with a verb no training question uses
     assert not train & set(problems["shift"])
-    assert all(2 <= len(p.ops) <= 4 and 20 < max(p.values()) <= 30 for p in problems["shift"])
-    assert all(max(p.values()) <= 20 for p in problems["train"])
+    assert all(2 <= len(p.ops) <= 4 for p in problems["shift"])
+    verbs = lambda table: {phrase.split()[0] for phrases in table.values() for phrase in phrases}  # noqa: E731
+    assert not verbs(SHIFT_PHRASES) & verbs(_PHRASES)
+    for ex in task.examples("shift"):
+        assert sum(ex.question.count(f" {v} ") for v in verbs(SHIFT_PHRASES)) == 1, ex.question
 
 
 def test_too_small_problem_space_is_an_error():
@@ -84,8 +87,6 @@ def test_too_small_problem_space_is_an_error():
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="OOD split"):
         ArithTask(max_ops=4, ood_min_ops=4)
-    with pytest.raises(ValueError, match="shift_max_value > max_value"):
-        ArithTask(max_value=20, shift_max_value=20)
     with pytest.raises(ValueError, match="unknown operation"):
         ArithTask(ops="+^")
     with pytest.raises(ValueError, match="unknown split"):

@@ -34,6 +34,9 @@ RL_MOVES = 0.05  # the demo's regime must move verifier GRPO this far above its 
 # The aggregations the demo's rerank claims read, chosen on validation data (benchmarks/method_check.py), never on
 # the test figures they are reported on.
 RERANK_PICKS = ("reward_min", "likelihood_mean")
+# Where each policy is judged: in distribution, just outside it (values past the training range) and far outside it
+# (more steps); (name in results.json, task split).
+SPLITS = (("id", "test"), ("shift", "shift"), ("ood", "ood"))
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -62,11 +65,13 @@ def eval_values(per_seed: list[dict], method: str, split: str, n: int) -> dict[s
 
 
 def pool_eval(per_seed: list[dict], methods: Sequence[str], n: int) -> dict[str, Any]:
-    """`{METHOD: {"id": {"greedy", "pass@1", "pass@N"}, "ood": {...}}}`, seeds pooled."""
+    """`{METHOD: {"id": {"greedy", "pass@1", "pass@N"}, "shift": {...}, "ood": {...}}}`, seeds pooled (the splits a
+    run has)."""
     return {
         m: {
             name: {k: summarize(v) for k, v in eval_values(per_seed, m, split, n).items()}
-            for name, split in (("id", "test"), ("ood", "ood"))
+            for name, split in SPLITS
+            if any(split in run["rows"].get(m, {}) for run in per_seed)
         }
         for m in methods
     }
@@ -89,11 +94,12 @@ def paired_greedy(per_seed: list[dict], method: str, reference: str, split: str)
 
 def compare(per_seed: list[dict], methods: Sequence[str], reference: str) -> dict[str, Any]:
     """Paired difference of greedy accuracy, method − reference, over the same questions and seeds:
-    `{"<method>_minus_<reference>_id": summary, "..._ood": summary}`."""
+    `{"<method>_minus_<reference>_id": summary, "..._shift": summary, "..._ood": summary}` (the splits both have)."""
     out = {}
     for m in methods:
-        for name, split in (("id", "test"), ("ood", "ood")):
-            out[f"{m}_minus_{reference}_{name}"] = paired_diff(*paired_greedy(per_seed, m, reference, split))
+        for name, split in SPLITS:
+            if all(split in run["rows"].get(m, {split: 0}) for run in per_seed):
+                out[f"{m}_minus_{reference}_{name}"] = paired_diff(*paired_greedy(per_seed, m, reference, split))
     return out
 
 
@@ -237,7 +243,9 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         claim = f"R-AIRL ({method}) > base, id greedy accuracy (diff)"
         out.append(_claim(claim, "holds", diff, verdict(diff, 0.0, strict=True)))
     best = max(("airl_dense", "airl_outcome"), key=lambda m: training[m]["id"]["greedy"]["mean"] or 0.0)
-    for split, relation in (("id", ">="), ("ood", ">")):  # the paper's wording; both read "the CI clears 0"
+    for split, relation in (("id", ">="), ("shift", ">"), ("ood", ">")):  # the paper's wording: all "the CI clears 0"
+        if f"{best}_minus_sft_{split}" not in comparisons:
+            continue
         diff = comparisons[f"{best}_minus_sft_{split}"]
         note = (
             f"{best} {training[best][split]['greedy']['mean']:.3f}, sft {training['sft'][split]['greedy']['mean']:.3f}"
@@ -318,13 +326,13 @@ def _mean(entry: dict[str, Any], key: str) -> float | None:
 
 
 def format_comparisons(results: dict[str, Any]) -> str:
-    """Every paired training comparison (method − reference, greedy accuracy), in distribution and OOD."""
-    lines = [f"{'comparison (greedy accuracy, paired)':<40} {'id':<34} ood"]
-    for key, diff in results["comparisons"].items():
+    """Every paired training comparison (method − reference, greedy accuracy): in distribution, shift and OOD."""
+    lines = [f"{'comparison (greedy accuracy, paired)':<36} " + " ".join(f"{name:<32}" for name, _ in SPLITS)]
+    for key in results["comparisons"]:
         if key.endswith("_id"):
             name = key.removesuffix("_id")
-            ood = results["comparisons"].get(f"{name}_ood")
-            lines.append(f"{name:<40} {format_summary(diff, True):<34} {format_summary(ood, True) if ood else ''}")
+            cells = [format_summary(results["comparisons"].get(f"{name}_{split}", "-"), True) for split, _ in SPLITS]
+            lines.append(f"{name:<36} " + " ".join(f"{c:<32}" for c in cells))
     return "\n".join(lines)
 
 

@@ -90,14 +90,14 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
 def evaluate(
     config: DemoConfig, policy: str, name: str, out: str, seed: int, sample_ood: bool = True
 ) -> dict[str, dict[str, list[dict]]]:
-    """Greedy answers and N samples of one policy on test and OOD (on OOD greedy only unless `sample_ood`), also
-    written as JSONL (read when there)."""
+    """Greedy answers and N samples of one policy on test, greedy answers on the shift split, and on OOD greedy
+    answers (and N samples with `sample_ood`), also written as JSONL (read when there)."""
     task = get_task(task_args(config))
     torch.manual_seed(seed)
     rows: dict[str, dict[str, list[dict]]] = {}
     model = tokenizer = None
-    for split in ("test", "ood"):
-        kinds = ("greedy", "samples") if split == "test" or sample_ood else ("greedy",)
+    for split in ("test", "shift", "ood"):
+        kinds = ("greedy", "samples") if split == "test" or (split == "ood" and sample_ood) else ("greedy",)
         files = {kind: Path(out, f"{name}_{split}_{kind}.jsonl") for kind in kinds}
         if all(f.is_file() for f in files.values()):
             rows[split] = {"samples": [], **{kind: [row for _, row in read_jsonl(f)] for kind, f in files.items()}}

@@ -50,13 +50,6 @@ class TaskArgs(Options):
     max_value: int = field(
         default=20, metadata={"help": "arith, countdown_gen: every running value stays in 0..max_value"}
     )
-    shift_max_value: int = field(
-        default=30,
-        metadata={
-            "help": "arith, countdown_gen: the shift split's running values reach up to this (one at least past "
-            "max_value): a transfer split just outside training"
-        },
-    )
     n_train: int = field(default=5000, metadata={"help": "arith, countdown_gen: training problems"})
     n_eval: int = field(default=300, metadata={"help": "arith, countdown_gen: problems in each evaluation split"})
     task_seed: int = field(default=0, metadata={"help": "arith, countdown_gen: seed of the problem generator"})
@@ -71,7 +64,6 @@ def _generated(task: type[ArithTask], args: TaskArgs) -> Task:
         max_operand=args.max_operand,
         ops=args.ops,
         max_value=args.max_value,
-        shift_max_value=args.shift_max_value,
         n_train=args.n_train,
         n_eval=args.n_eval,
         seed=args.task_seed,

@@ -3,10 +3,10 @@
 A problem starts from a value `v_0` and applies `n` operations `v_{i+1} = v_i op_i b_i`. The expert response
 writes one step per line, `v_i op_i b_i = v_{i+1}`, then `#### v_n`. Every step is machine-checkable, so any
 response, the policy's included, gets the index of its first wrong step (`first_error`).
-The in-distribution splits have `min_ops..max_ops` operations and running values in `0..max_value`; `shift` is just
-outside them: the same number of operations, but values up to `shift_max_value` and at least one running value above
-`max_value` (a number the policy never wrote in training, in a trace it otherwise knows how to write); `ood` is far
-outside: more operations (`ood_min_ops..ood_max_ops`).
+The in-distribution splits have `min_ops..max_ops` operations; `shift` is just outside them: problems drawn as the
+in-distribution ones (the same traces), one operation of each asked in words the policy never read in training
+(`SHIFT_PHRASES`: "receives 3 more" where training says "gets 3 more"); `ood` is far outside: more operations
+(`ood_min_ops..ood_max_ops`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ _PHRASES = {
     "-": ["loses {b}", "sells {b}", "gives away {b}"],
     "*": ["multiplies them by {b}", "gets {b} times as many"],
     "/": ["splits them into {b} piles and keeps one"],
+}
+# the shift split's wording of each operation: verbs no training question uses
+SHIFT_PHRASES = {
+    "+": ["receives {b} more", "earns {b} more"],
+    "-": ["drops {b}", "spends {b}"],
+    "*": ["ends up with {b} times as many"],
+    "/": ["shares them among {b} and keeps one share"],
 }
 ANSWER_LINE = re.compile(r"\s*####\s*(.+?)\s*")  # a step that is the answer line (fullmatch)
 STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
@@ -89,9 +96,12 @@ def generate_problem(rng: random.Random, n_steps: int, max_operand: int, ops: st
     return ArithProblem(start, tuple(steps))
 
 
-def word_problem(problem: ArithProblem, rng: random.Random) -> str:
+def word_problem(problem: ArithProblem, rng: random.Random, shifted: bool = False) -> str:
+    """The question; `shifted`: one operation, drawn at random, in `SHIFT_PHRASES`' words, the others as in training."""
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-    steps = ", then ".join(rng.choice(_PHRASES[op]).format(b=b) for op, b in problem.ops)
+    new = rng.randrange(len(problem.ops)) if shifted else -1
+    tables = [SHIFT_PHRASES if i == new else _PHRASES for i in range(len(problem.ops))]
+    steps = ", then ".join(rng.choice(t[op]).format(b=b) for t, (op, b) in zip(tables, problem.ops))
     return f"{name} has {problem.start} {item}, {steps}. How many {item} now?"
 
 
@@ -118,8 +128,8 @@ def check_steps(response_steps: list[str], problem: ArithProblem) -> int:
 
 
 class ArithTask(Task):
-    """Seeded arithmetic word problems. Splits: train, validation, test (in distribution), shift (values just past
-    the training range) and ood (more steps)."""
+    """Seeded arithmetic word problems. Splits: train, validation, test (in distribution), shift (the same kind of
+    problem in new words) and ood (more steps)."""
 
     name = "arith"
     splits = tuple(_SPLIT_SEEDS)
@@ -134,7 +144,6 @@ class ArithTask(Task):
         max_operand: int = 9,
         ops: str = "+-*",
         max_value: int = 20,
-        shift_max_value: int = 30,
         n_train: int = 5000,
         n_eval: int = 300,
         seed: int = 0,
@@ -146,17 +155,11 @@ class ArithTask(Task):
                 f"{self.name}: the OOD split must have more steps than training: got max_ops={max_ops}, "
                 f"ood_min_ops={ood_min_ops}, ood_max_ops={ood_max_ops}"
             )
-        if shift_max_value <= max_value:
-            raise ValueError(
-                f"{self.name}: the shift split's values must reach past training's: need shift_max_value > "
-                f"max_value, got {shift_max_value} <= {max_value}"
-            )
         if bad := set(ops) - set("+-*/"):
             raise ValueError(f"{self.name}: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
         self.min_ops, self.max_ops = min_ops, max_ops
         self.ood_min_ops, self.ood_max_ops = ood_min_ops, ood_max_ops
         self.max_operand, self.ops, self.max_value = max_operand, ops, max_value
-        self.shift_max_value = shift_max_value
         self.n_train, self.n_eval, self.seed = n_train, n_eval, seed
         self._cache: dict[str, list[Example]] = {}
 
@@ -170,7 +173,6 @@ class ArithTask(Task):
     def _generate(self, split: str) -> list[Example]:
         rng = random.Random(self.seed * 1000 + _SPLIT_SEEDS[split])
         lo, hi = (self.ood_min_ops, self.ood_max_ops) if split == "ood" else (self.min_ops, self.max_ops)
-        max_value = self.shift_max_value if split == "shift" else self.max_value
         # Problems (numbers and operations) are distinct within a split, and an evaluation split never repeats
         # a problem of the splits it is compared against (_DISJOINT_FROM): no train/test or validation/test overlap.
         seen = {self.key(ex.meta["problem"]) for other in _DISJOINT_FROM[split] for ex in self.examples(other)}
@@ -178,29 +180,28 @@ class ArithTask(Task):
         out: list[Example] = []
         attempts = 0
         while len(out) < count:
-            problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, max_value)
+            problem = generate_problem(rng, rng.randint(lo, hi), self.max_operand, self.ops, self.max_value)
             attempts += 1
-            outside = split != "shift" or max(problem.values()) > self.max_value  # shift: past training's values
-            if self.key(problem) in seen or not outside:
+            if self.key(problem) in seen:
                 if attempts > 100 * count:
                     raise ValueError(
                         f"{self.name}: found only {len(out)} of {count} distinct {split} problems not in "
-                        f"{list(_DISJOINT_FROM[split])}; raise max_operand, max_ops or shift_max_value, or lower "
-                        "n_train/n_eval"
+                        f"{list(_DISJOINT_FROM[split])}; raise max_operand or max_ops, or lower n_train/n_eval"
                     )
                 continue
             seen.add(self.key(problem))
-            out.append(self.example(problem, rng, f"{self.name}-{split}-{len(out)}"))
+            out.append(self.example(problem, rng, f"{self.name}-{split}-{len(out)}", shifted=split == "shift"))
         return out
 
     def key(self, problem: ArithProblem) -> Hashable:
         """What makes two problems the same (no split repeats one, no evaluation split shares one with training)."""
         return problem
 
-    def example(self, problem: ArithProblem, rng: random.Random, example_id: str) -> Example:
+    def example(self, problem: ArithProblem, rng: random.Random, example_id: str, shifted: bool = False) -> Example:
+        """The example of `problem`; `shifted`: asked in the shift split's words."""
         return Example(
             id=example_id,
-            question=word_problem(problem, rng),
+            question=word_problem(problem, rng, shifted),
             answer=str(problem.values()[-1]),
             expert=problem.expert(),
             meta={"problem": problem, "n_steps": len(problem.ops)},

@@ -13,7 +13,8 @@ equation it found:
 Correctness is `countdown.check_equation` (exact arithmetic, numbers from the puzzle). `first_error`: step `i`
 `a op b = c` is wrong when `a` or `b` is neither an unused puzzle number nor an unused earlier result, or when
 `c ≠ a op b` exactly; after the steps the answer line must be the last and pass the check (a missing answer line
-is wrong where it should stand). The OOD split has more numbers (`ood_min_ops + 1` to `ood_max_ops + 1`).
+is wrong where it should stand). The OOD split has more numbers (`ood_min_ops + 1` to `ood_max_ops + 1`); the shift
+split asks in-distribution puzzles in new words ("Reach 14 from the numbers 3, 4, 2.").
 """
 
 from __future__ import annotations
@@ -64,20 +65,23 @@ def check_steps(steps: list[str], numbers: list[int], target: int) -> int:
 
 
 class CountdownGenTask(ArithTask):
-    """Seeded Countdown puzzles. Splits: train, validation, test (in distribution) and ood (more numbers)."""
+    """Seeded Countdown puzzles. Splits: train, validation, test (in distribution), shift (new words) and ood (more
+    numbers)."""
 
     name = "countdown_gen"
 
     def key(self, problem: ArithProblem) -> Hashable:
         return tuple(sorted(puzzle_numbers(problem))), problem.values()[-1]
 
-    def example(self, problem: ArithProblem, rng: random.Random, example_id: str) -> Example:
+    def example(self, problem: ArithProblem, rng: random.Random, example_id: str, shifted: bool = False) -> Example:
+        """The puzzle of `problem`; `shifted`: asked in words no training question uses."""
         numbers = puzzle_numbers(problem)
         rng.shuffle(numbers)
         target, solution = problem.values()[-1], equation(problem)
+        listed = ", ".join(map(str, numbers))
         return Example(
             id=example_id,
-            question=f"Use {', '.join(map(str, numbers))} to make {target}.",
+            question=f"Reach {target} from the numbers {listed}." if shifted else f"Use {listed} to make {target}.",
             answer=solution,
             expert=problem.expert(answer=solution),
             meta={"problem": problem, "numbers": numbers, "target": target, "n_steps": len(problem.ops)},
