@@ -434,3 +434,19 @@ def test_a_search_run_is_plotted_as_accuracy_against_tokens(tmp_path):
     text = (run / "report.html").read_text()
     assert "<h2>Reward-guided search</h2>" in text and "(search)" in text
     assert (run / "report_images" / "search.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_beyond_the_likelihood_section_shows_each_reward_in_words_and_figures(tmp_path):
+    from rairl.report.outputs import Found
+    from rairl.report.sections import beyond_section
+
+    gain = {"mean": 0.0, "ci95": [-0.01, 0.01], "n": 40}
+    rerank = {"residual": {"reward/min": {"summary": "same pick as the likelihood on 100% of 40", "auc_gain": gain}}}
+    localize = {"residual": {"summary": "same predicted first error as the likelihood on 90% of 40", "auc_gain": gain}}
+    found = [Found("rerank", tmp_path / "a" / "metrics.json", rerank, "a"),
+             Found("localize", tmp_path / "b" / "metrics.json", localize, "b"),
+             Found("eval", tmp_path / "c" / "metrics.json", {"splits": {}}, "c")]  # fmt: skip
+    text = beyond_section(found)
+    assert "reward/min" in text and "on 100% of 40" in text and "on 90% of 40" in text
+    assert text.count("<tr>") == 3 and "0.000" in text  # a header and one row per reward
+    assert beyond_section(found[2:]) == ""

@@ -60,6 +60,7 @@ def render(config: Config) -> Path:
         "pass@k with and without reranking": sections.pass_k_section(found, figures),
         "First-error localisation": sections.localisation_section(sources, found, figures),
         "Reward-guided search": sections.search_section(found, figures),
+        "Beyond the likelihood": sections.beyond_section(found),
         "Metric tables": sections.tables_section(found, run_dir),
     }
     listing = [(f.kind, f.path.relative_to(run_dir).as_posix()) for f in found]

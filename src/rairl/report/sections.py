@@ -7,6 +7,7 @@ returning HTML, "" when there is nothing to show:
     pass@k                pass@k without reranking against one answer chosen of N (rerank, else eval)
     localisation          ProcessBench metrics and first-error confusion matrices (localize)
     search                accuracy against tokens per question (search)
+    beyond the likelihood what the learned reward adds to the policy's likelihood: same picks, ρ, residual (DESIGN §2.6)
     metric tables         every mean [95% CI] (n) of every metrics file
 """
 
@@ -220,6 +221,28 @@ def claims_section(found: list[Found]) -> str:
                 + summary_table(["method", *(f"{s} {m}" for s, m in columns)], rows)
             )
     return "".join(parts)
+
+
+def beyond_section(found: list[Found]) -> str:
+    """Per rerank or localize file: pick agreement with the likelihood and the residual, in words and in figures."""
+    rows = []
+    for f in found:
+        if f.kind not in ("rerank", "localize") or not isinstance(f.data.get("residual"), dict):
+            continue
+        entries = f.data["residual"]
+        entries = entries if f.kind == "rerank" else {"reward": entries}  # rerank: one entry per aggregation
+        for name, r in entries.items():
+            if isinstance(r, dict) and isinstance(r.get("summary"), str):
+                gain = r.get("auc_gain")
+                rows.append([f.label, name, r["summary"], summary_cell(gain)])
+    if not rows:
+        return ""
+    intro = (
+        "The learned reward against the policy's likelihood on the same traces: how often they pick alike, and the "
+        "residual, the held-out AUC gain of [likelihood, reward] over the likelihood alone in predicting correctness "
+        "(0 when the reward ranks as the likelihood does)."
+    )
+    return f"<p>{html.escape(intro)}</p>" + summary_table(["run", "reward", "in words", "residual AUC gain"], rows)
 
 
 def tables_section(found: list[Found], run_dir: Path) -> str:
