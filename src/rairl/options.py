@@ -15,6 +15,7 @@ its range, with one line naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar
 
@@ -30,7 +31,12 @@ class Options:
     RENAMED: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
-        """Hand over to the next class in the MRO that checks values (a TRL config), if any."""
+        """Refuse a float option that is NaN or infinite (whatever its range, `float("nan") < 0` is False: it
+        would pass every bound), then hand over to the next class in the MRO that checks values (a TRL config)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name, None)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--{f.name} must be a finite number, got {value}")
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()

@@ -286,9 +286,13 @@ def load_for_inference(args: ModelArgs, seed: int = 0) -> tuple[Any, Any]:
 
 
 def select_examples(task: Task, split: str, limit: int) -> list[Example]:
-    """The first `limit` examples of `split` (all when `limit` is 0)."""
-    examples = task.examples(split)
-    return list(examples[:limit] if limit else examples)
+    """The first `limit` examples of `split` (all when `limit` is 0); none is an error, not an empty run."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0 (0: every question), got {limit}")
+    examples = list(task.examples(split))
+    if not examples:
+        raise ValueError(f"{task.name}/{split}: the split has no examples (n_eval, or the data file, is empty)")
+    return examples[:limit] if limit else examples
 
 
 @dataclass

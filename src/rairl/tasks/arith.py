@@ -151,8 +151,14 @@ class ArithTask(Task):
                 f"{self.name}: the shift split's values must reach past training's: need shift_max_value > "
                 f"max_value, got {shift_max_value} <= {max_value}"
             )
-        if bad := set(ops) - set("+-*/"):
-            raise ValueError(f"{self.name}: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
+        if n_train < 1 or n_eval < 1 or max_operand < 1:
+            raise ValueError(
+                f"{self.name}: need n_train >= 1, n_eval >= 1 and max_operand >= 1, got {n_train}, {n_eval}, "
+                f"{max_operand}"
+            )
+        if not ops or set(ops) - set("+-*/"):
+            raise ValueError(f"{self.name}: unknown operation(s) {sorted(set(ops) - set('+-*/'))} in ops={ops!r}; "
+                             "choose one or more of '+-*/'")  # fmt: skip
         self.min_ops, self.max_ops = min_ops, max_ops
         self.ood_min_ops, self.ood_max_ops = ood_min_ops, ood_max_ops
         self.max_operand, self.ops, self.max_value = max_operand, ops, max_value
