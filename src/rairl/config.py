@@ -66,6 +66,13 @@ def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = No
     return config
 
 
+SECRETS = ("api_key", "hub_token")  # options whose values are never logged or saved
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    """The config as a plain dict (for logging the full config at the start of a run and saving it)."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
+    """The config as a plain dict (for logging the full config at the start of a run and saving it), secrets
+    masked."""
+    return {
+        k: "***" if k in SECRETS and v else str(v) if isinstance(v, Path) else v
+        for k, v in dataclasses.asdict(config).items()
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rairl.cli import main
@@ -74,3 +76,26 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
     for fmt, r in results.items():
         assert r["inputs"] == 24 and r["escapes"] == 0 and r["unnamed"] == 0, (fmt, r)
     assert sum(r["user_errors"] for r in results.values()) > 100  # the mutations do break the files
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["serve", "--reward_model", "d", "--port", "70000"], r"error: --port must lie in \[1, 65535\], got 70000"),
+        (["serve", "--reward_model", "d", "--port", "-1"], r"error: --port must lie in \[1, 65535\], got -1"),
+        (["score", "--reward_model", "d", "--device", "tpu9"], "error: --device 'tpu9': not a device rairl runs on"),
+        (["score", "--reward_model", "d", "--reward_clip", "nan"], "error: --reward_clip must be a finite number"),
+        (["sample", "--model", "m", "--temperature", "inf"], "error: --temperature must be a finite number, got inf"),
+        (["eval", "--model", "m", "--n_eval", "0"], "error: arith: need n_train >= 1, n_eval >= 1"),
+    ],
+)
+def test_bad_numbers_and_devices_are_one_line(capsys, argv, message):
+    assert re.match(message, one_line_error(capsys, argv))
+
+
+def test_a_lone_surrogate_in_a_score_input_names_the_file_line_and_field(capsys, tmp_path):
+    path = tmp_path / "traces.jsonl"
+    path.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a", "response": "1+1=2\\ud800"}\n')
+    argv = ["score", "--reward_model", str(tmp_path), "--input", str(path), "--output", str(tmp_path / "out.jsonl")]
+    err = one_line_error(capsys, argv)
+    assert err == f"error: {path}, line 2, field 'response': a lone surrogate (\\ud800) is not text; save valid Unicode"
