@@ -434,3 +434,36 @@ def test_a_search_run_is_plotted_as_accuracy_against_tokens(tmp_path):
     text = (run / "report.html").read_text()
     assert "<h2>Reward-guided search</h2>" in text and "(search)" in text
     assert (run / "report_images" / "search.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "name, data, field, problem",
+    [
+        ("metrics.json", {"splits": {"test": 5}}, "splits.test", "expected an object, got int"),
+        ("metrics.json", {"splits": {"test": {"pass@x": {}}}}, "splits.test.pass@x", "expected pass@K"),
+        ("metrics.json", {"results": {"beam/N=4": {}}}, "results.beam/N=4", "expected a key method/scorer/N=n"),
+        ("metrics.json", {"pass@k": [], "select": {}}, "pass@k", "expected an object, got list"),
+        ("metrics.json", {"reward": {"acc_error": {}, "threshold": "a"}}, "reward.threshold", "expected a number"),
+        ("metrics.json", {"x": {"mean": "0.5", "ci95": None}}, "x.mean", "expected a number or null, got '0.5'"),
+        ("metrics.json", {"x": {"mean": 0.5, "ci95": [0.1]}}, "x.ci95", r"expected \[low, high\]"),
+        ("results.json", {"claims": 5}, "claims", "expected a list or null, got int"),
+    ],
+)
+def test_a_metrics_file_of_another_shape_is_one_line_naming_the_file_and_field(
+    tmp_path, capsys, name, data, field, problem
+):
+    path = tmp_path / "run" / name
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    assert main(["report", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.match(rf"error: {re.escape(str(path))}, field '{re.escape(field)}': {problem}", err)
+
+
+def test_a_deeply_nested_metrics_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "metrics.json").write_text('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}")
+    assert main(["report", str(tmp_path)]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {tmp_path / 'metrics.json'}, line 1: JSON nested deeper than 100 levels"
+    )
