@@ -32,11 +32,14 @@ class Options:
 
     def __post_init__(self) -> None:
         """Refuse a float option that is NaN or infinite (whatever its range, `float("nan") < 0` is False: it
-        would pass every bound), then hand over to the next class in the MRO that checks values (a TRL config)."""
+        would pass every bound) and a seed numpy cannot take, then hand over to the next class in the MRO that
+        checks values (a TRL config)."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name, None)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"--{f.name} must be a finite number, got {value}")
+            if (f.name == "seed" or f.name.endswith("_seed")) and isinstance(value, int) and not 0 <= value < 2**32:
+                raise ValueError(f"--{f.name} must lie in [0, 2**32 - 1] (numpy's seeds), got {value}")
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()

@@ -86,7 +86,7 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
         (["score", "--reward_model", "d", "--device", "tpu9"], "error: --device 'tpu9': not a device rairl runs on"),
         (["score", "--reward_model", "d", "--reward_clip", "nan"], "error: --reward_clip must be a finite number"),
         (["sample", "--model", "m", "--temperature", "inf"], "error: --temperature must be a finite number, got inf"),
-        (["eval", "--model", "m", "--n_eval", "0"], "error: arith: need n_train >= 1, n_eval >= 1"),
+        (["eval", "--model", "m", "--n_eval", "0"], "error: arith: need 1 <= n_train, n_eval <= 10,000,000"),
     ],
 )
 def test_bad_numbers_and_devices_are_one_line(capsys, argv, message):

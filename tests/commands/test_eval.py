@@ -31,7 +31,7 @@ def test_parse_ks_and_config_validation():
         parse_ks("1,x")
     with pytest.raises(ValueError, match=r"1..n=4"):
         Config(n=4, k="1,8")
-    with pytest.raises(ValueError, match="temperature > 0"):
+    with pytest.raises(ValueError, match="0.0001 <= temperature"):
         Config(temperature=0)
 
 

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rairl.chat import render_prompts
+from rairl.inference.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
 from rairl.options import check_number
 from rairl.registry import Registry
 from rairl.tasks import Example, Task
@@ -85,9 +86,10 @@ def check_budget(method: str, n: int, m: int) -> None:
 
 
 def check_settings(temperature: float, max_steps: int, max_step_tokens: int) -> None:
-    """Sampling and round limits a search can run with (a temperature of 0 or NaN breaks the softmax; zero rounds
-    or tokens search nothing)."""
-    check_number("temperature", temperature, low=0, low_open=True, rule="must be > 0 (sampling: softmax(logits / T))")
+    """Sampling and round limits a search can run with (a temperature of 0, NaN or far below 1e-4 breaks the
+    softmax: `rairl.inference.sampling.MIN_TEMPERATURE`; zero rounds or tokens search nothing)."""
+    rule = f"must lie in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (sampling: softmax(logits / T))"
+    check_number("temperature", temperature, low=MIN_TEMPERATURE, high=MAX_TEMPERATURE, rule=rule)
     check_number("max_steps", max_steps, integer=True, low=1, rule="must be >= 1 (rounds of search)")
     check_number("max_step_tokens", max_step_tokens, integer=True, low=1, rule="must be >= 1 (tokens per step)")
 
@@ -284,7 +286,9 @@ class Searcher:
         longest = max(map(len, self.tokenizer(render_prompts(self.tokenizer, list(prompts)))["input_ids"]))
         per_row = row_bytes(self.model, longest + self.max_steps * self.max_step_tokens)
         need = n * questions * per_row
-        limit, where = (self.memory_limit, "allowed (memory_limit)") if self.memory_limit else free_memory(self.model.device)
+        limit, where = (
+            (self.memory_limit, "allowed (memory_limit)") if self.memory_limit else free_memory(self.model.device)
+        )
         if need > limit:
             fits = max(0, limit // (questions * per_row))
             raise ValueError(

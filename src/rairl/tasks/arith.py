@@ -29,6 +29,7 @@ _PHRASES = {
 }
 ANSWER_LINE = re.compile(r"\s*####\s*(.+?)\s*")  # a step that is the answer line (fullmatch)
 STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+MAX_PROBLEMS = 10**7  # problems per split: more would be generated (and held) for minutes, then likely refused
 _SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4, "shift": 5}
 _DISJOINT_FROM = {
     "train": (),
@@ -151,10 +152,10 @@ class ArithTask(Task):
                 f"{self.name}: the shift split's values must reach past training's: need shift_max_value > "
                 f"max_value, got {shift_max_value} <= {max_value}"
             )
-        if n_train < 1 or n_eval < 1 or max_operand < 1:
+        if not (1 <= n_train <= MAX_PROBLEMS and 1 <= n_eval <= MAX_PROBLEMS and max_operand >= 1):
             raise ValueError(
-                f"{self.name}: need n_train >= 1, n_eval >= 1 and max_operand >= 1, got {n_train}, {n_eval}, "
-                f"{max_operand}"
+                f"{self.name}: need 1 <= n_train, n_eval <= {MAX_PROBLEMS:,} (every problem is generated up front) "
+                f"and max_operand >= 1, got {n_train}, {n_eval}, {max_operand}"
             )
         if not ops or set(ops) - set("+-*/"):
             raise ValueError(f"{self.name}: unknown operation(s) {sorted(set(ops) - set('+-*/'))} in ops={ops!r}; "
