@@ -124,6 +124,10 @@ def test_auth_is_required_and_checked(server):
         ),
         ('{"query": ["\\udc00"], "prompts": [""]}', 400, "query[0]: not valid Unicode"),
         ({"prompts": [[[[]]]], "responses": ["b"]}, 422, None),
+        # FastAPI's own 422 would echo the input, and NaN or a lone surrogate cannot be written back: a 500
+        ('{"prompts": [NaN], "responses": ["b"]}', 422, "Input should be a valid string"),
+        ('{"prompts": "a\\udc00b", "responses": ["b"]}', 422, "Input should be a valid list"),
+        ('{"prompts": ["a"], "responses": ["b"], "\\ud800": 1}', 422, None),
     ],
 )
 def test_bad_payloads_get_a_json_4xx(server, body, status, says):
@@ -132,6 +136,7 @@ def test_bad_payloads_get_a_json_4xx(server, body, status, says):
     assert answer.status_code == status, answer.text
     if says:
         assert says in json.dumps(answer.json()["detail"])
+    assert '"input":' not in answer.text  # the request is never echoed back
     assert proc.poll() is None  # the server lives on
 
 

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
@@ -206,6 +207,11 @@ def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"detail": _too_large_text(limit)}, 413)
 
 
+def _printable(value: Any) -> Any:
+    """A string as UTF-8 can carry it (a lone surrogate becomes its escape); anything else as it is."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
 def check_text(name: str, texts: Sequence[str]) -> None:
     """Each of `texts` must be valid Unicode (JSON's `"\\ud800"` is a lone surrogate: no tokenizer takes it): 400."""
     for i, text in enumerate(texts):
@@ -292,6 +298,20 @@ def build_app(
     app.add_middleware(BodyLimit, limit=limits.max_request_bytes)
     app.state.batcher = batcher
     checks = Checks(model, limits)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming where and what, without FastAPI's echo of the input: it may be huge, hold NaN (not JSON) or
+        a lone surrogate (not UTF-8), and then the answer itself would fail as a 500."""
+        detail = [
+            {
+                "loc": [_printable(x) for x in e.get("loc", ())],
+                "msg": _printable(e.get("msg", "")),
+                "type": e.get("type"),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, 422)
 
     def authorised(request: Request) -> None:
         if api_key is None:

@@ -440,7 +440,12 @@ def test_a_search_run_is_plotted_as_accuracy_against_tokens(tmp_path):
     "name, data, field, problem",
     [
         ("metrics.json", {"splits": {"test": 5}}, "splits.test", "expected an object, got int"),
-        ("metrics.json", {"splits": {"test": {"pass@x": {}}}}, "splits.test.pass@x", "expected pass@K"),
+        (
+            "metrics.json",
+            {"splits": {"test": {"pass@x": {}}}},
+            "splits.test.pass@x",
+            "expected pass@K with an integer K >= 1",
+        ),
         ("metrics.json", {"results": {"beam/N=4": {}}}, "results.beam/N=4", "expected a key method/scorer/N=n"),
         ("metrics.json", {"pass@k": [], "select": {}}, "pass@k", "expected an object, got list"),
         ("metrics.json", {"reward": {"acc_error": {}, "threshold": "a"}}, "reward.threshold", "expected a number"),

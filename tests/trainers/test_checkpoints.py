@@ -89,6 +89,10 @@ def test_checkpoint_problem_names_the_missing_file(tmp_path):
     assert checkpoint_problem(folder) == "model.safetensors is missing"
     (folder / COMPLETE_FILE).write_text("[]")
     assert checkpoint_problem(folder) == f"{COMPLETE_FILE} is not a file list"
+    (folder / COMPLETE_FILE).write_text('{"files": ["model.safetensors"]}')
+    assert checkpoint_problem(folder) == f"{COMPLETE_FILE} is not a file list"
+    (folder / COMPLETE_FILE).write_text('{"files": ' + "[" * 5000 + "}")  # json.loads would raise RecursionError
+    assert checkpoint_problem(folder).startswith(f"{COMPLETE_FILE} is not a file list (")
 
 
 def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_again(tmp_path, caplog, small_sft_run):

@@ -80,7 +80,7 @@ def check_budget(method: str, n: int, m: int) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if n < 1 or m < 1:
-        raise ValueError(f"need N >= 1 and M >= 1, got N={n}, M={m}")
+        raise ValueError(f"need N >= 1 and M >= 1 (--n, --m), got N={n}, M={m}")
     if method != "best_of_n" and n % m:
         raise ValueError(f"{method}: N={n} must be a multiple of M={m} (N/M beams, each expanded M ways)")
 
@@ -350,7 +350,14 @@ class Searcher:
 
     def _score(self, prompts: list[str], candidates: list[Candidate]) -> None:
         start = time.perf_counter()
-        score(self.scorer, prompts, candidates, self.how, self.step_reduce)
+        try:
+            score(self.scorer, prompts, candidates, self.how, self.step_reduce)
+        except ValueError as err:  # a candidate the scorer cannot take (longer than its context, most likely)
+            raise ValueError(
+                f"search: scoring its candidates failed: {err}; a trace grows to max_steps × max_step_tokens = "
+                f"{self.max_steps * self.max_step_tokens} tokens: lower --max_steps or --max_step_tokens to fit "
+                "the scorer's context"
+            ) from None
         self.seconds["score"] += time.perf_counter() - start
 
     def _best_of_n(self, n: int, prompts: Sequence[str]) -> list[SearchResult]:

@@ -16,6 +16,7 @@ the file and field.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _positive(value: Any) -> bool:
+    return _number(value) and math.isfinite(value) and value > 0
+
+
 def _summaries(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
     """(field, problem) of each dict with a "mean" under `value` that cannot be shown as mean [95% CI] (n)."""
     stack = [(where, value)]
@@ -92,10 +97,12 @@ def _objects(data: dict, name: str) -> Iterator[tuple[str, str]]:
 
 
 def _pass_keys(data: dict, where: str) -> Iterator[tuple[str, str]]:
-    """Keys `pass@K` of the object at `where` must name an integer K."""
-    for key in data:
-        if key.startswith("pass@") and not key[5:].isdigit():
-            yield f"{where}.{key}", "expected pass@K with an integer K"
+    """Keys `pass@K` of the object at `where` must name an integer K and hold a summary (so must `greedy`)."""
+    for key, value in data.items():
+        if key.startswith("pass@") and not (key[5:].isdigit() and int(key[5:]) >= 1):
+            yield f"{where}.{key}", "expected pass@K with an integer K >= 1"
+        elif (key.startswith("pass@") or key == "greedy") and not isinstance(value, dict):
+            yield f"{where}.{key}", f"expected a summary object, got {type(value).__name__}"
 
 
 def _rerank(d: dict) -> Iterator[tuple[str, str]]:
@@ -129,9 +136,9 @@ def _search(d: dict) -> Iterator[tuple[str, str]]:
         if key.count("/") < 2:
             yield f"results.{key}", "expected a key method/scorer/N=n"
         elif isinstance(m, dict) and not (
-            _number(m.get("tokens_per_question")) and isinstance(m.get("accuracy"), dict)
+            _positive(m.get("tokens_per_question")) and isinstance(m.get("accuracy"), dict)
         ):
-            yield f"results.{key}", "expected tokens_per_question (a number) and accuracy (a summary)"
+            yield f"results.{key}", "expected tokens_per_question (a number > 0: a log axis) and accuracy (a summary)"
 
 
 def _demo(d: dict) -> Iterator[tuple[str, str]]:

@@ -71,8 +71,11 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
     if not marker.is_file():
         return f"no {COMPLETE_FILE} (its save was interrupted, or an older rairl wrote it)"
     try:
-        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError):
+        files = read_json(marker)
+    except DataError as err:
+        return f"{COMPLETE_FILE} is not a file list ({err})"
+    files = files.get("files") if isinstance(files, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(n, int) and not isinstance(n, bool) for n in files.values()):
         return f"{COMPLETE_FILE} is not a file list"
     for name, size in files.items():
         path = folder / name
