@@ -63,8 +63,10 @@ def test_a_config_file_that_is_not_utf8(capsys, tmp_path):
 
 
 def test_fuzzed_inputs_of_every_format_fail_cleanly():
-    """benchmarks/fuzz_inputs.py at a few dozen inputs per format (the full sweep runs 1,000 each): no exception
-    but the CLI's one-line user errors escapes, and every error names its file."""
+    """benchmarks/fuzz_inputs.py at two dozen inputs per format (the full sweep runs 1,000 each): every file format,
+    the reward server (each fuzzed request beside a good one), every command's numeric options and `rairl search`
+    runs. No exception but the CLI's one-line user errors (or an HTTP 4xx) escapes, nothing hangs, and every
+    refusal names its file, option or fault."""
     import importlib.util
     from pathlib import Path
 
@@ -72,10 +74,11 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
     spec = importlib.util.spec_from_file_location("fuzz_inputs", script)
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
-    results = fuzz.fuzz(list(fuzz.READERS), n=24, seed=1)
+    results = fuzz.fuzz(list(fuzz.TARGETS), n=24, seed=1)
+    assert {"server", "options", "search", "settings", "report", "run_dir"} <= set(results)
     for fmt, r in results.items():
         assert r["inputs"] == 24 and r["escapes"] == 0 and r["unnamed"] == 0, (fmt, r)
-    assert sum(r["user_errors"] for r in results.values()) > 100  # the mutations do break the files
+    assert sum(r["user_errors"] for r in results.values()) > 200  # the mutations do break the inputs
 
 
 @pytest.mark.parametrize(
@@ -86,6 +89,7 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
         (["score", "--reward_model", "d", "--device", "tpu9"], "error: --device 'tpu9': not a device rairl runs on"),
         (["score", "--reward_model", "d", "--reward_clip", "nan"], "error: --reward_clip must be a finite number"),
         (["sample", "--model", "m", "--temperature", "inf"], "error: --temperature must be a finite number, got inf"),
+        (["grpo", "--num_generations", "0"], r"error: --num_generations must be >= 2 \(GRPO compares"),  # not TRL's 1/0
         (["eval", "--model", "m", "--n_eval", "0"], "error: arith: need 1 <= n_train, n_eval <= 10,000,000"),
     ],
 )
