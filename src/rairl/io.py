@@ -78,7 +78,7 @@ _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 def parse_json(text: str, path: str | os.PathLike, line: int | None = None) -> Any:
     """`json.loads(text)` for `path` (`line`: the JSONL line `text` is; None: a whole file), refused with a
     `DataError` naming the line when it is not JSON, nests deeper than `MAX_DEPTH` or holds a lone surrogate."""
-    if text.count("[") + text.count("{") > MAX_DEPTH and (deep := _too_deep(text)) is not None:
+    if text.count("[") + text.count("{") > MAX_DEPTH and (deep := too_deep(text)) is not None:
         raise DataError(path, line or deep, None, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         value = json.loads(text)
@@ -92,7 +92,7 @@ def parse_json(text: str, path: str | os.PathLike, line: int | None = None) -> A
     return value
 
 
-def _too_deep(text: str) -> int | None:
+def too_deep(text: str) -> int | None:
     """The line where brackets outside strings first nest deeper than `MAX_DEPTH` (None: they never do)."""
     depth = 0
     for match in _BRACKETS.finditer(text):

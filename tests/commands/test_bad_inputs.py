@@ -89,12 +89,40 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
         (["score", "--reward_model", "d", "--device", "tpu9"], "error: --device 'tpu9': not a device rairl runs on"),
         (["score", "--reward_model", "d", "--reward_clip", "nan"], "error: --reward_clip must be a finite number"),
         (["sample", "--model", "m", "--temperature", "inf"], "error: --temperature must be a finite number, got inf"),
+        (["sft", "--num_heads", "0"], r"error: --num_heads must be >= 1, got 0"),  # not hidden_size % 0
         (["grpo", "--num_generations", "0"], r"error: --num_generations must be >= 2 \(GRPO compares"),  # not TRL's 1/0
         (["eval", "--model", "m", "--n_eval", "0"], "error: arith: need 1 <= n_train, n_eval <= 10,000,000"),
     ],
 )
 def test_bad_numbers_and_devices_are_one_line(capsys, argv, message):
     assert re.match(message, one_line_error(capsys, argv))
+
+
+def test_a_config_nested_too_deep_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\nlearning_rate: " + "[" * 5000 + "\n")  # PyYAML would recurse past Python's limit
+    with pytest.raises(SystemExit, match=r"c.yaml, line 2: nested deeper than 100 levels"):
+        main(["sft", "--config", str(path)])
+
+
+def test_weights_that_do_not_fit_their_config_are_one_line(capsys, saved_tiny, tmp_path):
+    import json
+    import shutil
+
+    broken = tmp_path / "disc"
+    shutil.copytree(saved_tiny(64) / "disc", broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "intermediate_size": 2 * config["intermediate_size"]}))
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text('{"prompt": "a", "response": "b"}\n')
+    argv = ["score", "--reward_model", str(broken), "--input", str(traces), "--output", str(tmp_path / "out.jsonl")]
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err  # (transformers' loading bar and size report come before it)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: discriminator {broken}: its weights do not fit its config.json (tensor sizes differ)"
+    )
 
 
 def test_a_lone_surrogate_in_a_score_input_names_the_file_line_and_field(capsys, tmp_path):
