@@ -452,6 +452,20 @@ def test_a_search_run_is_plotted_as_accuracy_against_tokens(tmp_path):
         ("metrics.json", {"x": {"mean": "0.5", "ci95": None}}, "x.mean", "expected a number or null, got '0.5'"),
         ("metrics.json", {"x": {"mean": 0.5, "ci95": [0.1]}}, "x.ci95", r"expected \[low, high\]"),
         ("results.json", {"claims": 5}, "claims", "expected a list or null, got int"),
+        # shapes that reached a plot (the fuzzer's finds): a pass@k that is no summary, pass@0 on a log axis
+        ("metrics.json", {"splits": {"test": {"pass@1": "x"}}}, "splits.test.pass@1", "expected a summary object"),
+        (
+            "metrics.json",
+            {"splits": {"test": {"pass@0": {}}}},
+            "splits.test.pass@0",
+            "expected pass@K with an integer K >= 1",
+        ),
+        (
+            "metrics.json",
+            {"results": {"beam/r/N=4": {"accuracy": {}, "tokens_per_question": 0}}},
+            "results.beam/r/N=4",
+            r"expected tokens_per_question \(a number > 0",
+        ),
     ],
 )
 def test_a_metrics_file_of_another_shape_is_one_line_naming_the_file_and_field(
@@ -472,3 +486,15 @@ def test_a_deeply_nested_metrics_file_is_one_line(tmp_path, capsys):
         capsys.readouterr().err.strip()
         == f"error: {tmp_path / 'metrics.json'}, line 1: JSON nested deeper than 100 levels"
     )
+
+
+def test_a_summary_without_its_interval_is_drawn_without_error_bars(tmp_path):
+    """A hand-written metrics file may give a mean and no ci95: the pass@k plot draws the point (the fuzzer found it
+    raised KeyError)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(
+        json.dumps({"splits": {"test": {"pass@1": {"mean": 0.5}, "greedy": {"mean": 0.4}}}})
+    )
+    assert main(["report", str(run)]) == 0
+    assert "pass@k" in (run / "report.html").read_text()
