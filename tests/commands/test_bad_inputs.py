@@ -90,7 +90,10 @@ def test_fuzzed_inputs_of_every_format_fail_cleanly():
         (["score", "--reward_model", "d", "--reward_clip", "nan"], "error: --reward_clip must be a finite number"),
         (["sample", "--model", "m", "--temperature", "inf"], "error: --temperature must be a finite number, got inf"),
         (["sft", "--num_heads", "0"], r"error: --num_heads must be >= 1, got 0"),  # not hidden_size % 0
-        (["grpo", "--num_generations", "0"], r"error: --num_generations must be >= 2 \(GRPO compares"),  # not TRL's 1/0
+        (
+            ["grpo", "--num_generations", "0"],
+            r"error: --num_generations must be >= 1 \(and GRPO needs at least 2",
+        ),  # not TRL's 1/0
         (["eval", "--model", "m", "--n_eval", "0"], "error: arith: need 1 <= n_train, n_eval <= 10,000,000"),
     ],
 )

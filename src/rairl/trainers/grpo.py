@@ -44,8 +44,8 @@ class GRPOConfig(RunArgs, trl.GRPOConfig):
 
     def __post_init__(self) -> None:
         if self.num_generations is not None:  # TRL divides by it before it checks it (ZeroDivisionError at 0)
-            check_number("--num_generations", self.num_generations, integer=True, low=2,
-                         rule="must be >= 2 (GRPO compares the samples of a group)")  # fmt: skip
+            check_number("--num_generations", self.num_generations, integer=True, low=1,
+                         rule="must be >= 1 (and GRPO needs at least 2 generations per prompt)")  # fmt: skip
         super().__post_init__()
 
 
