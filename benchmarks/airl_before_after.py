@@ -61,6 +61,8 @@ def train(method: str, seed: int, args, out: Path) -> None:
         "100000",
         "--report_to",
         "none",
+        "--resume_from_checkpoint",
+        "auto",  # a run cut short continues from its last checkpoint
         "--seed",
         str(seed),
         "--output_dir",

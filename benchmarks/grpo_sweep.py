@@ -85,6 +85,7 @@ def grpo_argv(base: str, run: Path, options: dict[str, Any], seed: int, n_eval: 
             logging_steps=1,
             report_to="none",
             save_steps=10**9,
+            resume_from_checkpoint="auto",  # a run cut short continues from its last checkpoint
             threads=1,
             n_eval=n_eval,
             **o,
@@ -228,7 +229,15 @@ def main() -> None:
     bases = {"demo": args.base, "annealed": args.annealed_base}
     if args.smoke:
         bases, args.n_eval = {"demo": str(out / "base"), "annealed": str(out / "base")}, 8
-        tiny = flags(model="tiny", hidden_size=32, num_layers=1, max_steps=5, report_to="none", save_steps=10**9)
+        tiny = flags(
+            model="tiny",
+            hidden_size=32,
+            num_layers=1,
+            max_steps=5,
+            report_to="none",
+            save_steps=10**9,
+            resume_from_checkpoint="auto",
+        )
         run_once(out / "base" / "config.json", ["sft", *tiny, "--output_dir", str(out / "base")])
         for name in names:
             ROWS[name] = {**ROWS[name], **SMOKE}

@@ -57,7 +57,15 @@ def overlap(k: int, n_eval: int) -> int:
 def train(method: str, k: int, seed: int, base: str, out: Path, size: dict[str, Any]) -> Path:
     """Train one policy (a step already done is read); returns its folder."""
     run = out / f"k{k}" / f"seed{seed}" / method
-    data = dict(task="arith", n_train=k, task_seed=DEMO_SEED, seed=seed, report_to="none", save_steps=10**9)
+    data = dict(
+        task="arith",
+        n_train=k,
+        task_seed=DEMO_SEED,
+        seed=seed,
+        report_to="none",
+        save_steps=10**9,
+        resume_from_checkpoint="auto",
+    )
     rl = dict(
         max_steps=size["steps"],
         per_device_train_batch_size=size["prompts"] * size["gens"],

@@ -107,6 +107,8 @@ def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int], t
             "100000",
             "--report_to",
             "none",
+            "--resume_from_checkpoint",
+            "auto",  # a run cut short continues from its last checkpoint
             "--seed",
             str(seed),
             "--n_eval",

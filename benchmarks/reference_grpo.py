@@ -170,6 +170,7 @@ def trl_argv(base: Path, run: Path, seed: int, args) -> list[str]:
             logging_steps=1,
             report_to="none",
             save_steps=10**9,
+            resume_from_checkpoint="auto",  # a run cut short continues from its last checkpoint
             threads=args.threads,
         ),
     ]
@@ -199,7 +200,15 @@ def main() -> None:
     base = Path(args.base)
     if args.smoke:  # a small base of its own
         base = out / "base"
-        tiny = flags(model="tiny", hidden_size=32, num_layers=1, max_steps=20, report_to="none", save_steps=10**9)
+        tiny = flags(
+            model="tiny",
+            hidden_size=32,
+            num_layers=1,
+            max_steps=20,
+            report_to="none",
+            save_steps=10**9,
+            resume_from_checkpoint="auto",
+        )
         run_once(base / "config.json", ["sft", *tiny, "--output_dir", str(base)])
     seeds = [int(s) for s in args.seeds.split(",")]
     before = greedy_correct(base, args.n_eval)

@@ -7,10 +7,11 @@ read on **validation** data only, each figure against the base policy's likeliho
     .venv/bin/python benchmarks/residual_study.py --smoke                          # proves it runs
 
 Axes (`ROWS`): the discriminator's budget (updates ×1, ×4, ×16: every warm-up and policy step updates it n_disc
-times, 50 updates by default), its negatives (no perturbed experts; 4 perturbed copies per expert; a replay buffer of every earlier
-sample, the GAIL practice; only the policy's *wrong* samples, an upper bound that reads the verifier), its capacity
-(a backbone twice as wide, or one pretrained like the base on all the demonstrations instead of a fifth: more arith
-data than the policy saw), plain (s_t = w·h_t + b, logit score) against likelihood-aware, and the loss (BCE / nnPU).
+times, 50 updates by default), its negatives (no perturbed experts; 4 perturbed copies per expert; a replay buffer of
+every earlier sample, the GAIL practice; only the policy's *wrong* samples, an upper bound that reads the verifier),
+its capacity (a backbone twice as wide, or one pretrained like the base on all the demonstrations instead of a fifth:
+more arith data than the policy saw), plain (s_t = w·h_t + b, logit score) against likelihood-aware, and the loss
+(BCE / nnPU).
 Per row, seeds pooled:
 - rerank: the base's N = 8 samples of 128 validation questions per seed reranked by the reward (min aggregation, as
   the demo) — the residual AUC gain of [ℓ, r] over [ℓ] (`rairl.evaluation.residual`, cross-fitted over questions),

@@ -165,6 +165,7 @@ def main() -> None:
                 logging_steps=1,
                 save_steps=size["steps"],
                 report_to="none",
+                resume_from_checkpoint="auto",  # a run cut short continues from its last checkpoint
                 output_dir=run,
             ),
             *threads,

@@ -163,7 +163,7 @@ def train_method(method: str, base: Path, seed: int, out: Path, size: dict, cap:
     """Stage 3: one policy from the base, `method_steps` policy updates (LoRA r as the base's)."""
     run = out / method / f"seed{seed}"
     common = flags(model=base, lora_r=size["lora_r"], max_steps=size["method_steps"], seed=seed, logging_steps=1,
-                   report_to="none", save_steps=10**9, output_dir=run)  # fmt: skip
+                   report_to="none", save_steps=10**9, resume_from_checkpoint="auto", output_dir=run)  # fmt: skip
     rl = flags(per_device_train_batch_size=size["prompts"] * size["gens"], num_generations=size["gens"],
                learning_rate=size["rl_lr"], warmup_steps=0, lr_scheduler_type="constant",
                max_completion_length=cap)  # fmt: skip

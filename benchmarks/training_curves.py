@@ -72,7 +72,8 @@ def train(method: str, lr: float, seed: int, base: str, run: Path, size: dict, l
         task.update(n_train=16 if size["smoke"] else LIMITED[limited], task_seed=1)
     common = dict(**task, model=base, max_steps=size["steps"], seed=seed, report_to="none", threads=1,
                   logging_steps=1, output_dir=str(run), save_steps=min(size["budgets"]), save_total_limit=None,
-                  learning_rate=lr, warmup_steps=0.0, lr_scheduler_type="constant")  # fmt: skip
+                  learning_rate=lr, warmup_steps=0.0, lr_scheduler_type="constant",
+                  resume_from_checkpoint="auto")  # fmt: skip
     batch = config.prompts_per_step * config.num_generations
     rl = dict(num_generations=config.num_generations, per_device_train_batch_size=config.micro_batch,
               gradient_accumulation_steps=batch // config.micro_batch)  # fmt: skip

@@ -74,6 +74,31 @@ def test_a_bad_saved_file_names_itself(tmp_path, saved, message):
     assert SETTINGS_FILE in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"interval": NaN}', "interval must be an integer, got nan"),
+        ('{"interval": 2.5}', r"interval must be an integer, got 2.5 \(float\); it must be >= 1"),
+        ('{"interval": 1e308}', "interval must be an integer, got 1e[+]308"),
+        ('{"interval": 100000000000000000000}', "interval must lie within"),
+        ('{"clip_beta": true}', r"clip_beta \(--reward_clip\) must be a number, got True \(bool\)"),
+        ('{"clip_beta": Infinity}', r"clip_beta \(--reward_clip\) must be finite"),
+        ('{"clip_beta": NaN}', r"clip_beta \(--reward_clip\) must be finite"),
+        ('{"max_length": NaN}', "max_length must be an integer, got nan"),
+        ('{"aggregate_discount": "0.9"}', r"aggregate_discount must be a number, got '0.9' \(str\)"),
+        ('{"granularity": ["dense"]}', r"granularity must be a name, one of \['dense'"),
+        ('{"score_form": {}}', "score_form must be a name"),
+    ],
+)
+def test_a_saved_value_of_the_wrong_type_or_range_names_the_file_and_field(tmp_path, text, message):
+    """Types and finite ranges of every field: what `json.loads` accepts (NaN, Infinity, true for a number) but the
+    reward cannot use is one line naming the file, never a changed score or Python's own TypeError text."""
+    (tmp_path / SETTINGS_FILE).write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        RewardSettings.load(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / SETTINGS_FILE}: ")
+
+
 def test_only_the_outcome_granularity_rewards_a_trace_once():
     assert {name for name, entry in GRANULARITIES.items() if entry.outcome} == {"outcome"}
     assert RewardSettings(granularity="outcome").granularity_entry.outcome

@@ -1,5 +1,6 @@
 """`rairl serve` as a real server on a loopback port in a subprocess, and `rairl.remote` against it: auth, bad
-payloads, limits, concurrent clients getting in-process scores, graceful shutdown."""
+payloads, limits, concurrent clients getting in-process scores, a bad request refused while good ones beside it are
+answered, a large body refused as it streams while /health answers, no key in the log, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def server(disc_dir):
             "--max_traces",
             "8",
             "--max_tokens_per_trace",
-            "100",
+            "300",  # over the model's context (128 positions): both limits can be met
             "--max_request_bytes",
             "20000",
         ],
@@ -108,17 +109,82 @@ def test_auth_is_required_and_checked(server):
         ({"prompts": ["a"], "responses": ["b"], "extra": 1}, 422, None),  # unknown field
         ({"prompts": ["a", "b"], "responses": ["b"]}, 422, "must match"),
         ({"prompts": ["a"] * 9, "responses": ["b"] * 9}, 413, "max_traces"),
-        ({"prompts": ["a"], "responses": ["b" * 200]}, 413, "max_tokens_per_trace"),
+        ({"prompts": ["a"], "responses": ["b" * 400]}, 413, "over the limit of 300 (max_tokens_per_trace)"),
+        ({"prompts": ["a"], "responses": ["b" * 2000]}, 413, "more than 300 tokens can hold"),  # not even tokenised
+        (
+            {"prompts": ["a"], "responses": ["b" * 200]},
+            413,
+            "its response has 201 tokens (EOS included), over the model's context of 128 positions",
+        ),
         ({"prompts": ["a" * 30000], "responses": ["b"]}, 413, "max_request_bytes"),
+        (
+            '{"prompts": ["a"], "responses": ["b\\ud800"]}',
+            400,
+            "responses[0]: not valid Unicode text (a lone surrogate",
+        ),
+        ('{"query": ["\\udc00"], "prompts": [""]}', 400, "query[0]: not valid Unicode"),
+        ({"prompts": [[[[]]]], "responses": ["b"]}, 422, None),
+        # FastAPI's own 422 would echo the input, and NaN or a lone surrogate cannot be written back: a 500
+        ('{"prompts": [NaN], "responses": ["b"]}', 422, "Input should be a valid string"),
+        ('{"prompts": "a\\udc00b", "responses": ["b"]}', 422, "Input should be a valid list"),
+        ('{"prompts": ["a"], "responses": ["b"], "\\ud800": 1}', 422, None),
     ],
 )
 def test_bad_payloads_get_a_json_4xx(server, body, status, says):
     url, proc = server
-    answer = post(url, "/score", body)
+    answer = post(url, "/get_reward" if "query" in str(body) else "/score", body)
     assert answer.status_code == status, answer.text
     if says:
         assert says in json.dumps(answer.json()["detail"])
+    assert '"input":' not in answer.text  # the request is never echoed back
     assert proc.poll() is None  # the server lives on
+
+
+def test_the_docs_need_the_key_so_are_off(server):
+    url, _ = server
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(url + path).status_code == 404
+        assert httpx.get(url + path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 404
+
+
+def test_a_bad_request_is_refused_while_the_good_ones_beside_it_are_answered(server, disc_dir):
+    """Requests are batched: an over-context trace checked only when its batch is scored would fail every request
+    in that batch. Each is checked on its own first, so good requests sent with it get their scores."""
+    url, _ = server
+    local = RewardModel.from_pretrained(disc_dir).score(PROMPTS, RESPONSES).traces["mean"]
+    good = {"prompts": PROMPTS, "responses": RESPONSES}
+    bad = {"prompts": ["a"], "responses": ["b" * 200]}  # 201 tokens with EOS: over the 128-position context
+    for _ in range(3):
+        with ThreadPoolExecutor(7) as pool:
+            answers = list(pool.map(lambda body: post(url, "/score", body), [good] * 3 + [bad] + [good] * 3))
+        assert [a.status_code for a in answers] == [200] * 3 + [413] + [200] * 3
+        for a in answers[:3] + answers[4:]:
+            assert [r["traces"]["mean"] for r in a.json()["results"]] == pytest.approx(local, abs=1e-5)
+
+
+def test_a_large_body_is_refused_as_it_streams_and_health_answers_meanwhile(server):
+    url, _ = server
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+    def chunks():  # no Content-Length: the server counts the chunks as they come
+        yield b'{"prompts": ["'
+        for _ in range(1000):
+            yield b"a" * 10_000
+
+    start = time.perf_counter()
+    answer = httpx.post(url + "/score", content=chunks(), headers=headers, timeout=30)
+    assert answer.status_code == 413 and "max_request_bytes" in answer.json()["detail"]
+    assert time.perf_counter() - start < 5
+
+    def big():  # under max_request_bytes, but one trace far over max_tokens_per_trace
+        return post(url, "/score", {"prompts": ["a"], "responses": ["b" * 19_000]})
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(big)
+        start = time.perf_counter()
+        assert httpx.get(url + "/health", timeout=5).status_code == 200
+        assert time.perf_counter() - start < 2
+        assert pending.result().status_code == 413
 
 
 def test_get_reward_checks_queries_against_prompts(server):
@@ -181,6 +247,53 @@ def test_async_client_and_retries(server, disc_dir):
     assert time.perf_counter() - start < 10
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(port=70000), r"--port must lie in \[1, 65535\], got 70000"),
+        (dict(port=-1), r"--port must lie in \[1, 65535\], got -1"),
+        (dict(max_traces=0), "--max_traces must be >= 1"),
+        (dict(max_tokens_per_trace=1), "--max_tokens_per_trace must be >= 2"),
+        (dict(max_wait_ms=float("nan")), "--max_wait_ms must be a finite number"),
+        (dict(device="tpu9"), "--device 'tpu9': not a device rairl runs on"),
+    ],
+)
+def test_bad_options_are_refused_at_start(disc_dir, changes, message):
+    with pytest.raises(ValueError, match=message):
+        Config(reward_model=str(disc_dir), **changes)
+
+
+def test_a_failing_batch_is_scored_again_one_request_at_a_time():
+    """Whatever the checks miss, a request that fails the model fails only itself: its batch is scored again one
+    request at a time."""
+    import asyncio
+
+    from rairl.server import Batcher, Limits
+
+    class Model:
+        def score(self, prompts, responses, partial):
+            if "boom" in responses:
+                raise ValueError("boom")
+            return Views(responses)
+
+    class Views:
+        def __init__(self, responses):
+            self.responses = responses
+
+    async def main():
+        batcher = Batcher(Model(), Limits(max_wait_ms=200))
+        batcher.start()
+        try:
+            jobs = [batcher.score(["p"], [r], 1) for r in ("a", "boom", "b")]
+            return await asyncio.gather(*jobs, return_exceptions=True)
+        finally:
+            batcher.stop()
+
+    a, boom, b = asyncio.run(main())
+    assert isinstance(boom, ValueError)
+    assert a[0].responses[a[1]] == "a" and b[0].responses[b[1]] == "b"
+
+
 def test_a_non_loopback_bind_needs_a_key(monkeypatch, disc_dir):
     monkeypatch.delenv("RAIRL_API_KEY", raising=False)
     with pytest.raises(ValueError, match="reachable from other machines: set an API key"):
@@ -193,4 +306,6 @@ def test_graceful_shutdown(server):
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down (requests finished, lifespan closed), then re-raises the signal as its exit status
     assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
-    assert "reward server stopped after" in proc.stdout.read()
+    log = proc.stdout.read()
+    assert "reward server stopped after" in log
+    assert '"api_key": "***"' in log and KEY not in log  # the config line masks the key

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from transformers import HfArgumentParser
 
-from rairl.io import DataError, read_text
+from rairl.io import MAX_DEPTH, DataError, read_text, too_deep
 from rairl.options import renamed_options
 
 T = TypeVar("T")
@@ -28,9 +28,14 @@ def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
     if not path.is_file():
         raise SystemExit(f"error: config file {path} not found")
     try:
-        values = yaml.safe_load(read_text(path)) or {}
+        text = read_text(path)
+        if (line := too_deep(text)) is not None:
+            raise DataError(path, line, None, f"nested deeper than {MAX_DEPTH} levels")
+        values = yaml.safe_load(text) or {}
     except DataError as err:
         raise SystemExit(f"error: {err}") from None
+    except RecursionError:  # nesting the bracket count above cannot see (block indentation)
+        raise SystemExit(f"error: {path}: nested too deeply to read") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f", line {where.line + 1}" if where is not None else ""
@@ -66,6 +71,13 @@ def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = No
     return config
 
 
+SECRETS = ("api_key", "hub_token")  # options whose values are never logged or saved
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    """The config as a plain dict (for logging the full config at the start of a run and saving it)."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
+    """The config as a plain dict (for logging the full config at the start of a run and saving it), secrets
+    masked."""
+    return {
+        k: "***" if k in SECRETS and v else str(v) if isinstance(v, Path) else v
+        for k, v in dataclasses.asdict(config).items()
+    }

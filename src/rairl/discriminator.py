@@ -300,6 +300,15 @@ class Discriminator(nn.Module):
         path = Path(path)
         meta_path = path / META_FILE
         meta = read_meta(meta_path) if meta_path.is_file() else {"likelihood": False, "temperature": 1.0}
+        try:
+            return cls._load_folder(path, meta, **kwargs)
+        except RuntimeError as err:  # torch's size mismatch: weights and config.json (or the head files) disagree
+            first = str(err).splitlines()[0][:300]
+            why = "tensor sizes differ" if "ignore_mismatched_sizes" in first else first  # transformers' says nothing
+            raise ValueError(f"discriminator {path}: its weights do not fit its config.json ({why})") from None
+
+    @classmethod
+    def _load_folder(cls, path: Path, meta: dict, **kwargs) -> Discriminator:
         classifier = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True, **kwargs)
         lm_head = reference = None
         if meta["likelihood"]:

@@ -1,9 +1,15 @@
-"""Reading user files with errors that name the file, the line and the field; writing results atomically."""
+"""Reading user files with errors that name the file, the line and the field; writing results atomically.
+
+Every JSON a reader takes (`read_json`, `read_jsonl`) passes `parse_json`: valid JSON, nested at most `MAX_DEPTH`
+levels (deeper input would make later code recurse past Python's limit), and no lone UTF-16 surrogate (`"\ud800"`
+is valid JSON but not text: tokenizers and UTF-8 writers fail on it).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +36,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             text = decode_line(raw, path, number)
             if not text.strip():
                 continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(path, number, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
+            row = parse_json(text, path, number)
             if not isinstance(row, dict):
                 raise DataError(path, number, None, f"expected a JSON object, got {type(row).__name__}")
             yield number, row
@@ -62,11 +65,62 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """A whole JSON file; bytes that are not UTF-8 or text that is not JSON raise `DataError` with the line."""
+    """A whole JSON file (`parse_json`); bytes that are not UTF-8 or text that is not JSON raise `DataError` with
+    the line."""
+    return parse_json(read_text(path), path)
+
+
+MAX_DEPTH = 100  # rairl's own files nest under 10 levels
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # a string (skipped whole) or a bracket
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_json(text: str, path: str | os.PathLike, line: int | None = None) -> Any:
+    """`json.loads(text)` for `path` (`line`: the JSONL line `text` is; None: a whole file), refused with a
+    `DataError` naming the line when it is not JSON, nests deeper than `MAX_DEPTH` or holds a lone surrogate."""
+    if text.count("[") + text.count("{") > MAX_DEPTH and (deep := too_deep(text)) is not None:
+        raise DataError(path, line or deep, None, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(read_text(path))
+        value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(path, err.lineno, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
+        where = line if line is not None else err.lineno
+        raise DataError(path, where, None, f"not valid JSON ({err.msg} at column {err.colno})") from None
+    if _SURROGATE.search(text) and (bad := _lone_surrogate(value)) is not None:
+        field, escape = bad
+        where = line if line is not None else text.count("\n", 0, re.search(re.escape(escape), text, re.I).start()) + 1
+        raise DataError(path, where, field, f"a lone surrogate ({escape}) is not text; save valid Unicode")
+    return value
+
+
+def too_deep(text: str) -> int | None:
+    """The line where brackets outside strings first nest deeper than `MAX_DEPTH` (None: they never do)."""
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return None
+
+
+def _lone_surrogate(value: Any) -> tuple[str | None, str] | None:
+    """(the field holding it, e.g. `steps[2]`; the surrogate's JSON escape) of a string or key holding a
+    lone surrogate; both printable (a surrogate cannot be written to a UTF-8 terminal)."""
+    stack: list[tuple[str | None, Any]] = [(None, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            stack += [(k if where is None else f"{where}.{k}", k) for k in item]
+            stack += [(k if where is None else f"{where}.{k}", v) for k, v in item.items()]
+        elif isinstance(item, list):
+            stack += [(f"{where or ''}[{i}]", v) for i, v in enumerate(item)]
+        elif isinstance(item, str) and (bad := re.search("[\ud800-\udfff]", item)):
+            printable = None if where is None else where.encode("utf-8", "backslashreplace").decode("utf-8")
+            return printable, f"\\u{ord(bad.group()):04x}"
+    return None
 
 
 def require(

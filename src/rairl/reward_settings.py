@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from rairl.io import DataError, read_json
+from rairl.options import check_number
 from rairl.registry import Registry
 from rairl.rewards.aggregation import STEP_REDUCTIONS
 from rairl.rewards.backfill import backfill, clip
@@ -80,7 +81,7 @@ SCORE_FORMS.register("f")(ScoreForm(_f, needs_likelihood=True, step_reduce="min"
 
 @dataclass(frozen=True)
 class RewardSettings:
-    """The reward's settings (module docstring); every value is checked when one is made."""
+    """The reward's settings (module docstring); every value's type and range is checked when one is made."""
 
     granularity: str = "dense"
     interval: int = 8
@@ -91,19 +92,24 @@ class RewardSettings:
     max_length: int | None = None
 
     def __post_init__(self) -> None:
-        GRANULARITIES.lookup(self.granularity)
-        if self.score_form is not None:
-            SCORE_FORMS.lookup(self.score_form)
-        if self.step_reduce is not None:
-            STEP_REDUCTIONS.lookup(self.step_reduce)
-        if self.interval < 1:
-            raise ValueError(f"interval must be >= 1, got {self.interval}")
-        if self.clip_beta is not None and self.clip_beta <= 0:
-            raise ValueError(f"clip_beta (--reward_clip) must be > 0 (None: no clipping), got {self.clip_beta}")
-        if not 0.0 <= self.aggregate_discount <= 1.0:
-            raise ValueError(f"aggregate_discount must lie in [0, 1], got {self.aggregate_discount}")
-        if self.max_length is not None and self.max_length < 2:
-            raise ValueError(f"max_length must be >= 2 (None: no limit), got {self.max_length}")
+        for name, registry in (
+            ("granularity", GRANULARITIES),
+            ("score_form", SCORE_FORMS),
+            ("step_reduce", STEP_REDUCTIONS),
+        ):
+            value = getattr(self, name)
+            if value is None and name != "granularity":
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a name, one of {sorted(registry)}; got {value!r}")
+            registry.lookup(value)
+        check_number("interval", self.interval, integer=True, low=1, rule="must be >= 1")
+        if self.clip_beta is not None:
+            check_number("clip_beta (--reward_clip)", self.clip_beta, low=0, low_open=True,
+                         rule="must be > 0 (None: no clipping)")  # fmt: skip
+        check_number("aggregate_discount", self.aggregate_discount, low=0, high=1, rule="must lie in [0, 1]")
+        if self.max_length is not None:
+            check_number("max_length", self.max_length, integer=True, low=2, rule="must be >= 2 (None: no limit)")
 
     @property
     def granularity_entry(self) -> Granularity:
@@ -152,5 +158,5 @@ class RewardSettings:
             raise DataError(path, None, None, f"{what}; known: {known}")
         try:
             return cls(**saved)
-        except (TypeError, ValueError) as err:
+        except ValueError as err:
             raise DataError(path, None, None, str(err)) from None

@@ -14,9 +14,14 @@ Concurrent requests are batched: one worker thread owns the model and scores wha
 budget or until the oldest request has waited `max_wait_ms`, in one `RewardModel.score` call (length-sorted,
 prompts shared). A request never waits behind more than the batch in progress and its own.
 
-Security: a bearer API key (compared in constant time) guards every endpoint but /health when one is set; limits
-on request bytes, traces per request and tokens per trace are refused with a JSON 4xx naming the limit. Nothing
-in a request is loaded or executed: it is text to score.
+One bad request never fails another: each is checked on its own before it joins a batch (`Checks`: text that is
+not valid Unicode is a 400; too many traces, a trace over `max_tokens_per_trace`, or a response longer than the
+model's context is a 413 naming the limit), off the event loop, so /health answers while a large body is
+tokenised. Should a batch still fail, its requests are scored again one by one and only the failing one fails.
+
+Security: a bearer API key (compared in constant time) guards every endpoint but /health when one is set, and the
+interactive docs (/docs, /redoc, /openapi.json) are then off; a body is counted as it streams in and refused with a
+413 the moment it passes `max_request_bytes`. Nothing in a request is loaded or executed: it is text to score.
 """
 
 from __future__ import annotations
@@ -32,9 +37,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from rairl.chat import render_prompts
+from rairl.options import check_number
 from rairl.reward_model import RewardModel
 
 logger = logging.getLogger(__name__)
@@ -47,6 +55,13 @@ class Limits:
     max_tokens_per_trace: int = 4096
     batch_tokens: int = 32768  # dynamic batching: most tokens scored in one call
     max_wait_ms: float = 5.0  # dynamic batching: how long the first request of a batch waits for company
+
+    def __post_init__(self) -> None:
+        check_number("--max_request_bytes", self.max_request_bytes, integer=True, low=1, rule="must be >= 1")
+        check_number("--max_traces", self.max_traces, integer=True, low=1, rule="must be >= 1")
+        check_number("--max_tokens_per_trace", self.max_tokens_per_trace, integer=True, low=2, rule="must be >= 2")
+        check_number("--batch_tokens", self.batch_tokens, integer=True, low=1, rule="must be >= 1")
+        check_number("--max_wait_ms", self.max_wait_ms, low=0, high=60_000, rule="must lie in [0, 60000]")
 
 
 class RewardRequest(BaseModel):
@@ -124,22 +139,29 @@ class Batcher:
     def _run(self, batch: list[_Job]) -> None:
         """Score the batch in one call per kind (finished traces get EOS appended, partial ones do not)."""
         for partial in sorted({job.partial for job in batch}):
-            jobs = [job for job in batch if job.partial == partial]
-            prompts = [p for job in jobs for p in job.prompts]
-            responses = [r for job in jobs for r in job.responses]
-            try:
-                scores = self.model.score(prompts, responses, partial=partial) if prompts else None
-                error = None
-            except Exception as err:  # noqa: BLE001 - reported to every waiting request, the worker lives on
-                logger.exception("scoring failed")
-                scores, error = None, err
-            at = 0
-            for job in jobs:
-                n = len(job.prompts)
-                result = error if error is not None else (scores, at, n)
-                job.loop.call_soon_threadsafe(_settle, job.future, result)
-                at += n
+            self._score([job for job in batch if job.partial == partial], partial)
         self.batches += 1
+
+    def _score(self, jobs: list[_Job], partial: bool) -> None:
+        """`jobs` in one `RewardModel.score` call; should it fail, each job alone, so that only a failing one fails."""
+        prompts = [p for job in jobs for p in job.prompts]
+        responses = [r for job in jobs for r in job.responses]
+        try:
+            scores = self.model.score(prompts, responses, partial=partial) if prompts else None
+        except Exception as err:  # noqa: BLE001 - reported to the waiting request(s), the worker lives on
+            if len(jobs) > 1:
+                logger.warning("a batch of %d requests failed (%s); scoring each alone", len(jobs), err)
+                for job in jobs:
+                    self._score([job], partial)
+                return
+            logger.exception("scoring failed")
+            jobs[0].loop.call_soon_threadsafe(_settle, jobs[0].future, err)
+            return
+        at = 0
+        for job in jobs:
+            n = len(job.prompts)
+            job.loop.call_soon_threadsafe(_settle, job.future, (scores, at, n))
+            at += n
 
 
 def _settle(future: asyncio.Future, result) -> None:
@@ -152,7 +174,8 @@ def _settle(future: asyncio.Future, result) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body larger than `limit` bytes is refused with 413 before it is all read."""
+    """ASGI middleware: a request body larger than `limit` bytes is refused with 413 before it is all read: at once
+    when its Content-Length says so, else the moment the chunks received pass it."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -169,22 +192,78 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLarge
+            if seen > self.limit:  # FastAPI passes an HTTPException raised while it reads the body on as it is
+                raise HTTPException(413, _too_large_text(self.limit))
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        await self.app(scope, counted, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _too_large_text(limit: int) -> str:
+    return f"request body over the limit of {limit} bytes (max_request_bytes)"
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": f"request body over the limit of {limit} bytes (max_request_bytes)"}, 413)
+    return JSONResponse({"detail": _too_large_text(limit)}, 413)
+
+
+def _printable(value: Any) -> Any:
+    """A string as UTF-8 can carry it (a lone surrogate becomes its escape); anything else as it is."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
+def check_text(name: str, texts: Sequence[str]) -> None:
+    """Each of `texts` must be valid Unicode (JSON's `"\\ud800"` is a lone surrogate: no tokenizer takes it): 400."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise HTTPException(
+                400,
+                f"{name}[{i}]: not valid Unicode text (a lone surrogate \\u{ord(text[err.start]):04x} at character "
+                f"{err.start}); send UTF-8 text",
+            ) from None
+
+
+class Checks:
+    """What a request is checked against on its own, before it joins a batch: the traces per request, the tokens
+    per trace, and the model's context (the response with its EOS must fit, with a position left for the prompt,
+    which is cut from the left when long). Run off the event loop: tokenising a large body takes a while."""
+
+    def __init__(self, model: RewardModel, limits: Limits):
+        self.tokenizer, self.limits = model.tokenizer, limits
+        self.context = model.max_length or getattr(model.discriminator.config, "max_position_embeddings", None)
+        # the most characters one token stands for (byte-level and SentencePiece pieces are no shorter as strings
+        # than as text): a trace with more than max_tokens_per_trace × this many characters is over, untokenised
+        self.chars_per_token = max(map(len, self.tokenizer.get_vocab()), default=1)
+
+    def tokens(self, prompts: list[str], responses: list[str], partial: bool) -> int:
+        """The tokens these traces add to a batch; an HTTPException 413 naming the limit a trace is over."""
+        limit = self.limits.max_tokens_per_trace
+        if len(prompts) > self.limits.max_traces:
+            raise HTTPException(413, f"{len(prompts)} traces, over the limit of {self.limits.max_traces} (max_traces)")
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            if len(p) + len(r) > limit * self.chars_per_token:
+                raise HTTPException(413, f"trace {i} has {len(p) + len(r)} characters, more than {limit} tokens "
+                                         f"can hold, over the limit of {limit} (max_tokens_per_trace)")  # fmt: skip
+        if not prompts:
+            return 0
+        p_ids = self.tokenizer(render_prompts(self.tokenizer, prompts), add_special_tokens=False)["input_ids"]
+        r_ids = self.tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+        eos = 0 if partial else 1
+        total = 0
+        for i, (p, r) in enumerate(zip(p_ids, r_ids)):
+            n = len(p) + len(r) + eos
+            if n > limit:
+                raise HTTPException(413, f"trace {i} has {n} tokens, over the limit of {limit} (max_tokens_per_trace)")
+            if self.context is not None and len(r) + eos >= self.context:
+                raise HTTPException(
+                    413,
+                    f"trace {i}: its response has {len(r) + eos} tokens{' (EOS included)' if eos else ''}, over the "
+                    f"model's context of {self.context} positions less one for the prompt; shorten the response",
+                )
+            total += min(n, self.context or n)
+        return total
 
 
 def split_queries(queries: Sequence[str], prompts: Sequence[str]) -> list[str]:
@@ -214,9 +293,25 @@ def build_app(
         batcher.stop()
         logger.info("reward server stopped after %d batches", batcher.batches)
 
-    app = FastAPI(title="rairl reward server", lifespan=lifespan)
+    docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}  # no key: none
+    app = FastAPI(title="rairl reward server", lifespan=lifespan, **docs)
     app.add_middleware(BodyLimit, limit=limits.max_request_bytes)
     app.state.batcher = batcher
+    checks = Checks(model, limits)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming where and what, without FastAPI's echo of the input: it may be huge, hold NaN (not JSON) or
+        a lone surrogate (not UTF-8), and then the answer itself would fail as a 500."""
+        detail = [
+            {
+                "loc": [_printable(x) for x in e.get("loc", ())],
+                "msg": _printable(e.get("msg", "")),
+                "type": e.get("type"),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, 422)
 
     def authorised(request: Request) -> None:
         if api_key is None:
@@ -226,23 +321,14 @@ def build_app(
         if not hmac.compare_digest(token.encode(), api_key.encode()):
             raise HTTPException(401, "missing or wrong API key (send Authorization: Bearer KEY)")
 
-    def token_count(prompts: list[str], responses: list[str]) -> int:
-        if len(prompts) > limits.max_traces:
-            raise HTTPException(413, f"{len(prompts)} traces, over the limit of {limits.max_traces} (max_traces)")
-        if not prompts:
-            return 0
-        ids = model.tokenizer([p + r for p, r in zip(prompts, responses)], add_special_tokens=False)["input_ids"]
-        lengths = [len(x) + 1 for x in ids]  # + EOS
-        for i, n in enumerate(lengths):
-            if n > limits.max_tokens_per_trace:
-                raise HTTPException(
-                    413,
-                    f"trace {i} has {n} tokens, over the limit of {limits.max_tokens_per_trace} (max_tokens_per_trace)",
-                )
-        return sum(lengths)
-
     async def scored(prompts: list[str], responses: list[str], partial: bool = False):
-        return await batcher.score(prompts, responses, token_count(prompts, responses), partial)
+        tokens = await asyncio.to_thread(checks.tokens, prompts, responses, partial)
+        try:
+            return await batcher.score(prompts, responses, tokens, partial)
+        except ValueError as err:  # input the checks let through but the model refuses (alone: see Batcher._score)
+            raise HTTPException(422, f"cannot score this request: {err}") from None
+        except Exception:  # noqa: BLE001 - logged by the worker
+            raise HTTPException(500, "scoring failed; the server log has the details") from None
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -260,6 +346,8 @@ def build_app(
 
     @app.post("/get_reward", dependencies=[Depends(authorised)])
     async def get_reward(body: RewardRequest) -> dict[str, Any]:
+        check_text("query", body.query)
+        check_text("prompts", body.prompts)
         responses = split_queries(body.query, body.prompts)
         scores, at, n = await scored(body.prompts, responses)
         rewards = scores.traces[aggregate][at : at + n] if n else []
@@ -271,6 +359,8 @@ def build_app(
             raise HTTPException(
                 422, f"{len(body.prompts)} prompts for {len(body.responses)} responses: they must match"
             )
+        check_text("prompts", body.prompts)
+        check_text("responses", body.responses)
         scores, at, n = await scored(body.prompts, body.responses, body.partial)
         out = []
         for b in range(at, at + n):

@@ -80,8 +80,10 @@ def test_rejects_bad_options(tiny):
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="n=1"):
         generate(model, tokenizer, ["a"], n=2, greedy=True)
-    with pytest.raises(ValueError, match="temperature > 0"):
+    with pytest.raises(ValueError, match="0.0001 <= temperature <= 10000"):
         generate(model, tokenizer, ["a"], temperature=0.0)
+    with pytest.raises(ValueError, match="got 1e-300"):  # logits / 1e-300 overflow: NaN, then torch.multinomial fails
+        generate(model, tokenizer, ["a"], temperature=1e-300)
     assert generate(model, tokenizer, [], n=2) == []
     with pytest.raises(ValueError, match="--greedy"):
         Config(temperature=0.0)

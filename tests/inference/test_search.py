@@ -4,6 +4,7 @@ accounting, the PRM adapter's shape, bad input refused, and the command end to e
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from rairl.cli import main
 from rairl.commands import search as search_command
 from rairl.discriminator import Discriminator
 from rairl.inference.prm import ProcessRewardModel
-from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, top_k
+from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, row_bytes, top_k
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
 from rairl.tasks import TaskArgs, get_task
@@ -137,6 +138,46 @@ def test_bad_budgets_and_missing_step_boundaries_are_refused(tiny, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: beam: N=6 must be a multiple of M=4 (N/M beams, each expanded M ways)"
     ]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--limit", "-5"], r"--limit must be >= 0 \(0: every question\), got -5"),
+        (
+            ["--temperature", "0"],
+            r"temperature must lie in \[0.0001, 10000\] \(sampling: softmax\(logits / T\)\), got 0.0",
+        ),
+        (["--temperature", "-1"], "temperature must lie in"),
+        (["--temperature", "1e-300"], "temperature must lie in"),  # T is 0 in float32: logits / T is NaN
+        (["--temperature", "nan"], "--temperature must be a finite number, got nan"),
+        (["--max_steps", "0"], r"max_steps must be >= 1 \(rounds of search\), got 0"),
+        (["--max_step_tokens", "0"], "max_step_tokens must be >= 1"),
+        (["--m", "0"], "need N >= 1 and M >= 1"),
+        (["--n", "0"], "need N >= 1 and M >= 1"),
+        (["--n_eval", "0"], r"arith: need 1 <= n_train, n_eval <= 10,000,000 .* got 5000, 0, 9"),
+    ],
+)
+def test_bad_numeric_options_are_one_line(capsys, flags, message):
+    assert main(["search", "--reward_model", "x", "--policy", "y", "--n", "4", *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+
+
+def test_a_search_that_would_not_fit_in_memory_is_refused_with_the_estimate(tiny, tmp_path):
+    model, tokenizer = tiny
+    small = Searcher(model, tokenizer, StepValueScorer(), "\n", m=2, max_steps=5, progress=False, memory_limit=2**20)
+    per_trace = row_bytes(model, 5 + 5 * 32)  # "Q: 1?" is 5 tokens
+    assert per_trace == 2 * 1 * 2 * 16 * 165 * 4 + 3 * 4 * model.config.vocab_size
+    small.check_memory(4, 1, ["Q: 1?"])  # 4 traces fit in 1 MiB
+    with pytest.raises(ValueError, match=r"search: N=1,?024 keeps 2,048 traces live at once \(N × 2 question"):
+        small.check_memory(1024, 2, ["Q: 1?", "Q: 2?"])
+    with pytest.raises(ValueError, match=r"over the 0.0 GiB allowed \(memory_limit\); lower --n \(about \d+ fit\)"):
+        small.run("best_of_n", 1024, ["Q: 1?"])
+    # the default limit is the free memory: a billion candidates per question never start
+    with pytest.raises(ValueError, match=r"N=1000000000 keeps 1,000,000,000 traces live at once.*GiB free in"):
+        searcher(tiny, StepValueScorer()).run("best_of_n", 10**9, ["Q: 1?"])
 
 
 def test_the_prm_adapter_has_search_and_learns_shape(tiny):

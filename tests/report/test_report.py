@@ -450,3 +450,67 @@ def test_the_beyond_the_likelihood_section_shows_each_reward_in_words_and_figure
     assert "reward/min" in text and "on 100% of 40" in text and "on 90% of 40" in text
     assert text.count("<tr>") == 3 and "0.000" in text  # a header and one row per reward
     assert beyond_section(found[2:]) == ""
+
+
+@pytest.mark.parametrize(
+    "name, data, field, problem",
+    [
+        ("metrics.json", {"splits": {"test": 5}}, "splits.test", "expected an object, got int"),
+        (
+            "metrics.json",
+            {"splits": {"test": {"pass@x": {}}}},
+            "splits.test.pass@x",
+            "expected pass@K with an integer K >= 1",
+        ),
+        ("metrics.json", {"results": {"beam/N=4": {}}}, "results.beam/N=4", "expected a key method/scorer/N=n"),
+        ("metrics.json", {"pass@k": [], "select": {}}, "pass@k", "expected an object, got list"),
+        ("metrics.json", {"reward": {"acc_error": {}, "threshold": "a"}}, "reward.threshold", "expected a number"),
+        ("metrics.json", {"x": {"mean": "0.5", "ci95": None}}, "x.mean", "expected a number or null, got '0.5'"),
+        ("metrics.json", {"x": {"mean": 0.5, "ci95": [0.1]}}, "x.ci95", r"expected \[low, high\]"),
+        ("results.json", {"claims": 5}, "claims", "expected a list or null, got int"),
+        # shapes that reached a plot (the fuzzer's finds): a pass@k that is no summary, pass@0 on a log axis
+        ("metrics.json", {"splits": {"test": {"pass@1": "x"}}}, "splits.test.pass@1", "expected a summary object"),
+        (
+            "metrics.json",
+            {"splits": {"test": {"pass@0": {}}}},
+            "splits.test.pass@0",
+            "expected pass@K with an integer K >= 1",
+        ),
+        (
+            "metrics.json",
+            {"results": {"beam/r/N=4": {"accuracy": {}, "tokens_per_question": 0}}},
+            "results.beam/r/N=4",
+            r"expected tokens_per_question \(a number > 0",
+        ),
+    ],
+)
+def test_a_metrics_file_of_another_shape_is_one_line_naming_the_file_and_field(
+    tmp_path, capsys, name, data, field, problem
+):
+    path = tmp_path / "run" / name
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    assert main(["report", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.match(rf"error: {re.escape(str(path))}, field '{re.escape(field)}': {problem}", err)
+
+
+def test_a_deeply_nested_metrics_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "metrics.json").write_text('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}")
+    assert main(["report", str(tmp_path)]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {tmp_path / 'metrics.json'}, line 1: JSON nested deeper than 100 levels"
+    )
+
+
+def test_a_summary_without_its_interval_is_drawn_without_error_bars(tmp_path):
+    """A hand-written metrics file may give a mean and no ci95: the pass@k plot draws the point (the fuzzer found it
+    raised KeyError)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(
+        json.dumps({"splits": {"test": {"pass@1": {"mean": 0.5}, "greedy": {"mean": 0.4}}}})
+    )
+    assert main(["report", str(run)]) == 0
+    assert "pass@k" in (run / "report.html").read_text()

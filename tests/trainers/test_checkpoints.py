@@ -8,9 +8,11 @@ import json
 import pytest
 
 from rairl.cli import main
+from rairl.io import DataError
 from rairl.trainers.checkpoints import (
     COMPLETE_FILE,
     checkpoint_problem,
+    checkpoint_step,
     mark_complete,
     resolve_resume,
 )
@@ -46,6 +48,40 @@ def test_resolve_resume_takes_the_newest_complete_checkpoint(tmp_path, caplog):
         resolve_resume(str(tmp_path), tmp_path)
 
 
+def test_a_folder_holding_a_run_is_not_trained_over_without_being_asked(tmp_path):
+    """Without --resume_from_checkpoint, a checkpoint or a finished run in output_dir is refused, saying how to
+    resume or start over; `auto` and `last` continue it."""
+    fake_checkpoint(tmp_path / "checkpoint-4", 4)
+    with pytest.raises(FileExistsError, match=r"already holds a run's checkpoints \(checkpoint-4\): pass "
+                                              "--resume_from_checkpoint last to continue it"):  # fmt: skip
+        resolve_resume(None, tmp_path)
+    assert resolve_resume("auto", tmp_path) == str(tmp_path / "checkpoint-4")
+    (tmp_path / "train_summary.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"already holds a finished run \(train_summary.json\).*start over"):
+        resolve_resume(None, tmp_path)
+    fresh = tmp_path / "fresh"
+    (fresh / "log.jsonl").parent.mkdir()
+    (fresh / "log.jsonl").write_text("")  # a run killed before its first checkpoint: nothing to resume
+    assert resolve_resume(None, fresh) is None
+
+
+def test_what_a_killed_final_save_left_is_removed_at_start(tmp_path):
+    (tmp_path / ".final").mkdir()  # save_final's staging folder, files half moved out
+    (tmp_path / ".final" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "..final.k3j2x9.tmp").mkdir()  # its rairl.io.atomic_dir temporary, killed while written
+    (tmp_path / ".staging-checkpoint-8").mkdir()
+    assert resolve_resume(None, tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("state", ["{not json", "[]", '{"global_step": "4"}', '{"epoch": 1}'])
+def test_an_unreadable_trainer_state_names_its_file(tmp_path, state):
+    folder = fake_checkpoint(tmp_path / "checkpoint-4", 4)
+    (folder / "trainer_state.json").write_text(state)
+    with pytest.raises(DataError, match=r"checkpoint-4/trainer_state.json"):
+        checkpoint_step(folder)
+
+
 def test_checkpoint_problem_names_the_missing_file(tmp_path):
     folder = fake_checkpoint(tmp_path / "checkpoint-1", 1)
     assert checkpoint_problem(folder) is None
@@ -53,6 +89,10 @@ def test_checkpoint_problem_names_the_missing_file(tmp_path):
     assert checkpoint_problem(folder) == "model.safetensors is missing"
     (folder / COMPLETE_FILE).write_text("[]")
     assert checkpoint_problem(folder) == f"{COMPLETE_FILE} is not a file list"
+    (folder / COMPLETE_FILE).write_text('{"files": ["model.safetensors"]}')
+    assert checkpoint_problem(folder) == f"{COMPLETE_FILE} is not a file list"
+    (folder / COMPLETE_FILE).write_text('{"files": ' + "[" * 5000 + "}")  # json.loads would raise RecursionError
+    assert checkpoint_problem(folder).startswith(f"{COMPLETE_FILE} is not a file list (")
 
 
 def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_again(tmp_path, caplog, small_sft_run):
@@ -65,6 +105,7 @@ def test_sft_checkpoints_are_marked_complete_and_a_finished_run_is_not_trained_a
     ]  # no staging folder left
     assert all(checkpoint_problem(out / name) is None for name in ("checkpoint-2", "checkpoint-4"))
     log_lines = (out / "log.jsonl").read_text().count("\n")
+    assert main(["sft", "--max_steps", "4", *common]) == 1  # not again from step 0 over the finished run
     with caplog.at_level("INFO"):
         assert main(["sft", "--max_steps", "4", "--resume_from_checkpoint", "last", *common]) == 0
     assert "the run is finished, nothing left to train" in caplog.text

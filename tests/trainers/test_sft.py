@@ -67,10 +67,14 @@ def test_jsonl_log_callback_appends_one_line_per_log(tmp_path, read_log):
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
     state = TrainerState(global_step=3)
     callback = JsonlLogCallback()
+    callback.on_train_begin(args, state, TrainerControl())
     callback.on_log(args, state, TrainerControl(), logs={"loss": 1.5})
     state.global_step = 4
     callback.on_log(args, state, TrainerControl(), logs={"loss": 1.25, "learning_rate": 0.1})
-    assert read_log(tmp_path) == [{"step": 3, "loss": 1.5}, {"step": 4, "loss": 1.25, "learning_rate": 0.1}]
+    rows = read_log(tmp_path)
+    times = [row.pop("time_s") for row in rows]  # seconds since training began: seconds per step without a timer
+    assert rows == [{"step": 3, "loss": 1.5}, {"step": 4, "loss": 1.25, "learning_rate": 0.1}]
+    assert 0 <= times[0] <= times[1] < 60
 
 
 def test_save_final_writes_a_loadable_model_and_keeps_other_files(tmp_path):

@@ -23,9 +23,10 @@ from rairl.evaluation.selection import normalise_answer
 from rairl.inference.likelihood import LikelihoodScorer
 from rairl.inference.sampling import load_for_inference, select_examples
 from rairl.inference.scoring import RewardArgs, load_reward_model
-from rairl.inference.search import AGGREGATES, METHODS, Searcher, check_budget, search_rows
+from rairl.inference.search import AGGREGATES, METHODS, Searcher, check_budget, check_settings, search_rows
 from rairl.io import write_json, write_jsonl
 from rairl.models import ModelArgs
+from rairl.options import check_number
 from rairl.tasks import TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Config(TaskArgs, RewardArgs):
             if bad := [x for x in getattr(self, name).split(",") if x not in known]:
                 raise ValueError(f"--{name}: unknown {bad}; known: {', '.join(known)}")
         AGGREGATES.lookup(self.step_aggregate)
+        check_number("--limit", self.limit, integer=True, low=0, rule="must be >= 0 (0: every question)")
+        check_settings(self.temperature, self.max_steps, self.max_step_tokens)
         for method in self.method_list:
             for n in parse_ks(self.n):
                 check_budget(method, n, self.m)

@@ -5,7 +5,8 @@
     RAIRL_API_KEY=secret rairl serve --reward_model DIR --host 0.0.0.0         # any other bind needs a key
 
 Binds 127.0.0.1 unless told otherwise; a non-loopback bind refuses to start without an API key (`--api_key` or
-$RAIRL_API_KEY). The reward model folder loads with safetensors only. Stops cleanly on SIGINT / SIGTERM.
+$RAIRL_API_KEY), which is never logged (`rairl.config.config_dict` masks it). The reward model folder loads with
+safetensors only. Stops cleanly on SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from rairl.inference.scoring import RewardArgs, load_reward_model
+from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device
+from rairl.options import check_number
 from rairl.rewards.aggregation import AGGREGATIONS
 from rairl.server import Limits, build_app
 from rairl.tasks import TaskArgs, get_task
@@ -49,12 +51,22 @@ class Config(TaskArgs):
             raise ValueError("--reward_model is required: a saved discriminator folder")
         if self.aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {sorted(AGGREGATIONS)}, got {self.aggregate!r}")
+        check_number("--port", self.port, integer=True, low=1, high=65535, rule="must lie in [1, 65535]")
+        check_number("--batch_size", self.batch_size, integer=True, low=1, rule="must be >= 1")
+        resolve_device(self.device)
+        self.limits()
         self.api_key = self.api_key or os.environ.get("RAIRL_API_KEY") or None
         if not is_loopback(self.host) and not self.api_key:
             raise ValueError(
                 f"--host {self.host} is reachable from other machines: set an API key (--api_key or "
                 "$RAIRL_API_KEY), or bind 127.0.0.1"
             )
+
+    def limits(self) -> Limits:
+        """The server's limits (checked when made)."""
+        return Limits(
+            self.max_request_bytes, self.max_traces, self.max_tokens_per_trace, self.batch_tokens, self.max_wait_ms
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -71,15 +83,12 @@ def run(config: Config) -> dict[str, Any]:
 
     args = RewardArgs(reward_model=config.reward_model, batch_size=config.batch_size, device=config.device)
     model = load_reward_model(args, get_task(config))
-    limits = Limits(
-        config.max_request_bytes,
-        config.max_traces,
-        config.max_tokens_per_trace,
-        config.batch_tokens,
-        config.max_wait_ms,
-    )
     app = build_app(
-        model, aggregate=config.aggregate, api_key=config.api_key, limits=limits, model_name=config.reward_model
+        model,
+        aggregate=config.aggregate,
+        api_key=config.api_key,
+        limits=config.limits(),
+        model_name=config.reward_model,
     )
     logger.info(
         "serving %s on http://%s:%d (%s)",

@@ -48,6 +48,7 @@ def train_base(config: DemoConfig, out: str) -> float:
                 save_steps=10**9,
                 threads=torch.get_num_threads(),
                 seed=0,
+                resume_from_checkpoint="auto",  # a demo stopped after the last checkpoint finishes from there
             )
         )
     return json.loads((base / SUMMARY_FILE).read_text())["wall_time_s"]
@@ -67,6 +68,7 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
             threads=1,
             logging_steps=1,
             output_dir=run,
+            resume_from_checkpoint="auto",  # a demo stopped after the last checkpoint finishes from there
         )
         batch = config.prompts_per_step * config.num_generations
         rl = dict(

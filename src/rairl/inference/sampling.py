@@ -28,6 +28,9 @@ from rairl.options import Options
 from rairl.tasks import Example, Task
 
 logger = logging.getLogger(__name__)
+# transformers divides the logits by the temperature before its softmax: far below 1e-4 they overflow (inf - inf is
+# NaN, and torch.multinomial fails); far above, every token is as likely. Argmax is `greedy`.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4
 
 
 def _check_lengths(lengths: list[int], model, max_new_tokens: int, ids: Sequence[str]) -> None:
@@ -90,8 +93,11 @@ def generate(
         raise ValueError(f"n, batch_size and max_new_tokens must be >= 1, got {n}, {batch_size}, {max_new_tokens}")
     if greedy and n != 1:
         raise ValueError(f"greedy decoding gives one response per prompt: use n=1 (got n={n}) or sample")
-    if not greedy and (temperature <= 0 or not 0 < top_p <= 1):
-        raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    if not greedy and (not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE or not 0 < top_p <= 1):
+        raise ValueError(
+            f"sampling needs {MIN_TEMPERATURE:g} <= temperature <= {MAX_TEMPERATURE:g} and 0 < top_p <= 1, got "
+            f"{temperature}, {top_p}"
+        )
     ids = [str(i) for i in range(len(prompts))] if ids is None else list(ids)
     if len(ids) != len(prompts):
         raise ValueError(f"got {len(ids)} ids for {len(prompts)} prompts")
@@ -286,9 +292,13 @@ def load_for_inference(args: ModelArgs, seed: int = 0) -> tuple[Any, Any]:
 
 
 def select_examples(task: Task, split: str, limit: int) -> list[Example]:
-    """The first `limit` examples of `split` (all when `limit` is 0)."""
-    examples = task.examples(split)
-    return list(examples[:limit] if limit else examples)
+    """The first `limit` examples of `split` (all when `limit` is 0); none is an error, not an empty run."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0 (0: every question), got {limit}")
+    examples = list(task.examples(split))
+    if not examples:
+        raise ValueError(f"{task.name}/{split}: the split has no examples (n_eval, or the data file, is empty)")
+    return examples[:limit] if limit else examples
 
 
 @dataclass
@@ -314,8 +324,9 @@ class SamplingArgs(Options):
             )
 
     def check_sampling(self) -> None:
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE or not 0 < self.top_p <= 1:
             raise ValueError(
-                f"sampling needs temperature > 0 and 0 < top_p <= 1, got temperature={self.temperature}, "
-                f"top_p={self.top_p}; for argmax decoding pass --greedy to `rairl sample` (eval reports greedy already)"
+                f"sampling needs {MIN_TEMPERATURE:g} <= temperature <= {MAX_TEMPERATURE:g} and 0 < top_p <= 1, got "
+                f"temperature={self.temperature}, top_p={self.top_p}; for argmax decoding pass --greedy to `rairl "
+                "sample` (eval reports greedy already)"
             )

@@ -76,6 +76,7 @@ class RewardArgs(Options):
             raise ValueError("--reward_model is required: a saved discriminator folder, e.g. runs/airl/discriminator")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        resolve_device(self.device)
         RewardSettings().override(**self.overrides())  # checks every setting given
         parse_aggregates(self.aggregates)
 
@@ -95,8 +96,27 @@ class RewardArgs(Options):
         return parse_aggregates(self.aggregates)
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    """`auto`: cuda when there is one, else cpu; any other name must be a device of `DEVICE_TYPES` this machine has
+    (`cuda:1` with one GPU, `tpu9`, `cuda` without CUDA are one-line errors, not a failure inside torch)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in DEVICE_TYPES:
+        raise ValueError(f"--device {device!r}: not a device rairl runs on; use auto, cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); use auto or cpu"
+        )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available here; use auto or cpu")
+    return device
 
 
 def load_reward_model(args: RewardArgs, task: Task) -> RewardModel:

@@ -34,6 +34,8 @@ import torch
 from tqdm.auto import tqdm
 
 from rairl.chat import render_prompts
+from rairl.inference.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
+from rairl.options import check_number
 from rairl.registry import Registry
 from rairl.tasks import Example, Task
 
@@ -78,9 +80,40 @@ def check_budget(method: str, n: int, m: int) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if n < 1 or m < 1:
-        raise ValueError(f"need N >= 1 and M >= 1, got N={n}, M={m}")
+        raise ValueError(f"need N >= 1 and M >= 1 (--n, --m), got N={n}, M={m}")
     if method != "best_of_n" and n % m:
         raise ValueError(f"{method}: N={n} must be a multiple of M={m} (N/M beams, each expanded M ways)")
+
+
+def check_settings(temperature: float, max_steps: int, max_step_tokens: int) -> None:
+    """Sampling and round limits a search can run with (a temperature of 0, NaN or far below 1e-4 breaks the
+    softmax: `rairl.inference.sampling.MIN_TEMPERATURE`; zero rounds or tokens search nothing)."""
+    rule = f"must lie in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (sampling: softmax(logits / T))"
+    check_number("temperature", temperature, low=MIN_TEMPERATURE, high=MAX_TEMPERATURE, rule=rule)
+    check_number("max_steps", max_steps, integer=True, low=1, rule="must be >= 1 (rounds of search)")
+    check_number("max_step_tokens", max_step_tokens, integer=True, low=1, rule="must be >= 1 (tokens per step)")
+
+
+def row_bytes(model, positions: int) -> int:
+    """Memory one live trace holds during a search: its KV cache over `positions` positions (keys and values of
+    every layer, in the model's dtype) and three float32 rows as wide as the vocabulary (its kept next-token
+    logits, the forward pass's output and the softmax)."""
+    config = model.config
+    heads = getattr(config, "num_attention_heads", 1) or 1
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
+    layers = getattr(config, "num_hidden_layers", 1)
+    itemsize = next(model.parameters()).element_size()
+    return 2 * layers * kv_heads * head_dim * positions * itemsize + 3 * 4 * getattr(config, "vocab_size", 0)
+
+
+def free_memory(device: torch.device) -> tuple[int, str]:
+    """Bytes free where the search's tensors live, and where that is (for a message)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0], f"free on {device}"
+    import psutil
+
+    return psutil.virtual_memory().available, "free in this machine's memory"
 
 
 def check_boundary(tokenizer, boundary: str | None) -> str:
@@ -228,9 +261,12 @@ class Searcher:
     max_step_tokens: int = 32
     batch_rows: int = 256  # traces live at once: questions go in chunks of batch_rows // N (KV caches are kept)
     progress: bool = True
+    memory_limit: int | None = None  # bytes the live traces may take (`check_memory`); None: what is free
 
     def __post_init__(self) -> None:
         AGGREGATES.lookup(self.how)
+        check_settings(self.temperature, self.max_steps, self.max_step_tokens)
+        check_number("batch_rows", self.batch_rows, integer=True, low=1, rule="must be >= 1")
         self.boundary = check_boundary(self.tokenizer, self.boundary)
         self.sampler = StepSampler(self.model, self.tokenizer, self.boundary, self.temperature, self.max_step_tokens)
         self.rows: Rows | None = None
@@ -239,7 +275,28 @@ class Searcher:
     def run(self, method: str, n: int, prompts: Sequence[str]) -> list[SearchResult]:
         check_budget(method, n, self.m)
         chunk = max(1, self.batch_rows // n)
+        self.check_memory(n, min(chunk, len(prompts)), prompts)
         return [r for at in range(0, len(prompts), chunk) for r in self._run(method, n, prompts[at : at + chunk])]
+
+    def check_memory(self, n: int, questions: int, prompts: Sequence[str]) -> None:
+        """Refuse a search whose live traces (N per question, `questions` questions at once) would not fit: N ×
+        questions × `row_bytes` against `memory_limit` (default: the free memory), the estimate in the message."""
+        if not prompts:
+            return
+        longest = max(map(len, self.tokenizer(render_prompts(self.tokenizer, list(prompts)))["input_ids"]))
+        per_row = row_bytes(self.model, longest + self.max_steps * self.max_step_tokens)
+        need = n * questions * per_row
+        limit, where = (
+            (self.memory_limit, "allowed (memory_limit)") if self.memory_limit else free_memory(self.model.device)
+        )
+        if need > limit:
+            fits = max(0, limit // (questions * per_row))
+            raise ValueError(
+                f"search: N={n} keeps {n * questions:,} traces live at once (N × {questions} question(s)), about "
+                f"{need / 2**30:,.1f} GiB of KV cache and logits ({per_row / 2**20:,.2f} MiB a trace), over the "
+                f"{limit / 2**30:,.1f} GiB {where}; lower --n (about {fits:,} fit) or --max_steps / "
+                "--max_step_tokens"
+            )
 
     def _run(self, method: str, n: int, prompts: Sequence[str]) -> list[SearchResult]:
         self.rows = self.sampler.start(prompts)  # one row per prompt: the prompt's forward pass, once
@@ -293,7 +350,14 @@ class Searcher:
 
     def _score(self, prompts: list[str], candidates: list[Candidate]) -> None:
         start = time.perf_counter()
-        score(self.scorer, prompts, candidates, self.how, self.step_reduce)
+        try:
+            score(self.scorer, prompts, candidates, self.how, self.step_reduce)
+        except ValueError as err:  # a candidate the scorer cannot take (longer than its context, most likely)
+            raise ValueError(
+                f"search: scoring its candidates failed: {err}; a trace grows to max_steps × max_step_tokens = "
+                f"{self.max_steps * self.max_step_tokens} tokens: lower --max_steps or --max_step_tokens to fit "
+                "the scorer's context"
+            ) from None
         self.seconds["score"] += time.perf_counter() - start
 
     def _best_of_n(self, n: int, prompts: Sequence[str]) -> list[SearchResult]:

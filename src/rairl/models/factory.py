@@ -20,7 +20,7 @@ from rairl.chat import check_template
 from rairl.io import DataError, read_json
 from rairl.models.gguf import resolve_model
 from rairl.models.tokenizer import build_char_tokenizer
-from rairl.options import Options
+from rairl.options import Options, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class ModelArgs(Options):
         super().__post_init__()
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        check_number("--lora_r", self.lora_r, integer=True, low=0, rule="must be >= 0 (0: no LoRA)")
+        if self.model == TINY:
+            for name in ("hidden_size", "num_layers", "num_heads", "max_position_embeddings"):
+                check_number(f"--{name}", getattr(self, name), integer=True, low=1, rule="must be >= 1")
         if self.model == TINY and self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}); "

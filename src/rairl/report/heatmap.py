@@ -100,7 +100,8 @@ def read_scored(path: str | os.PathLike, tau: float) -> list[Trace]:
         scores = row.get("scores", row.get("trace_scores"))  # rerank: {method: value}; score: {aggregation: value}
         if not isinstance(scores, dict) or not all(isinstance(v, (int, float)) for v in scores.values()):
             raise DataError(path, line, "scores", "expected {method: number}")
-        details = {"picked by": ", ".join(row["picked_by"])} if row.get("picked_by") else {}
+        picked = row.get("picked_by")
+        details = {"picked by": ", ".join(map(str, picked))} if isinstance(picked, list) and picked else {}
         values, spans = saved_token_rewards(row, response, path, line)
         traces.append(
             Trace(

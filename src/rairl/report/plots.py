@@ -53,14 +53,15 @@ def reward_histogram(
 
 
 def _yerr(summaries: Sequence[dict[str, Any]]) -> np.ndarray:
-    """(2, n) distances from each mean to its interval ends (0 where an interval is missing)."""
+    """(2, n) distances from each mean to its interval ends (0 where an interval, or one of its ends, is missing)."""
+    ends = [(s.get("ci95") or [None, None])[:2] for s in summaries]
     return np.array(
         [
             [
-                max(s["mean"] - (s["ci95"][0] if s["ci95"][0] is not None else s["mean"]), 0.0),
-                max((s["ci95"][1] if s["ci95"][1] is not None else s["mean"]) - s["mean"], 0.0),
+                max(s["mean"] - (lo if lo is not None else s["mean"]), 0.0),
+                max((hi if hi is not None else s["mean"]) - s["mean"], 0.0),
             ]
-            for s in summaries
+            for s, (lo, hi) in zip(summaries, ends)
         ]
     ).T
 

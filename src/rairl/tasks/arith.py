@@ -36,6 +36,7 @@ SHIFT_PHRASES = {
 }
 ANSWER_LINE = re.compile(r"\s*####\s*(.+?)\s*")  # a step that is the answer line (fullmatch)
 STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+MAX_PROBLEMS = 10**7  # problems per split: more would be generated (and held) for minutes, then likely refused
 _SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "ood": 4, "shift": 5}
 _DISJOINT_FROM = {
     "train": (),
@@ -155,8 +156,14 @@ class ArithTask(Task):
                 f"{self.name}: the OOD split must have more steps than training: got max_ops={max_ops}, "
                 f"ood_min_ops={ood_min_ops}, ood_max_ops={ood_max_ops}"
             )
-        if bad := set(ops) - set("+-*/"):
-            raise ValueError(f"{self.name}: unknown operation(s) {sorted(bad)}; choose from '+-*/'")
+        if not (1 <= n_train <= MAX_PROBLEMS and 1 <= n_eval <= MAX_PROBLEMS and max_operand >= 1):
+            raise ValueError(
+                f"{self.name}: need 1 <= n_train, n_eval <= {MAX_PROBLEMS:,} (every problem is generated up front) "
+                f"and max_operand >= 1, got {n_train}, {n_eval}, {max_operand}"
+            )
+        if not ops or set(ops) - set("+-*/"):
+            raise ValueError(f"{self.name}: unknown operation(s) {sorted(set(ops) - set('+-*/'))} in ops={ops!r}; "
+                             "choose one or more of '+-*/'")  # fmt: skip
         self.min_ops, self.max_ops = min_ops, max_ops
         self.ood_min_ops, self.ood_max_ops = ood_min_ops, ood_max_ops
         self.max_operand, self.ops, self.max_value = max_operand, ops, max_value

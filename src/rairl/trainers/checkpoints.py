@@ -8,7 +8,9 @@ the Trainer's files (weights, optimiser, scheduler, RNG, trainer state), then wh
 at any moment leaves either no `checkpoint-N/` or a complete one; a staging folder left by a kill is removed by
 the next save or resume.
 
-Resuming with `last` / `auto` takes the newest checkpoint whose marker is there and whose files match it, and logs
+Starting a run over one in the same folder is refused unless `--resume_from_checkpoint` says what to do
+(`refuse_existing_run`); what killed saves left (staging folders) is removed at start. Resuming with `last` /
+`auto` takes the newest checkpoint whose marker is there and whose files match it, and logs
 each newer folder it skipped and why. A run whose chosen checkpoint already holds every step asked for does not
 train again (`already_finished`).
 """
@@ -23,6 +25,9 @@ import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from rairl.io import DataError, read_json
+from rairl.trainers.common import FINAL_STAGING, SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +71,11 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
     if not marker.is_file():
         return f"no {COMPLETE_FILE} (its save was interrupted, or an older rairl wrote it)"
     try:
-        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError):
+        files = read_json(marker)
+    except DataError as err:
+        return f"{COMPLETE_FILE} is not a file list ({err})"
+    files = files.get("files") if isinstance(files, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(n, int) and not isinstance(n, bool) for n in files.values()):
         return f"{COMPLETE_FILE} is not a file list"
     for name, size in files.items():
         path = folder / name
@@ -90,9 +98,31 @@ def checkpoint_folders(output_dir: str | os.PathLike) -> list[Path]:
 
 
 def remove_staging(output_dir: str | os.PathLike) -> None:
-    """Delete staging folders a killed save left behind."""
-    for path in Path(output_dir).glob(f"{STAGING_PREFIX}*") if Path(output_dir).is_dir() else []:
+    """Delete what a killed save left behind: checkpoint staging folders, and the final save's staging folder and
+    its temporaries (`rairl.io.atomic_dir` of `FINAL_STAGING`)."""
+    patterns = (f"{STAGING_PREFIX}*", FINAL_STAGING, f".{FINAL_STAGING}.*")
+    for path in (
+        (p for pattern in patterns for p in Path(output_dir).glob(pattern)) if Path(output_dir).is_dir() else []
+    ):
+        logger.info("removing %s, left by a save that was cut short", path)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def refuse_existing_run(output_dir: str | os.PathLike) -> None:
+    """An `output_dir` that holds a run (a checkpoint, or a finished run's `SUMMARY_FILE`) is not trained over from
+    step 0 unless asked: FileExistsError saying how to resume it or start over."""
+    held = checkpoint_folders(output_dir)
+    if Path(output_dir, SUMMARY_FILE).is_file():
+        what = f"a finished run ({SUMMARY_FILE})"
+    elif held:
+        what = f"a run's checkpoints ({', '.join(p.name for p in held)})"
+    else:
+        return
+    raise FileExistsError(
+        f"--output_dir {output_dir} already holds {what}: pass --resume_from_checkpoint last to continue it (or "
+        "auto: continue when there is a checkpoint, else start fresh), or give another --output_dir (or delete this "
+        "one) to start over"
+    )
 
 
 def newest_complete(output_dir: str | os.PathLike) -> str | None:
@@ -107,10 +137,13 @@ def newest_complete(output_dir: str | os.PathLike) -> str | None:
 
 
 def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> str | None:
-    """The checkpoint folder to resume from, or None to start fresh (see `RunArgs.resume_from_checkpoint`)."""
-    if not resume:
-        return None
+    """The checkpoint folder to resume from, or None to start fresh (see `RunArgs.resume_from_checkpoint`); what
+    killed saves left is removed first, and without `resume` an `output_dir` holding a run is refused
+    (`refuse_existing_run`)."""
     remove_staging(output_dir)
+    if not resume:
+        refuse_existing_run(output_dir)
+        return None
     if resume in _RESUME_LAST:
         found = newest_complete(output_dir)
         if found is None and resume == "last":
@@ -134,9 +167,13 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> str | N
 
 
 def checkpoint_step(checkpoint: str | os.PathLike) -> int:
-    """The global step a checkpoint was written at (its trainer_state.json)."""
-    state = json.loads(Path(checkpoint, "trainer_state.json").read_text(encoding="utf-8"))
-    return int(state["global_step"])
+    """The global step a checkpoint was written at (its trainer_state.json; a DataError naming it when unreadable)."""
+    path = Path(checkpoint, "trainer_state.json")
+    state = read_json(path)
+    step = state.get("global_step") if isinstance(state, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise DataError(path, None, "global_step", f"expected a step number >= 0, got {step!r}")
+    return step
 
 
 class AtomicCheckpoints:

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
 SUMMARY_FILE = "train_summary.json"  # written last by `finish`: steps, wall time, the command's config
+FINAL_STAGING = ".final"  # `save_final` writes here first (a kill can leave it, or its temporaries, behind)
 
 
 @dataclass
@@ -50,7 +51,8 @@ class RunArgs(Options):
         default=None,
         metadata={
             "help": "continue from a checkpoint: a checkpoint folder, 'last' (the newest complete one in output_dir, "
-            "error if none) or 'auto' (the newest if there is one, else start fresh)"
+            "error if none) or 'auto' (the newest if there is one, else start fresh); unset, an output_dir that "
+            "holds a checkpoint or a finished run is refused"
         },
     )
     # TRL defaults changed (TRL's in the help):
@@ -154,7 +156,7 @@ def save_final(model: PreTrainedModel, tokenizer, output_dir: str | os.PathLike)
     output_dir = Path(output_dir)
     if hasattr(model, "merge_and_unload"):  # a peft model: merge the adapters so the folder loads on its own
         model = model.merge_and_unload()
-    staging = output_dir / ".final"
+    staging = output_dir / FINAL_STAGING
     with atomic_dir(staging) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

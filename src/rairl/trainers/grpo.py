@@ -20,6 +20,7 @@ from datasets import Dataset
 
 from rairl.chat import plain_text, trainer_prompt
 from rairl.models import ModelArgs, load_policy
+from rairl.options import check_number
 from rairl.tasks import Example, Task, TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
 from rairl.trainers.common import RunArgs, finish, log_callbacks, set_threads
@@ -40,6 +41,12 @@ class GRPOConfig(RunArgs, trl.GRPOConfig):
     )
     max_completion_length: int | None = field(default=64, metadata={"help": "most tokens per sample (TRL: 512)"})
     disable_dropout: bool = field(default=True, metadata={"help": "no dropout in the policy (TRL: off)"})
+
+    def __post_init__(self) -> None:
+        if self.num_generations is not None:  # TRL divides by it before it checks it (ZeroDivisionError at 0)
+            check_number("--num_generations", self.num_generations, integer=True, low=1,
+                         rule="must be >= 1 (and GRPO needs at least 2 generations per prompt)")  # fmt: skip
+        super().__post_init__()
 
 
 @dataclass
