@@ -113,3 +113,25 @@ def test_score_form_f_needs_likelihood(disc_and_tok, tiny_lm):
     model, tokenizer = tiny_lm()
     with pytest.raises(ValueError, match="needs a likelihood-aware discriminator"):
         RewardModel(Discriminator.from_causal_lm(model, False), tokenizer, RewardSettings(score_form="f"))
+
+
+@pytest.mark.parametrize("form", ["f", "logit"])
+def test_score_parts_splits_the_reward_into_its_learned_part_in_one_pass(disc_and_tok, form, monkeypatch):
+    disc, tok = disc_and_tok
+    rm = RewardModel(disc, tok, RewardSettings(score_form=form))
+    calls = []
+    terms = Discriminator.terms
+    monkeypatch.setattr(Discriminator, "terms", lambda self, *a, **k: calls.append(1) or terms(self, *a, **k))
+    parts = rm.score_parts([PROMPT], [RESPONSE], aggregates=("mean", "min"))
+    assert len(calls) == 1  # one forward pass for both parts
+    value, learned = parts["value"], parts["learned"]
+    assert torch.equal(value.tokens[0], rm.score([PROMPT], [RESPONSE]).tokens[0])
+    batch = rm.encode([PROMPT], [RESPONSE])
+    s, ell = rm.score_terms(batch)
+    response = batch.response_mask[0]
+    if form == "f":  # f_t = v_t + ℓ_t (dense), the learned part v_t = s_t / T
+        torch.testing.assert_close(learned.tokens[0], s[0, response] / disc.temperature)
+        torch.testing.assert_close(value.tokens[0] - learned.tokens[0], ell[0, response])
+    else:  # the logit form adds no likelihood back: all of it is learned
+        torch.testing.assert_close(learned.tokens[0], value.tokens[0])
+    assert learned.traces["min"][0] == pytest.approx(float(learned.tokens[0].min()))

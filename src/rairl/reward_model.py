@@ -129,6 +129,28 @@ class TraceScorer(ABC):
         scored, _ = self._score_texts(
             prompts, responses, step_spans, step_reduce, aggregates, aggregate_discount, partial
         )
+        return scored["value"]
+
+    def token_parts(self, batch: TraceBatch) -> dict[str, torch.Tensor]:
+        """The token values (`"value"`) and any part of them a scorer can tell apart, each (B, T), from one forward
+        pass; a plain scorer has no parts."""
+        return {"value": self.token_values(batch)}
+
+    def score_parts(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        *,
+        step_spans: Sequence[Sequence[Span]] | None = None,
+        step_reduce: str | None = None,
+        aggregates: Sequence[str] | None = None,
+        aggregate_discount: float | None = None,
+    ) -> dict[str, TraceScores]:
+        """`score`'s three views of every part of `token_parts` (`"value"` is what `score` returns), one forward
+        pass for all."""
+        scored, _ = self._score_texts(
+            prompts, responses, step_spans, step_reduce, aggregates, aggregate_discount, parts=True
+        )
         return scored
 
     def score_ids(
@@ -167,6 +189,7 @@ class TraceScorer(ABC):
             prompts = tokenizer.batch_decode([list(p) for p in prompt_ids], skip_special_tokens=True)
         texts = tokenizer.batch_decode([list(r) for r in response_ids], skip_special_tokens=True)
         scored, batch = self._score_texts(prompts, texts, None, step_reduce, aggregates, aggregate_discount)
+        scored = scored["value"]
         rm_ids = [batch.input_ids[b, batch.response_mask[b]].tolist() for b in range(len(batch))]
         scored.tokens = [
             project_values(values, self.tokenizer, src, tokenizer, list(dst))
@@ -227,7 +250,8 @@ class TraceScorer(ABC):
         aggregates: Sequence[str] | None,
         aggregate_discount: float | None,
         partial: bool = False,
-    ) -> tuple[TraceScores, TraceBatch]:
+        parts: bool = False,
+    ) -> tuple[dict[str, TraceScores], TraceBatch]:
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts for {len(responses)} responses")
         spans = [list(s) for s in step_spans] if step_spans is not None else [self.step_spans(r) for r in responses]
@@ -240,7 +264,12 @@ class TraceScorer(ABC):
             [tuple(o) for o in row] + ([] if partial else [(len(r), len(r))])
             for row, r in zip(enc["offset_mapping"], responses)
         ]
-        return self._views(batch, list(responses), offsets, spans, step_reduce, aggregates, aggregate_discount), batch
+        values = self.token_parts(batch) if parts else {"value": self.token_values(batch)}
+        views = {
+            name: self._views(batch, list(responses), offsets, spans, step_reduce, aggregates, aggregate_discount, v)
+            for name, v in values.items()
+        }
+        return views, batch
 
     def _views(
         self,
@@ -251,12 +280,13 @@ class TraceScorer(ABC):
         step_reduce: str | None,
         aggregates: Sequence[str] | None,
         aggregate_discount: float | None,
+        token_values: torch.Tensor | None = None,
     ) -> TraceScores:
         aggregates = list(AGGREGATIONS) if aggregates is None else list(aggregates)
         step_reduce = step_reduce or self.step_reduce
         aggregate_discount = self.aggregate_discount if aggregate_discount is None else aggregate_discount
         check_names(aggregates, step_reduce)
-        values = response_values(self.token_values(batch), batch)
+        values = response_values(self.token_values(batch) if token_values is None else token_values, batch)
         for b, (v, o) in enumerate(zip(values, offsets)):
             assert len(v) == len(o), f"trace {b}: {len(v)} token rewards for {len(o)} token offsets"
         masks = [answer_token_mask(r, o) for r, o in zip(responses, offsets)]
@@ -384,24 +414,15 @@ class RewardModel(TraceScorer):
         v = self.discriminator.rewards(s)
         return form.values(v, ell, self.label_mask(batch), batch.response_mask, self.settings.clip_beta)
 
-    def learned_values(self, batch: TraceBatch) -> torch.Tensor:
-        """The learned part of `token_values`: the same score form with ℓ_t taken out (f_t − ℓ_t = backfill(v)_t; all
-        of r_t for the logit form, which adds no likelihood back)."""
+    def token_parts(self, batch: TraceBatch) -> dict[str, torch.Tensor]:
+        """`token_values` ("value") and its learned part ("learned": the same score form with ℓ_t taken out, f_t − ℓ_t
+        = backfill(v)_t; all of r_t for the logit form, which adds no likelihood back), from one forward pass: what
+        the reward says beyond the likelihood it adds back (DESIGN §2.6)."""
         form = self.settings.form
-        v = self.discriminator.rewards(self.scores(batch))
-        ell = torch.zeros_like(v) if form.needs_likelihood else None
-        return form.values(v, ell, self.label_mask(batch), batch.response_mask, self.settings.clip_beta)
-
-
-class LearnedPart(TraceScorer):
-    """A reward model's learned part (`RewardModel.learned_values`) with the scoring API: what the reward says
-    beyond the likelihood it adds back, aggregated as the reward is (DESIGN §2.6)."""
-
-    def __init__(self, reward_model: RewardModel):
-        self.reward_model = reward_model
-        self.tokenizer, self.step_spans = reward_model.tokenizer, reward_model.step_spans
-        self.max_length, self.step_reduce = reward_model.max_length, reward_model.step_reduce
-        self.aggregate_discount = reward_model.aggregate_discount
-
-    def token_values(self, batch: TraceBatch) -> torch.Tensor:
-        return self.reward_model.learned_values(batch)
+        s, ell = self.score_terms(batch) if form.needs_likelihood else (self.scores(batch), None)
+        v, mask, clip = self.discriminator.rewards(s), self.label_mask(batch), self.settings.clip_beta
+        learned_ell = torch.zeros_like(v) if form.needs_likelihood else None
+        return {
+            "value": form.values(v, ell, mask, batch.response_mask, clip),
+            "learned": form.values(v, learned_ell, mask, batch.response_mask, clip),
+        }

@@ -34,7 +34,7 @@ def run(config: Config) -> list[dict[str, Any]]:
     lines, rows, prompts = zip(*traces)
     responses = [row["response"] for row in rows]
     scores = score_rows(
-        model,
+        model.score,
         list(prompts),
         responses,
         list(lines),

@@ -42,7 +42,6 @@ from rairl.inference.scoring import (
     token_fields,
 )
 from rairl.io import write_json, write_jsonl
-from rairl.reward_model import LearnedPart
 from rairl.rewards.aggregation import NonFiniteScore, TraceScores
 from rairl.rewards.perturb import PERTURBATIONS
 from rairl.tasks import TaskArgs, get_task
@@ -89,11 +88,11 @@ def calibrate_threshold(step_scores: list[list[float]], labels: list[int]) -> tu
     return best
 
 
-def score_labelled(scorer, traces: list[LabelledTrace], step_reduce: str, where: str) -> TraceScores:
-    """Token and step scores of labelled traces (steps joined by newlines, spans exact); NaN raises naming the
-    trace."""
+def score_labelled(scorer, traces: list[LabelledTrace], step_reduce: str, where: str) -> dict[str, TraceScores]:
+    """Token and step scores of labelled traces (steps joined by newlines, spans exact), of every part the scorer
+    tells apart (`score_parts`: "value", and "learned" for a reward model); NaN raises naming the trace."""
     try:
-        scored = scorer.score(
+        scored = scorer.score_parts(
             [t.meta["prompt"] for t in traces],
             [joined(t) for t in traces],
             aggregates=(),
@@ -118,14 +117,12 @@ def beyond_likelihood(
     traces: list[LabelledTrace],
     val: Benchmark | None,
     rows: dict[str, dict[str, Any]],
-    val_steps: dict[str, list[list[float]]],
-    learned: LearnedPart,
+    val_steps: dict[str, dict[str, list[list[float]]]],
 ) -> dict[str, Any]:
     """What the reward adds beyond the likelihood at localisation (DESIGN §2.6): agreement of their predictions and
-    the step-level residual (`rairl.evaluation.residual.step_items`), its models fitted on the validation traces
-    when there are some, else cross-fitted. Also returns the learned part's step scores (`learned_steps`)."""
-    reduce = learned.step_reduce
-    steps = score_labelled(learned, traces, reduce, "the learned part on the test traces").steps
+    the step-level residual (`rairl.evaluation.residual.step_items`) with the reward's learned part, its models
+    fitted on the validation traces when there are some, else cross-fitted."""
+    steps = rows["reward"]["parts"]["learned"].steps
     labels = [t.label for t in traces]
     reward, likelihood = rows["reward"]["scored"].steps, rows["likelihood"]["scored"].steps
     agreement = prediction_agreement(
@@ -133,11 +130,12 @@ def beyond_likelihood(
     )
     fit = None
     if val is not None:
-        val_learned = score_labelled(learned, val.traces, reduce, "the learned part on the validation traces").steps
-        fit = step_items([t.label for t in val.traces], val_steps["likelihood"], val_steps["reward"], val_learned)
+        reward_val = val_steps["reward"]
+        fit = step_items([t.label for t in val.traces], val_steps["likelihood"]["value"], reward_val["value"],
+                         reward_val["learned"])  # fmt: skip
     figures = {"agreement": agreement, "residual": residual(step_items(labels, likelihood, reward, steps), fit)}
     figures["residual"]["summary"] = describe(figures)
-    return {**figures, "learned_steps": steps}
+    return figures
 
 
 @dataclass
@@ -241,15 +239,17 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
     labels = [t.label for t in test.traces]
     results: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
-    val_steps: dict[str, list[list[float]]] = {}
+    val_steps: dict[str, dict[str, list[list[float]]]] = {}
     for name, (scorer, default_tau) in scorers.items():
         reduce = scorer.step_reduce
-        scored = score_labelled(scorer, test.traces, reduce, f"{name} on the test traces")
+        parts = score_labelled(scorer, test.traces, reduce, f"{name} on the test traces")
+        scored = parts["value"]
         steps = scored.steps
         tau, val_f1 = default_tau, None
         if val is not None:
-            val_steps[name] = score_labelled(scorer, val.traces, reduce, f"{name} on the validation traces").steps
-            tau, val_f1 = calibrate_threshold(val_steps[name], [t.label for t in val.traces])
+            val_parts = score_labelled(scorer, val.traces, reduce, f"{name} on the validation traces")
+            val_steps[name] = {part: v.steps for part, v in val_parts.items()}
+            tau, val_f1 = calibrate_threshold(val_steps[name]["value"], [t.label for t in val.traces])
         predicted = predict(steps, tau)
         results[name] = {
             "threshold": tau,
@@ -260,11 +260,9 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             **ranking_metrics(steps, labels, ks=sorted({1, config.hit_k}), seed=config.seed),
             "by_perturbation": by_perturbation(test.traces, predicted, config.seed),
         }
-        rows[name] = {"predicted": predicted, "scored": scored}
+        rows[name] = {"predicted": predicted, "scored": scored, "parts": parts}
     if config.policy:
-        beyond = beyond_likelihood(test.traces, val, rows, val_steps, LearnedPart(reward_model))
-        rows["learned"] = {"steps": beyond.pop("learned_steps")}
-        results.update(beyond)
+        results.update(beyond_likelihood(test.traces, val, rows, val_steps))
         logger.info("localisation beyond the likelihood: %s", results["residual"]["summary"])
 
     report = {
@@ -292,7 +290,7 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
             row.update(
                 likelihood_predicted=rows["likelihood"]["predicted"][i],
                 likelihood_step_scores=rows["likelihood"]["scored"].steps[i],
-                learned_step_scores=rows["learned"]["steps"][i],
+                learned_step_scores=rows["reward"]["parts"]["learned"].steps[i],
             )
         if t.meta.get("perturbation") is not None:
             row["perturbation"] = t.meta["perturbation"]

@@ -36,7 +36,6 @@ from rairl.inference.scoring import (
     token_fields,
 )
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
-from rairl.reward_model import LearnedPart
 from rairl.rewards.aggregation import TraceScores
 from rairl.tasks import TaskArgs, get_task
 
@@ -109,13 +108,13 @@ def score_samples(
     rows, lines = read_samples(path)
     prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
     names = config.aggregate_names
-    rm = score_rows(reward_model, prompts, responses, lines, path, aggregates=names)
+    parts = score_rows(reward_model.score_parts, prompts, responses, lines, path, aggregates=names)
+    rm = parts["value"]
     scores = {f"reward/{name}": np.asarray(v) for name, v in rm.traces.items()}
     if likelihood is not None:
-        ll = score_rows(likelihood, prompts, responses, lines, path, aggregates=LIKELIHOOD_AGGREGATES)
+        ll = score_rows(likelihood.score, prompts, responses, lines, path, aggregates=LIKELIHOOD_AGGREGATES)
         scores.update({f"likelihood/{name}": np.asarray(v) for name, v in ll.traces.items()})
-        part = score_rows(LearnedPart(reward_model), prompts, responses, lines, path, aggregates=names)
-        scores.update({f"learned/{name}": np.asarray(v) for name, v in part.traces.items()})
+        scores.update({f"learned/{name}": np.asarray(v) for name, v in parts["learned"].traces.items()})
     return rows, scores, rm
 
 

@@ -152,10 +152,11 @@ def read_traces(path: str | os.PathLike, task: Task) -> list[tuple[int, dict[str
     return traces
 
 
-def score_rows(model, prompts: list[str], responses: list[str], lines: list[int], path, **options) -> TraceScores:
-    """`model.score(...)`, a non-finite score reported at the file line of its trace."""
+def score_rows(score, prompts: list[str], responses: list[str], lines: list[int], path, **options):
+    """`score(prompts, responses, **options)` (a scorer's `score` or `score_parts`), a non-finite score reported at
+    the file line of its trace."""
     try:
-        return model.score(prompts, responses, **options)
+        return score(prompts, responses, **options)
     except NonFiniteScore as err:
         raise DataError(path, lines[err.index], "response", str(err)) from None
 
