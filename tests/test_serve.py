@@ -195,6 +195,21 @@ def test_get_reward_checks_queries_against_prompts(server):
     assert empty["rewards"] == []
 
 
+def test_get_reward_logs_the_learned_part_and_with_labels_the_verdicts_and_aucs(server, disc_dir):
+    url, _ = server
+    queries = [p + r for p, r in zip(PROMPTS, RESPONSES)]
+    body = post(url, "/get_reward", {"query": queries, "prompts": PROMPTS, "labels": ["3", "12", "3"]}).json()
+    parts = RewardModel.from_pretrained(disc_dir).score_parts(PROMPTS, RESPONSES)
+    logs = body["extra_logs"]
+    assert body["rewards"] == pytest.approx(parts["value"].traces["mean"], abs=1e-5)
+    assert logs["learned_part_mean"] == pytest.approx(parts["learned"].traces["mean"], abs=1e-5)
+    assert logs["correct"] == [True, True, False]  # the task's answer check against each label
+    reward, learned = body["rewards"], logs["learned_part_mean"]
+    expected = (float(reward[0] > reward[2]) + float(reward[1] > reward[2])) / 2  # no ties among these scores
+    assert logs["auc/reward"] == pytest.approx(expected) and 0 <= logs["auc/learned"] <= 1
+    assert "correct" not in post(url, "/get_reward", {"query": queries, "prompts": PROMPTS}).json()["extra_logs"]
+
+
 def test_concurrent_clients_get_the_in_process_scores(server, disc_dir):
     url, _ = server
     rm = RewardModel.from_pretrained(disc_dir)
@@ -271,10 +286,10 @@ def test_a_failing_batch_is_scored_again_one_request_at_a_time():
     from rairl.server import Batcher, Limits
 
     class Model:
-        def score(self, prompts, responses, partial):
+        def score_parts(self, prompts, responses):
             if "boom" in responses:
                 raise ValueError("boom")
-            return Views(responses)
+            return {"value": Views(responses)}
 
     class Views:
         def __init__(self, responses):
@@ -291,7 +306,7 @@ def test_a_failing_batch_is_scored_again_one_request_at_a_time():
 
     a, boom, b = asyncio.run(main())
     assert isinstance(boom, ValueError)
-    assert a[0].responses[a[1]] == "a" and b[0].responses[b[1]] == "b"
+    assert a[0]["value"].responses[a[1]] == "a" and b[0]["value"].responses[b[1]] == "b"
 
 
 def test_a_non_loopback_bind_needs_a_key(monkeypatch, disc_dir):

@@ -3,7 +3,9 @@
 Endpoints (JSON):
     POST /get_reward   OpenRLHF's shape: {"query": [prompt + response], "prompts": [prompt], "labels": [...]}
                        -> {"rewards": [trace score], "scores": [same], "extra_logs": {...}}; the response is what
-                       follows its prompt in the query; the trace aggregation is chosen at start-up
+                       follows its prompt in the query; the trace aggregation is chosen at start-up. extra_logs hold
+                       the reward's learned part (what it says beyond the likelihood it adds back, DESIGN §2.6), and
+                       with labels each trace's verdict and the request's AUC of reward and learned part
     POST /score        {"prompts": [...], "responses": [...], "partial": false} -> for each trace: token rewards
                        with character offsets, step scores, every aggregation; `"partial": true` scores unfinished
                        traces (an outside search loop's beams: no EOS appended)
@@ -32,7 +34,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +44,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from rairl.chat import render_prompts
+from rairl.evaluation.residual import label_figures
 from rairl.options import check_number
 from rairl.reward_model import RewardModel
 
@@ -147,7 +150,7 @@ class Batcher:
         prompts = [p for job in jobs for p in job.prompts]
         responses = [r for job in jobs for r in job.responses]
         try:
-            scores = self.model.score(prompts, responses, partial=partial) if prompts else None
+            scores = self._parts(prompts, responses, partial) if prompts else None
         except Exception as err:  # noqa: BLE001 - reported to the waiting request(s), the worker lives on
             if len(jobs) > 1:
                 logger.warning("a batch of %d requests failed (%s); scoring each alone", len(jobs), err)
@@ -162,6 +165,13 @@ class Batcher:
             n = len(job.prompts)
             job.loop.call_soon_threadsafe(_settle, job.future, (scores, at, n))
             at += n
+
+    def _parts(self, prompts: list[str], responses: list[str], partial: bool) -> dict[str, Any]:
+        """Finished traces: the reward's views and its learned part's, from one forward pass; partial ones (a search's
+        beams): the reward's views."""
+        if partial:
+            return {"value": self.model.score(prompts, responses, partial=True)}
+        return self.model.score_parts(prompts, responses)
 
 
 def _settle(future: asyncio.Future, result) -> None:
@@ -283,8 +293,10 @@ def build_app(
     api_key: str | None = None,
     limits: Limits = Limits(),
     model_name: str = "",
+    verify: Callable[[str, Any], bool | None] | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving `model` (see the module docstring); the scoring worker runs for the app's life."""
+    """The FastAPI app serving `model` (see the module docstring); the scoring worker runs for the app's life.
+    `verify(response, label)`: the task's answer check, for /get_reward's figures when a request carries labels."""
     batcher = Batcher(model, limits)
 
     async def lifespan(app: FastAPI):
@@ -349,9 +361,13 @@ def build_app(
         check_text("query", body.query)
         check_text("prompts", body.prompts)
         responses = split_queries(body.query, body.prompts)
-        scores, at, n = await scored(body.prompts, responses)
-        rewards = scores.traces[aggregate][at : at + n] if n else []
-        return {"rewards": rewards, "scores": rewards, "extra_logs": {f"learned_reward_{aggregate}": rewards}}
+        parts, at, n = await scored(body.prompts, responses)
+        rewards = parts["value"].traces[aggregate][at : at + n] if n else []
+        learned = parts["learned"].traces[aggregate][at : at + n] if n else []
+        logs: dict[str, Any] = {f"learned_reward_{aggregate}": rewards, f"learned_part_{aggregate}": learned}
+        if verify is not None and body.labels is not None and len(body.labels) == n:
+            logs.update(label_figures(rewards, learned, [verify(r, label) for r, label in zip(responses, body.labels)]))
+        return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
 
     @app.post("/score", dependencies=[Depends(authorised)])
     async def score(body: ScoreRequest) -> dict[str, Any]:
@@ -361,8 +377,8 @@ def build_app(
             )
         check_text("prompts", body.prompts)
         check_text("responses", body.responses)
-        scores, at, n = await scored(body.prompts, body.responses, body.partial)
-        out = []
+        parts, at, n = await scored(body.prompts, body.responses, body.partial)
+        scores, out = parts["value"], []
         for b in range(at, at + n):
             out.append(
                 {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_devic
 from rairl.options import check_number
 from rairl.rewards.aggregation import AGGREGATIONS
 from rairl.server import Limits, build_app
-from rairl.tasks import TaskArgs, get_task
+from rairl.tasks import Example, Task, TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,19 @@ class Config(TaskArgs):
         )
 
 
+def verifier(task: Task) -> Callable[[str, Any], bool | None]:
+    """`verify(response, label)`: the task's answer check against an OpenRLHF label (the gold answer); None where the
+    task needs more than the answer to check (a puzzle's numbers)."""
+
+    def verify(response: str, label: Any) -> bool | None:
+        try:
+            return bool(task.is_correct(task.extract_answer(response), Example("", "", str(label), "")))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    return verify
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -82,13 +96,15 @@ def run(config: Config) -> dict[str, Any]:
     import uvicorn
 
     args = RewardArgs(reward_model=config.reward_model, batch_size=config.batch_size, device=config.device)
-    model = load_reward_model(args, get_task(config))
+    task = get_task(config)
+    model = load_reward_model(args, task)
     app = build_app(
         model,
         aggregate=config.aggregate,
         api_key=config.api_key,
         limits=config.limits(),
         model_name=config.reward_model,
+        verify=verifier(task),
     )
     logger.info(
         "serving %s on http://%s:%d (%s)",

@@ -281,6 +281,16 @@ def as_scored(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], reward:
     )
 
 
+def label_figures(reward: Sequence[float], learned: Sequence[float], correct: Sequence[bool | None]) -> dict[str, Any]:
+    """A reward server's figures for one request that carries labels: each trace's verdict (None: not checkable),
+    and over the request's checkable traces the AUC of the reward and of its learned part against correctness
+    (None unless both verdicts occur)."""
+    known = [i for i, c in enumerate(correct) if c is not None]
+    c = np.array([bool(correct[i]) for i in known])
+    auc = lambda x: group_auc(np.asarray(x, dtype=float)[known], c) if known else None  # noqa: E731
+    return {"correct": list(correct), "auc/reward": auc(reward), "auc/learned": auc(learned)}
+
+
 def beyond_likelihood(read: Scored, fit: Scored | None = None) -> dict[str, Any]:
     """Pick agreement, rank correlation and residual of a reward against the likelihood, in one dict."""
     return {"agreement": {**pick_agreement(read), "spearman": mean_spearman(read)}, "residual": residual(read, fit)}
