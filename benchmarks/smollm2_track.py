@@ -220,8 +220,8 @@ def uses(base: Path, runs: dict[str, list[Path]], out: Path, size: dict, cap: in
         rairl(folder / "metrics.json", ["rerank", *task, *options], folder / "run.log")
         seed_run = {"seed": 0, "dir": str(out)}
         rerank[disc] = pool_rerank([seed_run], disc, size["n_rerank"], ("reward_min", "likelihood_mean"))
-        metrics = json.loads((folder / "metrics.json").read_text())
-        rerank[disc].update({k: metrics[k] for k in ("agreement", "residual") if k in metrics})
+        metrics = json.loads((folder / "metrics.json").read_text())  # its residual is fitted on validation samples
+        rerank[disc].update({k: metrics[k]["reward/min"] for k in ("agreement", "residual") if k in metrics})
         for name, source in (("injected", flags(source="injected", split="test", limit=size["n_eval"])),
                              ("natural", flags(source="natural", samples=samples))):  # fmt: skip
             folder = out / f"localize_{disc}_{name}"
@@ -232,6 +232,8 @@ def uses(base: Path, runs: dict[str, list[Path]], out: Path, size: dict, cap: in
         names = [f"{disc}_{name}" for name in ("injected", "natural")]
         reports = {n: json.loads((out / f"localize_{n}" / "metrics.json").read_text()) for n in names}
         pooled = pool_localize([{**seed_run, "localize": reports}], names)
+        for name in names:  # the command's residual is fitted on the validation traces (the pooled one cross-fits)
+            pooled[name].update({k: reports[name][k] for k in ("agreement", "residual") if k in reports[name]})
         localize[disc] = {name: pooled[f"{disc}_{name}"] for name in ("injected", "natural")}
     return {"rerank": rerank, "localize": localize}
 
@@ -325,14 +327,15 @@ def format_results(results: dict[str, Any]) -> str:
         for key in ("pass@1", "random", "majority", r["likelihood_name"], r["best_reward"], "oracle"):
             lines.append(f"  {key:<18} {format_summary(r[key], False)}")
         lines.append(f"  learned − likelihood {format_summary(r['best_vs_likelihood'], True)}")
-        for key in ("agreement", "residual"):
-            if key in r:
-                lines.append(f"  {key}: {json.dumps(r[key])[:400]}")
+        if "residual" in r:
+            lines.append(f"  beyond the likelihood: {r['residual']['summary']} ({r['residual']['fit']})")
     for disc, entry in results.get("localize", {}).items():
         for name in ("injected", "natural"):
             for scorer, e in (("reward", entry[name]), ("likelihood", entry[name]["likelihood"])):
                 cells = [f"{k} {format_summary(e[k], False)}" for k in ("acc_error", "f1", "hit@1", "map")]
                 lines.append(f"localize {disc:<11} {name:<9} {scorer:<10} " + "  ".join(cells))
+            if "residual" in entry[name]:
+                lines.append(f"  beyond the likelihood: {entry[name]['residual']['summary']}")
     if "wall_time_s" in results:
         lines.append(f"track wall time so far: {results['wall_time_s'] / 3600:.2f} h")
     return "\n".join(lines)
