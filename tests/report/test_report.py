@@ -46,23 +46,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def sample_rows() -> list[dict]:
-    rows, counts = [], {}
-    for qid, response, correct, first_error in SAMPLES:
-        j = counts[qid] = counts.get(qid, -1) + 1
-        rows.append(
-            {
-                "id": qid,
-                "sample": j,
-                "question": f"question {qid}",
-                "prompt": f"Question: question {qid}\nAnswer:\n",
-                "response": response,
-                "answer": response.rsplit(" ", 1)[-1],
-                "correct": correct,
-                "first_error": first_error,
-            }
-        )
-    return rows
+@pytest.fixture(scope="module")
+def sample_rows(make_sample_rows):
+    """`sample_rows()`: the samples above as `rairl sample` rows (answer: the response's last word)."""
+    return lambda: make_sample_rows([(q, r, r.rsplit(" ", 1)[-1], c, e) for q, r, c, e in SAMPLES])
 
 
 def write_jsonl(path, rows) -> None:
@@ -81,7 +68,7 @@ def models(saved_tiny):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, models):
+def run_dir(tmp_path_factory, models, sample_rows):
     """A demo-like run folder: `rairl rerank` and `rairl localize` outputs (with the likelihood baseline), a
     `rairl score` output, a handwritten `rairl eval` metrics.json and a demo results.json; no model."""
     root = tmp_path_factory.mktemp("run")
@@ -258,7 +245,7 @@ def test_saved_tokens_are_placed_in_the_response_left_to_right():
         saved_token_rewards({"tokens": ["a"], "token_rewards": [1, 2]}, "ab", "f.jsonl", 3)
 
 
-def test_scored_traces_take_the_first_step_below_tau(tmp_path):
+def test_scored_traces_take_the_first_step_below_tau(tmp_path, sample_rows):
     row = {**sample_rows()[1], "scores": {"reward/mean": -0.5}, "step_scores": [0.5, -0.2, -1.0], "picked_by": []}
     write_jsonl(tmp_path / "scored.jsonl", [row])
     (t,) = read_scored(tmp_path / "scored.jsonl", tau=0.0)
@@ -357,7 +344,7 @@ def test_max_traces_and_default_output(run_dir, tmp_path):
     assert (copy / "report_images" / "passk-rerank.png").is_file()
 
 
-def test_files_without_token_rewards_colour_steps_by_their_scores(tmp_path):
+def test_files_without_token_rewards_colour_steps_by_their_scores(tmp_path, sample_rows):
     """Runs written before commands saved token rewards."""
     run = tmp_path / "run"
     rows = [
