@@ -31,7 +31,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import run_once  # noqa: E402
 
-from rairl.cli import main as rairl  # noqa: E402
 from rairl.demo import runs  # noqa: E402
 from rairl.demo.config import GENERATED, DemoConfig  # noqa: E402
 from rairl.demo.results import format_summary, pool_localize, pool_rerank  # noqa: E402
@@ -183,6 +182,14 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
     return reports
 
 
+def validation_samples(out: Path, base: str, task: str, size: dict[str, int], seed: int) -> Path:
+    """The base policy's N samples of the validation questions under `seed` (`rairl sample`), written once."""
+    samples = out / f"samples_seed{seed}.jsonl"
+    run_once(samples, ["sample", "--model", base, "--task", task, "--n_eval", str(size["n_eval"]), "--split",
+                       "validation", "--n", str(size["n"]), "--seed", str(seed), "--output", str(samples)])  # fmt: skip
+    return samples
+
+
 def health(run_dir: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     norms = [r["grad_norm"] for r in rows if "grad_norm" in r]
@@ -267,30 +274,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict[str, Any] = {"task": args.task, "seeds": seeds, "base": base, "variants": {}, "health": {}}
     for seed in seeds:
-        samples = out / f"samples_seed{seed}.jsonl"
-        if not samples.is_file():
-            assert (
-                rairl(
-                    [
-                        "sample",
-                        "--model",
-                        base,
-                        "--task",
-                        args.task,
-                        "--n_eval",
-                        str(size["n_eval"]),
-                        "--split",
-                        "validation",
-                        "--n",
-                        str(size["n"]),
-                        "--seed",
-                        str(seed),
-                        "--output",
-                        str(samples),
-                    ]
-                )
-                == 0
-            )
+        validation_samples(out, base, args.task, size, seed)
     for variant in args.variants.split(","):
         per_seed = []
         for seed in seeds:

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, run_once  # noqa: E402
-from method_check import exactness, health, train  # noqa: E402
+from method_check import exactness, health, train, validation_samples  # noqa: E402
 
 from rairl.demo import runs  # noqa: E402
 from rairl.demo.config import DemoConfig  # noqa: E402
@@ -209,27 +209,7 @@ def main() -> None:
             runs.train_base(DemoConfig(output_dir=str(out), fast=args.smoke), str(out))
     seeds = [int(s) for s in args.seeds.split(",")]
     for seed in seeds:
-        samples = out / f"samples_seed{seed}.jsonl"
-        run_once(
-            samples,
-            [
-                "sample",
-                "--model",
-                base,
-                "--task",
-                "arith",
-                "--n_eval",
-                str(size["n_eval"]),
-                "--split",
-                "validation",
-                "--n",
-                str(size["n"]),
-                "--seed",
-                str(seed),
-                "--output",
-                str(samples),
-            ],
-        )
+        validation_samples(out, base, "arith", size, seed)
     rows = [r for r in args.rows.split(",") if r]
     if unknown := [r for r in rows if r not in ROWS]:
         raise SystemExit(f"unknown row(s) {unknown}; known: {list(ROWS)}")
