@@ -28,10 +28,11 @@ from common import RESULTS, SMOKE_RESULTS, flags, run_once  # noqa: E402
 
 from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
-from rairl.inference.search import AGGREGATES, METHODS  # noqa: E402
+from rairl.inference.search import METHODS  # noqa: E402
 from rairl.io import atomic_path, write_json  # noqa: E402
 from rairl.jobs import Job, run_jobs, usable_cores  # noqa: E402
 from rairl.report.plots import search_plot  # noqa: E402
+from rairl.scores import SEARCH_AGGREGATES as AGGREGATES  # noqa: E402
 
 SCORERS = ("reward", "likelihood")
 

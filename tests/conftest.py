@@ -141,6 +141,24 @@ def piece_tokenizer():
 # --- data -------------------------------------------------------------------------------------------------------
 
 
+def sample_rows(samples) -> list[dict]:
+    """`rairl sample` rows of (question id, response, answer, correct, first error) tuples, samples numbered within
+    each question in order, prompts made from the id."""
+    rows, counts = [], {}
+    for qid, response, answer, correct, first_error in samples:
+        j = counts[qid] = counts.get(qid, -1) + 1
+        prompt = f"Question: question {qid}\nAnswer:\n"
+        rows.append({"id": qid, "sample": j, "question": f"question {qid}", "prompt": prompt, "response": response,
+                     "answer": answer, "gold": "?", "correct": correct, "first_error": first_error})  # fmt: skip
+    return rows
+
+
+@pytest.fixture(scope="session")
+def make_sample_rows():
+    """`make_sample_rows(samples) -> rows`: `rairl sample` rows of (id, response, answer, correct, first error)."""
+    return sample_rows
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The staged data sets (`../shared/data` beside the repository); a test that needs one skips without it."""

@@ -18,7 +18,7 @@ from rairl.rewards.granularity import GRANULARITIES
         (dict(score_form="logits"), "unknown score_form 'logits'.*Did you mean 'logit'"),
         (dict(step_reduce="max"), "unknown step_reduce 'max'"),
         (dict(interval=0), "interval must be >= 1"),
-        (dict(clip_beta=-1.0), r"clip_beta \(--reward_clip\) must be > 0"),
+        (dict(clip_beta=-1.0), r"clip_beta \(--reward_clip\) must be >= 0 \(0: no clipping\)"),
         (dict(aggregate_discount=1.5), r"aggregate_discount must lie in \[0, 1\]"),
     ],
 )
@@ -50,7 +50,7 @@ def test_override_changes_only_what_is_set():
 
 
 def test_save_and_load(tmp_path):
-    settings = RewardSettings(granularity="interval", interval=4, clip_beta=None, score_form="f", max_length=64)
+    settings = RewardSettings(granularity="interval", interval=4, clip_beta=0.0, score_form="f", max_length=64)
     settings.save(tmp_path)
     assert RewardSettings.load(tmp_path) == settings
     assert RewardSettings.load(tmp_path / "nothing-saved-here") == RewardSettings()
@@ -61,6 +61,8 @@ def test_a_saved_file_written_before_the_new_keys_loads_with_their_defaults(tmp_
     (tmp_path / SETTINGS_FILE).write_text(json.dumps(old))
     loaded = RewardSettings.load(tmp_path)
     assert (loaded.step_reduce, loaded.aggregate_discount) == (None, 0.9)
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({**old, "clip_beta": None}))  # before 0 meant "no clipping"
+    assert RewardSettings.load(tmp_path).clip_beta == 0.0
 
 
 @pytest.mark.parametrize(
@@ -116,3 +118,31 @@ def test_score_forms_by_hand():
     assert logit.tolist() == [[0.0, -5.0, -5.0, -5.0]]  # backfilled from the last token, clipped to [-5, 5]
     assert f.tolist() == [[0.0, -8.5, -9.0, -10.0]]  # backfilled, unclipped, plus ℓ_t
     assert not SCORE_FORMS["logit"].needs_likelihood and SCORE_FORMS["f"].needs_likelihood
+
+
+def test_each_setting_is_one_declaration_and_an_option_of_training_and_inference():
+    """`rairl airl`'s options and the inference commands' overrides are made from `RewardSettings`' fields: a
+    setting added there is an option of both, with its default (training) or None, "as saved" (inference)."""
+    from dataclasses import dataclass, field, fields
+
+    from transformers import HfArgumentParser
+
+    from rairl.inference.scoring import RewardArgs
+    from rairl.reward_settings import settings_options, settings_values
+    from rairl.trainers.airl_config import AIRLArgs
+
+    @dataclass(frozen=True)
+    class More(RewardSettings):
+        margin: float = field(default=0.5, metadata={"help": "a new setting"})
+
+    train = HfArgumentParser(settings_options("Train", saved=False, settings=More))
+    infer = HfArgumentParser(settings_options("Infer", saved=True, settings=More))
+    (t,) = train.parse_args_into_dataclasses(["--margin", "0.25", "--reward_clip", "0"])
+    (i,) = infer.parse_args_into_dataclasses([])
+    defaults = {f.name: f.default for f in fields(More) if f.name != "max_length"}
+    assert settings_values(t, More) == {**defaults, "margin": 0.25, "clip_beta": 0.0}
+    assert set(settings_values(i, More).values()) == {None}
+    assert "a new setting" in train.format_help() and "as saved with the reward" in infer.format_help()
+    names = {"granularity", "interval", "reward_clip", "score_form", "step_reduce", "aggregate_discount"}
+    assert names <= {f.name for f in fields(AIRLArgs)} and names <= {f.name for f in fields(RewardArgs)}
+    assert AIRLArgs().reward_settings() == RewardSettings()  # the training defaults are the settings' own

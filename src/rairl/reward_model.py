@@ -6,7 +6,7 @@ scoring API reads r_t or f_t = backfill(v)_t + ℓ_t by the score form (`rairl.r
 setting of the reward, saved with it).
 Scoring runs without gradient on length-sorted mini-batches (little padding), results in input order.
 
-Scoring API (DESIGN §2.1): one forward pass gives three views (`TraceScores`, `rairl.rewards.aggregation`):
+Scoring API (DESIGN §2.1): one forward pass gives three views (`TraceScores`, `rairl.scores`):
 `score_tokens` the backfilled token rewards r_t (for the `dense` granularity, r_t = v_t, the reward of the prefix
 ending at token t), `score_steps` one value per step (r at its last token, or its minimum), `score_trace` one
 number per trace by an aggregation (mean | min | last | sum | discounted | answer_span). Texts are tokenised by the
@@ -29,14 +29,8 @@ from rairl.chat import has_template, plain_text
 from rairl.discriminator import Discriminator
 from rairl.prompt_sharing import grouped_order
 from rairl.reward_settings import RewardSettings, token_rewards
-from rairl.rewards.aggregation import (
-    AGGREGATIONS,
-    TraceScores,
-    answer_token_mask,
-    check_names,
-    trace_views,
-)
 from rairl.rewards.granularity import granularity_mask
+from rairl.scores import AGGREGATIONS, TraceScores, answer_token_mask, check_names, trace_views
 from rairl.tasks.base import line_spans
 from rairl.traces import Span, TraceBatch, encode_ids, encode_texts, project_values, token_offsets
 
@@ -192,7 +186,7 @@ class TraceScorer(ABC):
         scored = scored["value"]
         rm_ids = [batch.input_ids[b, batch.response_mask[b]].tolist() for b in range(len(batch))]
         scored.tokens = [
-            project_values(values, self.tokenizer, src, tokenizer, list(dst))
+            project_values(torch.from_numpy(values), self.tokenizer, src, tokenizer, list(dst)).numpy()
             for values, src, dst in zip(scored.tokens, rm_ids, response_ids)
         ]
         scored.token_spans = [token_offsets(tokenizer, list(ids))[1] for ids in response_ids]
@@ -219,7 +213,7 @@ class TraceScorer(ABC):
         aggregate: str = "mean",
         aggregate_discount: float | None = None,
     ) -> list[float]:
-        """One number per trace, by an aggregation of `rairl.rewards.aggregation.AGGREGATIONS`."""
+        """One number per trace, by an aggregation of `rairl.scores.AGGREGATIONS`."""
         scores = self.score(prompts, responses, aggregates=[aggregate], aggregate_discount=aggregate_discount)
         return scores.traces[aggregate]
 
@@ -286,7 +280,10 @@ class TraceScorer(ABC):
         step_reduce = step_reduce or self.step_reduce
         aggregate_discount = self.aggregate_discount if aggregate_discount is None else aggregate_discount
         check_names(aggregates, step_reduce)
-        values = response_values(self.token_values(batch) if token_values is None else token_values, batch)
+        values = [
+            v.numpy()
+            for v in response_values(self.token_values(batch) if token_values is None else token_values, batch)
+        ]
         for b, (v, o) in enumerate(zip(values, offsets)):
             assert len(v) == len(o), f"trace {b}: {len(v)} token rewards for {len(o)} token offsets"
         masks = [answer_token_mask(r, o) for r, o in zip(responses, offsets)]

@@ -10,7 +10,7 @@ likelihood-aware discriminator, which knows ℓ_t); training always uses r_t. Th
 
     granularity         which tokens carry a value: outcome | step | interval | dense
     interval            k of granularity `interval` (a value every k tokens)
-    clip_beta           β of r_t (None: unclipped); f_t is never clipped
+    clip_beta           β of r_t (0: no clipping); f_t is never clipped
     score_form          what the scoring API reads, `logit` (r_t) or `f` (f_t); None: `f` when the discriminator
                         reads ℓ_t, else `logit`
     step_reduce         a step's score from its tokens' values, `last` or `min`; None: the score form's own (`min`
@@ -21,30 +21,33 @@ likelihood-aware discriminator, which knows ℓ_t); training always uses r_t. Th
 
 Training builds one from its options and saves it beside the discriminator (`rairl_reward.json`); inference loads
 it and overrides only what the user sets (`RewardSettings.override`). Names are checked against the registries
-(`GRANULARITIES`, `SCORE_FORMS`, `STEP_REDUCTIONS`); each entry carries its behaviour.
+(`GRANULARITIES`, `SCORE_FORMS`, `STEP_REDUCTIONS`); each entry carries its behaviour. The command-line options are
+made from these fields (`settings_options`): one declaration of each setting, its default and its help.
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from rairl.io import DataError, read_json
-from rairl.options import check_number
+from rairl.options import Options, check_number
 from rairl.registry import Registry
-from rairl.rewards.aggregation import STEP_REDUCTIONS
 from rairl.rewards.backfill import backfill, clip
-from rairl.rewards.granularity import GRANULARITIES, Granularity
+from rairl.rewards.granularity import GRANULARITIES, INTERVAL, Granularity
+from rairl.scores import AGGREGATE_DISCOUNT, STEP_REDUCTIONS
 
 SETTINGS_FILE = "rairl_reward.json"
 
 # (v, ℓ or None, m, response mask, β) -> (B, T) token values
-TokenValues = Callable[[Tensor, Tensor | None, Tensor, Tensor, float | None], Tensor]
+TokenValues = Callable[[Tensor, Tensor | None, Tensor, Tensor, float], Tensor]
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,16 @@ class ScoreForm:
 SCORE_FORMS: Registry[ScoreForm] = Registry("score_form")
 
 
-def token_rewards(v: Tensor, label_mask: Tensor, response_mask: Tensor, clip_beta: float | None) -> Tensor:
-    """r_t = clip(backfill(v, m)_t, -β, β) on response tokens, 0 elsewhere (unclipped when β is None)."""
-    rewards = backfill(v, label_mask, response_mask)
-    return clip(rewards, clip_beta) if clip_beta else rewards
+def token_rewards(v: Tensor, label_mask: Tensor, response_mask: Tensor, clip_beta: float) -> Tensor:
+    """r_t = clip(backfill(v, m)_t, -β, β) on response tokens, 0 elsewhere (unclipped when β is 0)."""
+    return clip(backfill(v, label_mask, response_mask), clip_beta)
 
 
-def _logit(v: Tensor, ell: Tensor | None, label_mask: Tensor, response_mask: Tensor, clip_beta: float | None) -> Tensor:
+def _logit(v: Tensor, ell: Tensor | None, label_mask: Tensor, response_mask: Tensor, clip_beta: float) -> Tensor:
     return token_rewards(v, label_mask, response_mask, clip_beta)
 
 
-def _f(v: Tensor, ell: Tensor | None, label_mask: Tensor, response_mask: Tensor, clip_beta: float | None) -> Tensor:
+def _f(v: Tensor, ell: Tensor | None, label_mask: Tensor, response_mask: Tensor, clip_beta: float) -> Tensor:
     values = backfill(v, label_mask, response_mask)
     return torch.where(response_mask, values + ell, torch.zeros_like(values))
 
@@ -83,13 +85,29 @@ SCORE_FORMS.register("f")(ScoreForm(_f, needs_likelihood=True, step_reduce="min"
 class RewardSettings:
     """The reward's settings (module docstring); every value's type and range is checked when one is made."""
 
-    granularity: str = "dense"
-    interval: int = 8
-    clip_beta: float | None = 5.0
-    score_form: str | None = None
-    step_reduce: str | None = None
-    aggregate_discount: float = 0.9
-    max_length: int | None = None
+    granularity: str = field(default="dense", metadata={"help": "outcome | step | interval | dense"})
+    interval: int = field(default=INTERVAL, metadata={"help": "granularity interval: a label every k tokens"})
+    clip_beta: float = field(
+        default=5.0, metadata={"help": "β: token rewards r_t are clipped to [-β, β] (0: unclipped)"}
+    )
+    score_form: str | None = field(
+        default=None,
+        metadata={
+            "help": "what rerank/localise/score read: 'f' (s_t + ℓ_t, the reward with the likelihood added back) or "
+            "'logit' (s_t, AIRL's reward; training always uses it); unset: f for a discriminator that reads ℓ_t"
+        },
+    )
+    step_reduce: str | None = field(
+        default=None,
+        metadata={
+            "help": "a step's score: 'last' (its last token's value) or 'min' (its worst token); unset: 'min' for "
+            "score form f (ℓ_t of a step's last token says little), 'last' for logit"
+        },
+    )
+    aggregate_discount: float = field(
+        default=AGGREGATE_DISCOUNT, metadata={"help": "γ of the trace aggregation 'discounted', Σ γ^(n-t) r_t"}
+    )
+    max_length: int | None = field(default=None, metadata={"help": "longest trace in tokens (None: no limit)"})
 
     def __post_init__(self) -> None:
         for name, registry in (
@@ -104,9 +122,7 @@ class RewardSettings:
                 raise ValueError(f"{name} must be a name, one of {sorted(registry)}; got {value!r}")
             registry.lookup(value)
         check_number("interval", self.interval, integer=True, low=1, rule="must be >= 1")
-        if self.clip_beta is not None:
-            check_number("clip_beta (--reward_clip)", self.clip_beta, low=0, low_open=True,
-                         rule="must be > 0 (None: no clipping)")  # fmt: skip
+        check_number("clip_beta (--reward_clip)", self.clip_beta, low=0, rule="must be >= 0 (0: no clipping)")
         check_number("aggregate_discount", self.aggregate_discount, low=0, high=1, rule="must lie in [0, 1]")
         if self.max_length is not None:
             check_number("max_length", self.max_length, integer=True, low=2, rule="must be >= 2 (None: no limit)")
@@ -156,7 +172,42 @@ class RewardSettings:
         if not isinstance(saved, dict) or (unknown := sorted(set(saved) - set(known))):
             what = f"unknown settings {unknown}" if isinstance(saved, dict) else "expected a JSON object"
             raise DataError(path, None, None, f"{what}; known: {known}")
+        if "clip_beta" in saved and saved["clip_beta"] is None:  # written before 0 meant "no clipping"
+            saved["clip_beta"] = 0.0
         try:
             return cls(**saved)
         except ValueError as err:
             raise DataError(path, None, None, str(err)) from None
+
+
+OPTION_NAMES = {"clip_beta": "reward_clip"}  # a setting's command-line name where it differs from the field's
+NOT_OPTIONS = ("max_length",)  # set from the model's positions, not by hand
+
+
+def settings_options(name: str, *, saved: bool, settings: type = RewardSettings) -> type:
+    """A dataclass of one option per setting, from the settings' own fields (names, types, defaults, help): the
+    training options (`saved=False`: the settings' defaults) or the inference ones (`saved=True`: every option None,
+    meaning "as saved with the reward")."""
+    hints = typing.get_type_hints(settings)
+    specs = []
+    for f in fields(settings):
+        if f.name in NOT_OPTIONS:
+            continue
+        help_text = f.metadata.get("help", f.name) + ("; default: as saved with the reward" if saved else "")
+        kind = hints[f.name] | None if saved else hints[f.name]
+        specs.append((OPTION_NAMES.get(f.name, f.name), kind, field(default=None if saved else f.default,
+                                                                     metadata={"help": help_text})))  # fmt: skip
+    return make_dataclass(name, specs, bases=(Options,))
+
+
+def settings_values(options: Any, settings: type = RewardSettings) -> dict[str, Any]:
+    """{setting: value} of the options `settings_options` made (None: as saved, at inference)."""
+    return {
+        f.name: getattr(options, OPTION_NAMES.get(f.name, f.name))
+        for f in fields(settings)
+        if f.name not in NOT_OPTIONS
+    }
+
+
+RewardOptions = settings_options("RewardOptions", saved=False)  # `rairl airl`: the reward it trains is saved with these
+RewardOverrides = settings_options("RewardOverrides", saved=True)  # inference: what to change of the saved settings

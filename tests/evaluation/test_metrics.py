@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from rairl.evaluation.metrics import (
-    best_index,
     bootstrap_ci,
     majority_vote,
     oracle_at_n,
@@ -96,7 +95,6 @@ def test_success_at_1_of_n_ties_are_exact_expectation():
     # two samples tie at the top, one of them correct -> 1/2; all tied -> random pick
     assert success_at_1_of_n([2.0, 2.0, 1.0], [True, False, True]) == 0.5
     assert success_at_1_of_n([0, 0, 0, 0], [True, False, False, False]) == 0.25
-    assert best_index([2.0, 5.0, 5.0]) == 1  # lowest index among ties
 
 
 def test_success_at_1_of_n_nan_raises():

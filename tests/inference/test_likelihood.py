@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
+from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer
+from rairl.scores import first_below
 
 PROMPTS = ["Question: 2+3\nAnswer:\n", "Question: a longer question\nAnswer:\n"]
 RESPONSES = ["2+3=5\n#### 5", "1+1=2\n2*2=4\n#### 4"]
@@ -32,7 +34,7 @@ def test_token_logprobs_match_the_full_logits(policy):
     scored = LikelihoodScorer(model, tokenizer, batch_size=1).score(PROMPTS, RESPONSES, step_reduce="min")
     for b in range(2):
         ref = reference_logprobs(model, tokenizer, PROMPTS[b], RESPONSES[b])
-        torch.testing.assert_close(scored.tokens[b], ref, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(scored.tokens[b], ref.numpy(), atol=1e-5, rtol=1e-5)
         assert scored.traces["mean"][b] == pytest.approx(float(ref.mean()), abs=1e-5)
         assert scored.traces["min"][b] == pytest.approx(float(ref.min()), abs=1e-5)
         assert scored.traces["sum"][b] == pytest.approx(float(ref.sum()), abs=1e-4)  # log p(y | x)

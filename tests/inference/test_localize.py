@@ -10,8 +10,9 @@ import pytest
 
 from rairl.cli import main
 from rairl.evaluation.processbench import processbench_metrics
-from rairl.inference.labelled import SourceSpec, build, joined, joined_spans
-from rairl.inference.localize import calibrate_threshold, predict
+from rairl.inference.labelled import SourceSpec, build, joined
+from rairl.inference.localize import calibrate_threshold
+from rairl.scores import joined_spans, predict
 from rairl.tasks import TaskArgs, get_task
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -25,24 +25,12 @@ SAMPLES = [
 ]
 
 
-def rows() -> list[dict]:
-    out, counts = [], {}
-    for qid, response, answer, correct in SAMPLES:
-        j = counts[qid] = counts.get(qid, -1) + 1
-        out.append(
-            {
-                "id": qid,
-                "sample": j,
-                "question": f"question {qid}",
-                "prompt": f"Question: question {qid}\nAnswer:\n",
-                "response": response,
-                "answer": answer,
-                "gold": "?",
-                "correct": correct,
-                "first_error": None,
-            }
-        )
-    return out
+@pytest.fixture
+def rows(make_sample_rows):
+    """`rows()`: the samples above as `rairl sample` rows (fresh copies)."""
+    return lambda: make_sample_rows(
+        [(qid, response, answer, correct, None) for qid, response, answer, correct in SAMPLES]
+    )
 
 
 def write_rows(path, data) -> None:
@@ -55,7 +43,7 @@ def saved(saved_tiny):
     return saved_tiny(256)
 
 
-def test_metrics_on_hand_made_scores():
+def test_metrics_on_hand_made_scores(rows):
     data = rows()
     groups = group_by_question(data)
     correct = np.array([r["correct"] for r in data])
@@ -82,7 +70,7 @@ def test_helpers():
     assert default_ks(8) == [1, 2, 4, 8] and default_ks(6) == [1, 2, 4, 6] and default_ks(1) == [1]
 
 
-def test_rerank_cli_on_a_tiny_saved_discriminator(saved, tmp_path, capsys):
+def test_rerank_cli_on_a_tiny_saved_discriminator(saved, tmp_path, capsys, rows):
     src = tmp_path / "samples.jsonl"
     write_rows(src, rows())
     out = tmp_path / "rerank"
@@ -149,7 +137,7 @@ def test_rerank_cli_on_a_tiny_saved_discriminator(saved, tmp_path, capsys):
     assert "reward/mean" in table and "likelihood/min" in table and "gain vs pass@1" in table
 
 
-def test_rerank_cli_names_file_line_and_field(saved, tmp_path, capsys):
+def test_rerank_cli_names_file_line_and_field(saved, tmp_path, capsys, rows):
     bad = rows()
     del bad[1]["correct"]
     src = tmp_path / "bad.jsonl"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -14,7 +15,7 @@ from rairl.cli import main
 from rairl.models import ModelArgs, build_tiny
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
-from rairl.rewards.aggregation import AGGREGATIONS, NonFiniteScore
+from rairl.scores import AGGREGATIONS, NonFiniteScore
 
 PROMPTS = ["Question: Ann has 3 pens, gets 4 more. How many?\nAnswer:\n", "Question: x\nAnswer:\n", "Q\n"]
 RESPONSES = ["3+4=7\n#### 7", "1+1=3\n3*2=6\n#### 6", ""]
@@ -64,7 +65,7 @@ def test_three_views_agree_with_the_single_view_calls(tiny):
     assert [len(s) for s in scores.steps] == [2, 3, 0]
     assert sorted(scores.traces) == sorted(AGGREGATIONS)
     for a, b in zip(rm.score_tokens(PROMPTS, RESPONSES), scores.tokens):
-        assert torch.equal(a, b)
+        assert np.array_equal(a, b)
     assert rm.score_steps(PROMPTS, RESPONSES) == scores.steps
     assert rm.score_trace(PROMPTS, RESPONSES, "discounted", aggregate_discount=0.8) == scores.traces["discounted"]
     # step granularity: every token of a step carries the value read at the step's last token
@@ -80,7 +81,7 @@ def test_token_rewards_are_backfilled_step_values_hand_computed():
     from rairl.models import build_char_tokenizer
 
     tok = build_char_tokenizer()
-    rm = RewardModel(Echo(), tok, RewardSettings(granularity="step", clip_beta=None))
+    rm = RewardModel(Echo(), tok, RewardSettings(granularity="step", clip_beta=0.0))
     s = rm.score([PROMPTS[0]], [RESPONSES[0]], step_reduce="min")
     cid = tok.convert_tokens_to_ids
     # "3+4=7" takes the id of its last char '7'; "\n#### 7" that of the second '7'; EOS its own id
@@ -95,7 +96,7 @@ def test_explicit_step_spans_allow_steps_with_newlines():
     from rairl.models import build_char_tokenizer
 
     tok = build_char_tokenizer()
-    rm = RewardModel(Echo(), tok, RewardSettings(clip_beta=None))
+    rm = RewardModel(Echo(), tok, RewardSettings(clip_beta=0.0))
     steps = ["a\nb", "cd"]
     response = "\n".join(steps)  # spans (0, 3) and (4, 6)
     s = rm.score(["Q\n"], [response], step_spans=[[(0, 3), (4, 6)]])
@@ -118,7 +119,7 @@ def test_a_policy_with_another_tokenizer_gets_rewards_on_its_own_tokens(piece_to
 
     rm_tok = build_char_tokenizer()
     # r_t = id of the reward model's (character) token t
-    rm = RewardModel(Echo(), rm_tok, RewardSettings(granularity="dense", clip_beta=None))
+    rm = RewardModel(Echo(), rm_tok, RewardSettings(granularity="dense", clip_beta=0.0))
     policy_tok = piece_tokenizer(["Question:", "3+4=", "7\n#", "### "])
     prompt, response = "Question: 3+4\nAnswer:\n", "3+4=7\n#### 7"
     p_ids = ids_of(policy_tok, [prompt])

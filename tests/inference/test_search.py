@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -15,7 +16,7 @@ from rairl.cli import main
 from rairl.commands import search as search_command
 from rairl.discriminator import Discriminator
 from rairl.inference.prm import ProcessRewardModel
-from rairl.inference.search import Candidate, Searcher, aggregate, check_boundary, check_budget, row_bytes, top_k
+from rairl.inference.search import Candidate, Searcher, check_boundary, check_budget, row_bytes, top_k
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
 from rairl.tasks import TaskArgs, get_task
@@ -70,8 +71,6 @@ def test_top_k_keeps_the_best_and_breaks_ties_by_the_earlier_candidate():
     cands = [Candidate("a", score=1.0), Candidate("b", score=3.0), Candidate("c", score=3.0), Candidate("d", score=2.0)]
     assert [c.text for c in top_k(cands, 2)] == ["b", "c"]
     assert [c.text for c in top_k(cands, 3)] == ["b", "c", "d"]
-    assert aggregate([3.0, -1.0, 2.0], "min") == -1.0 and aggregate([3.0, -1.0, 2.0], "last") == 2.0
-    assert aggregate([3.0, -1.0, 2.0], "mean") == pytest.approx(4 / 3) and aggregate([], "min") == float("-inf")
 
 
 def test_beam_search_keeps_the_top_scored_beams_and_the_answered_ones(tiny, monkeypatch):
@@ -233,4 +232,4 @@ def test_partial_traces_are_scored_without_eos(tiny):
     rm = RewardModel(disc, tokenizer, RewardSettings(score_form="f"), step_spans=get_task(TaskArgs()).step_spans)
     full, part = rm.score(["Q\n"], ["1+2=3\n"]), rm.score(["Q\n"], ["1+2=3\n"], partial=True)
     assert len(full.tokens[0]) == len(part.tokens[0]) + 1  # the EOS a finished trace carries
-    assert torch.allclose(full.tokens[0][:-1], part.tokens[0])  # causal: the prefix scores the same
+    assert np.allclose(full.tokens[0][:-1], part.tokens[0])  # causal: the prefix scores the same

@@ -14,7 +14,6 @@ import pytest
 
 from rairl.cli import main
 from rairl.discriminator import Discriminator
-from rairl.inference.labelled import joined_spans
 from rairl.inference.scoring import RewardArgs, load_reward_model
 from rairl.io import DataError
 from rairl.report.heatmap import Trace, colour, read_scored, render_trace, saved_token_rewards, select
@@ -22,6 +21,7 @@ from rairl.report.outputs import Found, localize_tau
 from rairl.report.page import value_cell
 from rairl.report.plots import confusion_matrix
 from rairl.reward_model import RewardModel
+from rairl.scores import joined_spans
 from rairl.tasks import TaskArgs, get_task
 
 # 2 questions x 3 samples: (id, response, correct, first_error); one response holds HTML to be escaped
@@ -46,23 +46,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def sample_rows() -> list[dict]:
-    rows, counts = [], {}
-    for qid, response, correct, first_error in SAMPLES:
-        j = counts[qid] = counts.get(qid, -1) + 1
-        rows.append(
-            {
-                "id": qid,
-                "sample": j,
-                "question": f"question {qid}",
-                "prompt": f"Question: question {qid}\nAnswer:\n",
-                "response": response,
-                "answer": response.rsplit(" ", 1)[-1],
-                "correct": correct,
-                "first_error": first_error,
-            }
-        )
-    return rows
+@pytest.fixture(scope="module")
+def sample_rows(make_sample_rows):
+    """`sample_rows()`: the samples above as `rairl sample` rows (answer: the response's last word)."""
+    return lambda: make_sample_rows([(q, r, r.rsplit(" ", 1)[-1], c, e) for q, r, c, e in SAMPLES])
 
 
 def write_jsonl(path, rows) -> None:
@@ -81,7 +68,7 @@ def models(saved_tiny):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, models):
+def run_dir(tmp_path_factory, models, sample_rows):
     """A demo-like run folder: `rairl rerank` and `rairl localize` outputs (with the likelihood baseline), a
     `rairl score` output, a handwritten `rairl eval` metrics.json and a demo results.json; no model."""
     root = tmp_path_factory.mktemp("run")
@@ -243,7 +230,7 @@ def test_rerank_localize_and_score_save_the_reward_models_token_rewards(run_dir,
         assert len(rows) == len(got.tokens) > 0
         for row, response, values, spans in zip(rows, responses, got.tokens, got.token_spans):
             assert row["tokens"] == [response[a:b] if b > a else eos for a, b in spans] and row["tokens"][-1] == eos
-            np.testing.assert_allclose(row["token_rewards"], values.numpy(), rtol=rtol, atol=0)
+            np.testing.assert_allclose(row["token_rewards"], values, rtol=rtol, atol=0)
             if rtol:
                 assert all(float(f"{v:.4g}") == v for v in row["token_rewards"])  # rounded: files stay small
 
@@ -258,7 +245,7 @@ def test_saved_tokens_are_placed_in_the_response_left_to_right():
         saved_token_rewards({"tokens": ["a"], "token_rewards": [1, 2]}, "ab", "f.jsonl", 3)
 
 
-def test_scored_traces_take_the_first_step_below_tau(tmp_path):
+def test_scored_traces_take_the_first_step_below_tau(tmp_path, sample_rows):
     row = {**sample_rows()[1], "scores": {"reward/mean": -0.5}, "step_scores": [0.5, -0.2, -1.0], "picked_by": []}
     write_jsonl(tmp_path / "scored.jsonl", [row])
     (t,) = read_scored(tmp_path / "scored.jsonl", tau=0.0)
@@ -357,7 +344,7 @@ def test_max_traces_and_default_output(run_dir, tmp_path):
     assert (copy / "report_images" / "passk-rerank.png").is_file()
 
 
-def test_files_without_token_rewards_colour_steps_by_their_scores(tmp_path):
+def test_files_without_token_rewards_colour_steps_by_their_scores(tmp_path, sample_rows):
     """Runs written before commands saved token rewards."""
     run = tmp_path / "run"
     rows = [
@@ -514,3 +501,18 @@ def test_a_summary_without_its_interval_is_drawn_without_error_bars(tmp_path):
     )
     assert main(["report", str(run)]) == 0
     assert "pass@k" in (run / "report.html").read_text()
+
+
+def test_the_report_renders_with_torch_made_unimportable(run_dir, tmp_path):
+    """The report reads saved files only (`rairl.scores`, not the model code): a page renders in a process where
+    importing torch fails."""
+    block = (  # torch as if not installed: `import torch` fails and find_spec("torch") is None
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "from rairl.cli import main\n"
+        f"raise SystemExit(main(['report', {str(run_dir)!r}, '--output', {str(tmp_path / 'page.html')!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (tmp_path / "page.html").read_text()
+    assert "predictions.jsonl" in text and "scored.jsonl" in text and "data:image/png" in text

@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -85,6 +83,6 @@ def test_contract_errors():
 def test_clip():
     r = torch.tensor([[-3.0, -0.5, 0.0, 0.5, 3.0]])
     assert clip(r, 1.0).tolist() == [[-1.0, -0.5, 0.0, 0.5, 1.0]]
-    assert torch.equal(clip(r, math.inf), r)
-    with pytest.raises(ValueError, match="beta > 0"):
-        clip(r, 0.0)
+    assert torch.equal(clip(r, 0.0), r)  # 0: no clipping (the one spelling, as in RewardSettings and --reward_clip)
+    with pytest.raises(ValueError, match="beta >= 0"):
+        clip(r, -1.0)

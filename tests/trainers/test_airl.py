@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import string
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from rairl.cli import main
 from rairl.config import parse_config
@@ -289,20 +287,8 @@ def test_experts_no_perturbation_applies_to_give_no_hard_negative(saved_disc):
 # --- a discriminator with another tokenizer ---------------------------------------------------------------------
 
 
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    """Two-digit numbers and '####' are one token each; every other character is its own token."""
-    pieces = ["####", *(str(n) for n in range(10, 100)), *sorted(set(string.printable) - set("\t\r\x0b\x0c"))]
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "<s>", "</s>", "<unk>", *dict.fromkeys(pieces)])}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"#{4}|\d{2}|[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-
-
-def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path):
-    tok = word_tokenizer()
+def test_discriminator_with_another_tokenizer_aligns_by_characters(tmp_path, piece_tokenizer):
+    tok = piece_tokenizer(["####", *(str(n) for n in range(10, 100))])  # two-digit numbers and '####': one token
     assert tok.decode(tok("7*8=56\n#### 56")["input_ids"]) == "7*8=56\n#### 56"
     torch.manual_seed(0)
     backbone = LlamaForCausalLM(tiny_config(tok, 32, 1, 2, 256))

@@ -23,10 +23,11 @@ from rairl.evaluation.selection import normalise_answer
 from rairl.inference.likelihood import LikelihoodScorer
 from rairl.inference.sampling import load_for_inference, select_examples
 from rairl.inference.scoring import RewardArgs, load_reward_model
-from rairl.inference.search import AGGREGATES, METHODS, Searcher, check_budget, check_settings, search_rows
+from rairl.inference.search import METHODS, Searcher, check_budget, check_settings, search_rows
 from rairl.io import write_json, write_jsonl
 from rairl.models import ModelArgs
 from rairl.options import check_number
+from rairl.scores import search_score
 from rairl.tasks import TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Config(TaskArgs, RewardArgs):
         for name, known in (("methods", METHODS), ("scorers", SCORERS)):
             if bad := [x for x in getattr(self, name).split(",") if x not in known]:
                 raise ValueError(f"--{name}: unknown {bad}; known: {', '.join(known)}")
-        AGGREGATES.lookup(self.step_aggregate)
+        search_score([], self.step_aggregate)  # checks the name
         check_number("--limit", self.limit, integer=True, low=0, rule="must be >= 0 (0: every question)")
         check_settings(self.temperature, self.max_steps, self.max_step_tokens)
         for method in self.method_list:

@@ -20,7 +20,7 @@ from typing import Any
 
 from rairl.inference.scoring import RewardArgs, load_reward_model, resolve_device
 from rairl.options import check_number
-from rairl.rewards.aggregation import AGGREGATIONS
+from rairl.scores import AGGREGATIONS
 from rairl.server import Limits, build_app
 from rairl.tasks import Example, Task, TaskArgs, get_task
 

@@ -1,7 +1,6 @@
 """Evaluation: pass@k, success@1|N and baselines with bootstrap intervals; ProcessBench localisation metrics."""
 
 from rairl.evaluation.metrics import (
-    best_index,
     bootstrap_ci,
     majority_vote,
     oracle_at_n,
@@ -21,7 +20,6 @@ from rairl.evaluation.processbench import (
 
 __all__ = [
     "LabelledTrace",
-    "best_index",
     "bootstrap_ci",
     "f1",
     "majority_vote",

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rairl.scores import best_index
+
 
 def parse_ks(text: str) -> list[int]:
     """`"1,4,8"` -> `[1, 4, 8]` (sorted, unique)."""
@@ -93,16 +95,6 @@ def _check_group(correct: Sequence[bool] | np.ndarray, other: Sequence | np.ndar
     if other is not None and len(other) != len(correct):
         raise ValueError(f"got {len(other)} scores/answers for {len(correct)} samples")
     return correct
-
-
-def best_index(scores: Sequence[float] | np.ndarray) -> int:
-    """Index of the highest score; among equal scores the lowest index. NaN raises (never a silent random pick)."""
-    scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 1 or len(scores) == 0:
-        raise ValueError(f"need one score per sample (1-D, N >= 1), got shape {scores.shape}")
-    if np.isnan(scores).any():
-        raise ValueError(f"scores hold NaN at samples {np.flatnonzero(np.isnan(scores)).tolist()}; fix the scorer")
-    return int(np.argmax(scores))
 
 
 def success_at_1_of_n(scores: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray) -> float:

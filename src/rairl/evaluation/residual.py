@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from rairl.evaluation.metrics import best_index, summarize
+from rairl.evaluation.metrics import summarize
 from rairl.evaluation.selection import group_by_question
+from rairl.scores import best_index
 
 RIDGE = 1e-3  # λ on the slopes: keeps M_ℓr defined when r is an exact linear function of ℓ
 

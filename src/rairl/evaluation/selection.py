@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from rairl.evaluation.metrics import (
-    best_index,
     majority_vote,
     oracle_at_n,
     paired_diff,
@@ -26,6 +25,7 @@ from rairl.evaluation.metrics import (
     success_at_1_of_n,
     summarize,
 )
+from rairl.scores import best_index
 from rairl.tasks.answers import parse_number
 
 

@@ -24,7 +24,6 @@ from rairl.io import DataError, read_jsonl, require
 from rairl.registry import Registry
 from rairl.rewards.perturb import perturb
 from rairl.tasks import Example, Task
-from rairl.traces import Span
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +58,6 @@ register = SOURCES.register
 def joined(trace: LabelledTrace) -> str:
     """The response a trace stands for: its steps joined by newlines."""
     return "\n".join(trace.steps)
-
-
-def joined_spans(steps: tuple[str, ...] | list[str]) -> list[Span]:
-    """Character span of each step in `"\\n".join(steps)`."""
-    spans, start = [], 0
-    for step in steps:
-        spans.append((start, start + len(step)))
-        start += len(step) + 1
-    return spans
 
 
 def _examples(task: Task, spec: SourceSpec) -> list[Example]:

@@ -3,7 +3,7 @@ r"""The base policy's likelihood: the baseline that reranking and localisation c
 
     ℓ_t = log π(y_t | x, y_{<t})        on every response token (EOS appended, as a finished sample ends with it)
 
-Trace scores (any aggregation of `rairl.rewards.aggregation`; the baselines are `mean`, the per-token average,
+Trace scores (any aggregation of `rairl.scores`; the baselines are `mean`, the per-token average,
 and `min`, the least likely token). Step scores use `step_reduce="min"`: a step is as likely as its least likely
 token, so the predicted first wrong step is the first step holding a token with ℓ_t < log p_min.
 
@@ -80,8 +80,3 @@ class LikelihoodScorer(TraceScorer):
             return forward_sorted(logprobs, batch, self.batch_size, self.device)
         finally:
             self.model.train(was_training)
-
-
-def first_below(step_scores: list[float], threshold: float) -> int:
-    """Index of the first step whose score is below `threshold`, -1 when there is none (a predicted first error)."""
-    return next((i for i, s in enumerate(step_scores) if s < threshold), -1)

@@ -32,8 +32,8 @@ from rairl.evaluation.error_ranking import ranking_metrics
 from rairl.evaluation.metrics import summarize
 from rairl.evaluation.processbench import NO_ERROR, LabelledTrace, f1, processbench_metrics
 from rairl.evaluation.residual import describe, prediction_agreement, residual, step_items
-from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined, joined_spans
-from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer, first_below
+from rairl.inference.labelled import SOURCES, Benchmark, SourceSpec, build, joined
+from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScorer
 from rairl.inference.scoring import (
     DISPLAY_DIGITS,
     RewardArgs,
@@ -42,18 +42,13 @@ from rairl.inference.scoring import (
     token_fields,
 )
 from rairl.io import write_json, write_jsonl
-from rairl.rewards.aggregation import NonFiniteScore, TraceScores
 from rairl.rewards.perturb import PERTURBATIONS
+from rairl.scores import NonFiniteScore, TraceScores, joined_spans, predict
 from rairl.tasks import TaskArgs, get_task
 
 logger = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 4096  # thresholds tried by calibration (quantiles beyond that)
-
-
-def predict(step_scores: list[list[float]], threshold: float) -> list[int]:
-    """First step below `threshold` of each trace, -1 for none."""
-    return [first_below(steps, threshold) for steps in step_scores]
 
 
 def calibrate_threshold(step_scores: list[list[float]], labels: list[int]) -> tuple[float, float]:

@@ -36,7 +36,7 @@ from rairl.inference.scoring import (
     token_fields,
 )
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
-from rairl.rewards.aggregation import TraceScores
+from rairl.scores import TraceScores
 from rairl.tasks import TaskArgs, get_task
 
 logger = logging.getLogger(__name__)

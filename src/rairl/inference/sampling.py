@@ -33,6 +33,37 @@ logger = logging.getLogger(__name__)
 MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4
 
 
+@dataclass
+class SamplingArgs(Options):
+    """Sampling options shared by `rairl sample` and `rairl eval`."""
+
+    n: int = field(default=8, metadata={"help": "samples per question"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
+    max_new_tokens: int = field(
+        default=64, metadata={"help": "most tokens per response (arith OOD experts need up to 55)"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "sequences per generate call"})
+    limit: int = field(default=0, metadata={"help": "questions per split (0 = all)"})
+    seed: int = field(default=0, metadata={"help": "seed of sampling, of a tiny model's init and of the bootstrap"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.limit < 0:
+            raise ValueError(
+                f"need n >= 1, max_new_tokens >= 1, batch_size >= 1 and limit >= 0; got n={self.n}, "
+                f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}, limit={self.limit}"
+            )
+
+    def check_sampling(self) -> None:
+        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE or not 0 < self.top_p <= 1:
+            raise ValueError(
+                f"sampling needs {MIN_TEMPERATURE:g} <= temperature <= {MAX_TEMPERATURE:g} and 0 < top_p <= 1, got "
+                f"temperature={self.temperature}, top_p={self.top_p}; for argmax decoding pass --greedy to `rairl "
+                "sample` (eval reports greedy already)"
+            )
+
+
 def _check_lengths(lengths: list[int], model, max_new_tokens: int, ids: Sequence[str]) -> None:
     """A prompt plus `max_new_tokens` must fit the model's positions; say which prompt does not."""
     context = getattr(model.config, "max_position_embeddings", None)
@@ -73,10 +104,10 @@ def generate(
     prompts: list[str],
     *,
     n: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 64,
-    batch_size: int = 32,
+    temperature: float = SamplingArgs.temperature,
+    top_p: float = SamplingArgs.top_p,
+    max_new_tokens: int = SamplingArgs.max_new_tokens,
+    batch_size: int = SamplingArgs.batch_size,
     greedy: bool = False,
     progress: bool = True,
     ids: Sequence[str] | None = None,
@@ -168,10 +199,10 @@ def sample_rows(
     examples: Sequence[Example],
     *,
     n: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 64,
-    batch_size: int = 32,
+    temperature: float = SamplingArgs.temperature,
+    top_p: float = SamplingArgs.top_p,
+    max_new_tokens: int = SamplingArgs.max_new_tokens,
+    batch_size: int = SamplingArgs.batch_size,
     greedy: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
@@ -299,34 +330,3 @@ def select_examples(task: Task, split: str, limit: int) -> list[Example]:
     if not examples:
         raise ValueError(f"{task.name}/{split}: the split has no examples (n_eval, or the data file, is empty)")
     return examples[:limit] if limit else examples
-
-
-@dataclass
-class SamplingArgs(Options):
-    """Sampling options shared by `rairl sample` and `rairl eval`."""
-
-    n: int = field(default=8, metadata={"help": "samples per question"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
-    max_new_tokens: int = field(
-        default=64, metadata={"help": "most tokens per response (arith OOD experts need up to 55)"}
-    )
-    batch_size: int = field(default=32, metadata={"help": "sequences per generate call"})
-    limit: int = field(default=0, metadata={"help": "questions per split (0 = all)"})
-    seed: int = field(default=0, metadata={"help": "seed of sampling, of a tiny model's init and of the bootstrap"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.limit < 0:
-            raise ValueError(
-                f"need n >= 1, max_new_tokens >= 1, batch_size >= 1 and limit >= 0; got n={self.n}, "
-                f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}, limit={self.limit}"
-            )
-
-    def check_sampling(self) -> None:
-        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE or not 0 < self.top_p <= 1:
-            raise ValueError(
-                f"sampling needs {MIN_TEMPERATURE:g} <= temperature <= {MAX_TEMPERATURE:g} and 0 < top_p <= 1, got "
-                f"temperature={self.temperature}, top_p={self.top_p}; for argmax decoding pass --greedy to `rairl "
-                "sample` (eval reports greedy already)"
-            )

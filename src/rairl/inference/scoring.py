@@ -22,10 +22,9 @@ from typing import Any
 import torch
 
 from rairl.io import DataError, read_jsonl, require
-from rairl.options import Options
 from rairl.reward_model import RewardModel
-from rairl.reward_settings import RewardSettings
-from rairl.rewards.aggregation import AGGREGATIONS, NonFiniteScore, TraceScores, check_names
+from rairl.reward_settings import RewardOverrides, RewardSettings, settings_values
+from rairl.scores import AGGREGATIONS, NonFiniteScore, TraceScores, check_names
 from rairl.tasks import Example, Task
 
 
@@ -39,33 +38,15 @@ def parse_aggregates(text: str) -> list[str]:
 
 
 @dataclass
-class RewardArgs(Options):
-    """The saved reward model and the settings to override (`RewardSettings`; unset: as saved with it)."""
+class RewardArgs(RewardOverrides):
+    """The saved reward model and the settings to override (`RewardOverrides`, made from `RewardSettings`' fields;
+    unset: as saved with it)."""
 
     RENAMED = {"gamma": "aggregate_discount"}  # `advantage_discount` is the other discount (R-AIRL training)
 
     reward_model: str = field(default="", metadata={"help": "saved discriminator directory (holds its tokenizer)"})
-    granularity: str | None = field(
-        default=None, metadata={"help": "outcome | step | interval | dense (default: as saved with it)"}
-    )
-    interval: int | None = field(default=None, metadata={"help": "granularity=interval: k (default: as saved)"})
-    reward_clip: float | None = field(default=None, metadata={"help": "β: clip r_t to [-β, β] (default: as saved)"})
-    score_form: str | None = field(
-        default=None,
-        metadata={"help": "'logit' (r_t = s_t, AIRL's reward) or 'f' (s_t + ℓ_t, its quality part); default: as saved"},
-    )
     aggregates: str = field(
         default=",".join(AGGREGATIONS), metadata={"help": "comma-separated aggregations of " + ", ".join(AGGREGATIONS)}
-    )
-    aggregate_discount: float | None = field(
-        default=None, metadata={"help": "γ of the aggregation 'discounted', Σ γ^(n-t) r_t (default: as saved)"}
-    )
-    step_reduce: str | None = field(
-        default=None,
-        metadata={
-            "help": "step score: 'last' (the value at its last token) or 'min' (its worst token); default: "
-            "as saved, else 'min' for score form f (ℓ_t of a step's last token says little), 'last' for logit"
-        },
     )
     batch_size: int = field(default=32, metadata={"help": "traces per forward pass"})
     device: str = field(default="auto", metadata={"help": "'auto' (cuda when there is one), 'cpu', 'cuda', ..."})
@@ -82,14 +63,7 @@ class RewardArgs(Options):
 
     def overrides(self) -> dict[str, Any]:
         """The `RewardSettings` fields these options set (None: keep the saved value)."""
-        return dict(
-            granularity=self.granularity,
-            interval=self.interval,
-            clip_beta=self.reward_clip,
-            score_form=self.score_form,
-            step_reduce=self.step_reduce,
-            aggregate_discount=self.aggregate_discount,
-        )
+        return settings_values(self)
 
     @property
     def aggregate_names(self) -> list[str]:

@@ -33,22 +33,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from rairl import scores
 from rairl.chat import render_prompts
 from rairl.inference.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
 from rairl.options import check_number
-from rairl.registry import Registry
 from rairl.tasks import Example, Task
 
 logger = logging.getLogger(__name__)
 
-AGGREGATES: Registry = Registry(
-    "step aggregation",
-    {
-        "last": lambda steps: steps[-1],
-        "min": min,
-        "mean": lambda steps: sum(steps) / len(steps),
-    },
-)
 METHODS = ("best_of_n", "beam", "dvts")
 
 
@@ -64,15 +56,9 @@ class Candidate:
     row: int = 0  # its row in the sampler's batch (`Rows`): where its next step continues from
 
 
-def aggregate(step_scores: Sequence[float], how: str) -> float:
-    """The score of a partial trace from its step scores; -inf for a trace with no step yet."""
-    return AGGREGATES.lookup(how)(list(step_scores)) if step_scores else -math.inf
-
-
 def top_k(candidates: Sequence[Candidate], k: int) -> list[Candidate]:
-    """The k best by score, ties broken by the earlier candidate (a stable sort): the beam's selection rule."""
-    order = sorted(range(len(candidates)), key=lambda i: (-candidates[i].score, i))
-    return [candidates[i] for i in order[:k]]
+    """The k best by score, ties to the earlier candidate (`rairl.scores.top_k`): the beam's selection rule."""
+    return [candidates[i] for i in scores.top_k([c.score for c in candidates], k)]
 
 
 def check_budget(method: str, n: int, m: int) -> None:
@@ -224,7 +210,7 @@ def score(
         )
         for i, steps in zip(idx, views.steps):
             candidates[i].steps = list(steps)
-            candidates[i].score = aggregate(steps, how)
+            candidates[i].score = scores.search_score(steps, how)
     return sum(1 for c in candidates if c.text.strip())
 
 
@@ -264,7 +250,7 @@ class Searcher:
     memory_limit: int | None = None  # bytes the live traces may take (`check_memory`); None: what is free
 
     def __post_init__(self) -> None:
-        AGGREGATES.lookup(self.how)
+        scores.search_score([], self.how)  # checks the name
         check_settings(self.temperature, self.max_steps, self.max_step_tokens)
         check_number("batch_rows", self.batch_rows, integer=True, low=1, rule="must be >= 1")
         self.boundary = check_boundary(self.tokenizer, self.boundary)

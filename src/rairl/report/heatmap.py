@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib import colormaps
 
-from rairl.inference.labelled import joined_spans
-from rairl.inference.likelihood import first_below
 from rairl.io import DataError, read_jsonl, require
+from rairl.scores import Span, first_below, joined_spans
 from rairl.tasks.base import line_spans
-from rairl.traces import Span
 
 COLORMAP = "RdBu"  # diverging: red = low reward, blue = high, white at 0
 SCALE_QUANTILE = 0.98  # |r| beyond this quantile of a section takes the end colours (one outlier must not wash all out)

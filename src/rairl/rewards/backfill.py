@@ -1,7 +1,7 @@
 """Backfill and clip: sparse discriminator values to a reward on every response token (DESIGN §1.3).
 
     r_t = v_{t'},   t' = min{k ≥ t : m_k = 1}        (response tokens; 0 elsewhere)
-    r_t ← clip(r_t, −β, β)
+    r_t ← clip(r_t, −β, β)            (β = 0: no clipping)
 
 Each token takes the value of the next supervision point at or after it, so a step's tokens all receive the
 value read at the step's last token. Response tokens after the last supervision point (possible only with a
@@ -41,7 +41,7 @@ def backfill(values: Tensor, mask: Tensor, response_mask: Tensor) -> Tensor:
 
 
 def clip(rewards: Tensor, beta: float) -> Tensor:
-    """`clip(r, −β, β)` elementwise; `β = inf` leaves the rewards unchanged."""
-    if not beta > 0:
-        raise ValueError(f"clip needs beta > 0 (use float('inf') for no clipping); got beta={beta}")
-    return rewards.clamp(min=-beta, max=beta)
+    """`clip(r, −β, β)` elementwise; `β = 0` leaves the rewards unchanged (no clipping)."""
+    if not beta >= 0:
+        raise ValueError(f"clip needs beta >= 0 (0: no clipping); got beta={beta}")
+    return rewards.clamp(min=-beta, max=beta) if beta else rewards

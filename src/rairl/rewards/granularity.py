@@ -118,7 +118,12 @@ def _dense(response_mask: Tensor, step_ends: list[list[int]] | None, k: int) -> 
     return response_mask.clone()
 
 
-def granularity_mask(name: str, response_mask: Tensor, step_ends: list[list[int]] | None = None, k: int = 8) -> Tensor:
+INTERVAL = 8  # k of `interval`, a label every k tokens (the settings' default, `RewardSettings.interval`)
+
+
+def granularity_mask(
+    name: str, response_mask: Tensor, step_ends: list[list[int]] | None = None, k: int = INTERVAL
+) -> Tensor:
     """Bool `(B, T)` supervision mask `m` of granularity `name` (see the module docstring).
 
     `step_ends[b]` holds absolute columns (0..T-1) of the last token of each step of row `b` (only `step` reads

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rairl.models import ModelArgs
-from rairl.options import Options
-from rairl.reward_settings import RewardSettings
+from rairl.reward_settings import RewardOptions, RewardSettings, settings_values
 from rairl.tasks import TaskArgs
 from rairl.trainers.discriminator_update import DiscriminatorArgs
 from rairl.trainers.grpo import GRPOConfig
@@ -20,24 +19,12 @@ POLICY_NEGATIVES = ("all", "wrong")
 
 
 @dataclass
-class AIRLArgs(Options):
+class AIRLArgs(RewardOptions):
+    """R-AIRL's options; the reward's settings (`RewardOptions`: granularity, interval, --reward_clip, score form, step
+    reduction, aggregation discount) come from `RewardSettings`' own fields, its defaults and help."""
+
     RENAMED = {"gamma": "advantage_discount"}  # `aggregate_discount` is the other discount (scoring)
 
-    # the reward's settings (`RewardSettings`, saved with the discriminator; its defaults)
-    granularity: str = field(default=RewardSettings.granularity, metadata={"help": "outcome | step | interval | dense"})
-    interval: int = field(
-        default=RewardSettings.interval, metadata={"help": "granularity=interval: a label every k tokens"}
-    )
-    reward_clip: float = field(
-        default=RewardSettings.clip_beta, metadata={"help": "β: token rewards are clipped to [-β, β] (0: unclipped)"}
-    )
-    score_form: str | None = field(
-        default=RewardSettings.score_form,
-        metadata={
-            "help": "saved with the reward: what rerank/localise/score read, 'f' (s_t + ℓ_t) or 'logit' (s_t); "
-            "default: f when the discriminator reads ℓ_t, else logit. Training always uses s_t"
-        },
-    )
     advantage_discount: float = field(default=1.0, metadata={"help": "γ of the token advantages Σ_{k≥t} γ^{k−t} ã_k"})
     n_disc: int = field(default=1, metadata={"help": "discriminator updates per policy step that updates it"})
     disc_update_every: int = field(
@@ -94,12 +81,7 @@ class AIRLArgs(Options):
 
     def reward_settings(self) -> RewardSettings:
         """The settings the trained reward is built and saved with."""
-        return RewardSettings(
-            granularity=self.granularity,
-            interval=self.interval,
-            clip_beta=self.reward_clip or None,
-            score_form=self.score_form,
-        )
+        return RewardSettings(**settings_values(self))
 
 
 @dataclass

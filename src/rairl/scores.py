@@ -1,4 +1,6 @@
-r"""Aggregation: from the per-token rewards r_1..r_n of one response to step scores and a trace score (DESIGN §2.1).
+r"""Scores and picks, the torch-free core (DESIGN §2.1–2.3, §2.5): how per-token values become step scores, trace
+scores, a pick among candidates and a predicted first error. Reranking, localisation, search, the reward server and
+the report all read them from here; it imports numpy and nothing that loads a model.
 
 Step scores. Step k ends at token e_k, the token holding its last character (`rairl.traces.step_end_tokens`), and owns
 the tokens e_{k-1}+1 .. e_k (step 0 starts at token 0; a step that ends inside the very token that ended the previous
@@ -17,7 +19,14 @@ Trace scores over the n response tokens (EOS included when the response carries 
     answer_span  mean of r_t over the tokens that overlap the final `#### …` line
                  (the last non-blank line when there is no such line; the last token for an empty response)
 
-A non-finite token value raises `NonFiniteScore`: a NaN reward must never reach a ranking (DESIGN §5).
+Sums run in float64. A non-finite token value raises `NonFiniteScore`: a NaN reward must never reach a ranking
+(DESIGN §5). The same aggregations score a search's partial trace from its step scores (`last`, `min`, `mean`).
+
+Picks:
+
+    best_index(s)        argmax_i s_i, the lowest index among ties (best-of-N)
+    top_k(s, k)          the k highest, ties to the lower index (a beam's selection)
+    first_below(v, τ)    min{k : v_k < τ}, -1 when none (the predicted first wrong step)
 """
 
 from __future__ import annotations
@@ -26,17 +35,19 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from rairl.registry import Registry
 
 Span = tuple[int, int]
-Aggregation = Callable[[Tensor, Tensor, float], Tensor]
+AGGREGATE_DISCOUNT = 0.9  # γ of the `discounted` aggregation (the settings' default, `RewardSettings`)
+Aggregation = Callable[[np.ndarray, np.ndarray, float], float]
 AGGREGATIONS: Registry[Aggregation] = Registry("aggregation")
 register = AGGREGATIONS.register
-StepReduction = Callable[[Tensor], Tensor]
-STEP_REDUCTIONS: Registry[StepReduction] = Registry("step_reduce", {"last": lambda r: r[-1], "min": lambda r: r.min()})
+STEP_REDUCTIONS: Registry[Callable[[np.ndarray], float]] = Registry(
+    "step_reduce", {"last": lambda r: r[-1], "min": lambda r: r.min()}
+)
+SEARCH_AGGREGATES = ("last", "min", "mean")  # a partial trace's score from its step scores
 _ANSWER_LINE_RE = re.compile(r"^[ \t]*####.*$", re.MULTILINE)
 
 
@@ -49,34 +60,34 @@ class NonFiniteScore(ValueError):
 
 
 @register("mean")
-def _mean(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
-    return r.mean()
+def _mean(r: np.ndarray, answer_mask: np.ndarray, gamma: float) -> float:
+    return r.mean(dtype=np.float64)
 
 
 @register("min")
-def _min(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
+def _min(r: np.ndarray, answer_mask: np.ndarray, gamma: float) -> float:
     return r.min()
 
 
 @register("last")
-def _last(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
+def _last(r: np.ndarray, answer_mask: np.ndarray, gamma: float) -> float:
     return r[-1]
 
 
 @register("sum")
-def _sum(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
-    return r.sum()
+def _sum(r: np.ndarray, answer_mask: np.ndarray, gamma: float) -> float:
+    return r.sum(dtype=np.float64)
 
 
 @register("discounted")
-def _discounted(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
-    exponents = torch.arange(len(r) - 1, -1, -1, dtype=torch.float64)  # n-t for t = 1..n
-    return (torch.pow(torch.tensor(gamma, dtype=torch.float64), exponents) * r.double()).sum()
+def _discounted(r: np.ndarray, answer_mask: np.ndarray, gamma: float) -> float:
+    exponents = np.arange(len(r) - 1, -1, -1, dtype=np.float64)  # n-t for t = 1..n
+    return float((np.power(gamma, exponents) * r.astype(np.float64)).sum())
 
 
 @register("answer_span")
-def _answer_span(r: Tensor, answer_mask: Tensor, gamma: float) -> Tensor:
-    return r[answer_mask].mean()
+def _answer_span(r: np.ndarray, answer_mask: np.ndarray, gamma: float) -> float:
+    return r[answer_mask].mean(dtype=np.float64)
 
 
 def check_names(aggregates: Sequence[str] = (), step_reduce: str = "last") -> None:
@@ -86,11 +97,11 @@ def check_names(aggregates: Sequence[str] = (), step_reduce: str = "last") -> No
     STEP_REDUCTIONS.lookup(step_reduce)
 
 
-def check_finite(values: Tensor, index: int = 0) -> None:
+def check_finite(values: np.ndarray, index: int = 0) -> None:
     """Raise `NonFiniteScore` if the token values of trace `index` hold NaN or ±inf."""
-    bad = ~torch.isfinite(values)
+    bad = ~np.isfinite(values)
     if bad.any():
-        where = torch.nonzero(bad).squeeze(1).tolist()
+        where = np.flatnonzero(bad).tolist()
         raise NonFiniteScore(
             index,
             f"trace {index}: non-finite reward at response token(s) {where[:10]}; "
@@ -98,23 +109,25 @@ def check_finite(values: Tensor, index: int = 0) -> None:
         )
 
 
-def aggregate(name: str, values: Tensor, answer_mask: Tensor | None = None, gamma: float = 0.9) -> float:
+def aggregate(name: str, values, answer_mask=None, gamma: float = AGGREGATE_DISCOUNT) -> float:
     """Trace score of the token values `values` (n,) by aggregation `name` (see the module docstring).
 
     `answer_mask` (n,) bool marks the answer-line tokens (only `answer_span` reads it; default: the last token).
     """
     fn = AGGREGATIONS.lookup(name)
-    if values.dim() != 1 or len(values) == 0:
-        raise ValueError(f"aggregate needs one response's token values, shape (n,), n >= 1; got {tuple(values.shape)}")
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"aggregate needs one response's token values, shape (n,), n >= 1; got {values.shape}")
     if answer_mask is None:
-        answer_mask = torch.zeros(len(values), dtype=torch.bool)
+        answer_mask = np.zeros(len(values), dtype=bool)
         answer_mask[-1] = True
-    if answer_mask.shape != values.shape or answer_mask.dtype != torch.bool or not answer_mask.any():
-        raise ValueError(f"answer_mask must be a bool (n,) = {tuple(values.shape)} mask with at least one token set")
+    answer_mask = np.asarray(answer_mask)
+    if answer_mask.shape != values.shape or answer_mask.dtype != bool or not answer_mask.any():
+        raise ValueError(f"answer_mask must be a bool (n,) = {values.shape} mask with at least one token set")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
     check_finite(values)
-    return float(fn(values.float(), answer_mask, gamma))
+    return float(fn(values, answer_mask, gamma))
 
 
 def step_token_ranges(step_ends: Sequence[int], n_tokens: int) -> list[range]:
@@ -128,11 +141,12 @@ def step_token_ranges(step_ends: Sequence[int], n_tokens: int) -> list[range]:
     return ranges
 
 
-def step_scores(values: Tensor, step_ends: Sequence[int], step_reduce: str = "last") -> list[float]:
+def step_scores(values, step_ends: Sequence[int], step_reduce: str = "last") -> list[float]:
     """One score per step: `step_reduce` ("last" | "min") of the token values `values` (n,) the step owns."""
     reduce = STEP_REDUCTIONS.lookup(step_reduce)
-    if values.dim() != 1:
-        raise ValueError(f"step_scores needs the token values of one response, shape (n,); got {tuple(values.shape)}")
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 1:
+        raise ValueError(f"step_scores needs the token values of one response, shape (n,); got {values.shape}")
     return [float(reduce(values[list(r)])) for r in step_token_ranges(step_ends, len(values))]
 
 
@@ -145,13 +159,13 @@ def answer_span(response: str) -> Span | None:
     return lines[-1] if lines else None
 
 
-def answer_token_mask(response: str, offsets: Sequence[Span]) -> Tensor:
+def answer_token_mask(response: str, offsets: Sequence[Span]) -> np.ndarray:
     """(n,) bool: the tokens whose characters overlap `answer_span(response)`; the last token when none does."""
-    mask = torch.zeros(len(offsets), dtype=torch.bool)
+    mask = np.zeros(len(offsets), dtype=bool)
     span = answer_span(response)
     if span is not None:
         a, b = span
-        mask = torch.tensor([s < b and e > a for s, e in offsets], dtype=torch.bool)
+        mask = np.array([s < b and e > a for s, e in offsets], dtype=bool)
     if len(offsets) and not mask.any():
         mask[-1] = True
     return mask
@@ -169,7 +183,7 @@ class TraceScores:
     traces[name][b]  the trace score by aggregation `name`
     """
 
-    tokens: list[Tensor]
+    tokens: list[np.ndarray]
     token_spans: list[list[Span]]
     steps: list[list[float]]
     step_spans: list[list[Span]]
@@ -177,19 +191,20 @@ class TraceScores:
 
 
 def trace_views(
-    values: Sequence[Tensor],
+    values: Sequence,
     step_ends: Sequence[Sequence[int]],
-    answer_masks: Sequence[Tensor],
+    answer_masks: Sequence,
     *,
     aggregates: Sequence[str],
     step_reduce: str = "last",
-    gamma: float = 0.9,
+    gamma: float = AGGREGATE_DISCOUNT,
 ) -> tuple[list[list[float]], dict[str, list[float]]]:
     """Step and trace scores of B responses from their token values (each (n_b,)); NaN raises `NonFiniteScore`."""
     check_names(aggregates, step_reduce)
     steps: list[list[float]] = []
     traces: dict[str, list[float]] = {name: [] for name in aggregates}
     for b, (v, ends, mask) in enumerate(zip(values, step_ends, answer_masks, strict=True)):
+        v = np.asarray(v, dtype=np.float32)
         check_finite(v, b)
         if len(v) == 0:
             raise ValueError(f"trace {b} has no response tokens to score")
@@ -197,3 +212,46 @@ def trace_views(
         for name in aggregates:
             traces[name].append(aggregate(name, v, mask, gamma))
     return steps, traces
+
+
+# ---------------------------------------------------------------------------------------------------------- picks
+def best_index(scores: Sequence[float] | np.ndarray) -> int:
+    """Index of the highest score; among equal scores the lowest index. NaN raises (never a silent random pick)."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 1 or len(scores) == 0:
+        raise ValueError(f"need one score per sample (1-D, N >= 1), got shape {scores.shape}")
+    if np.isnan(scores).any():
+        raise ValueError(f"scores hold NaN at samples {np.flatnonzero(np.isnan(scores)).tolist()}; fix the scorer")
+    return int(np.argmax(scores))
+
+
+def top_k(scores: Sequence[float], k: int) -> list[int]:
+    """The indices of the k highest scores, best first, ties broken by the lower index (a stable sort)."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+
+
+def search_score(step_scores: Sequence[float], how: str) -> float:
+    """A partial trace's score from its step scores by `how` (`SEARCH_AGGREGATES`); -inf with no step yet."""
+    if how not in SEARCH_AGGREGATES:
+        raise ValueError(f"a partial trace's score aggregates its steps by one of {SEARCH_AGGREGATES}, got {how!r}")
+    return aggregate(how, step_scores) if len(step_scores) else -np.inf
+
+
+# ---------------------------------------------------------------------------------------------- first errors
+def first_below(step_scores: Sequence[float], threshold: float) -> int:
+    """Index of the first step whose score is below `threshold`, -1 when there is none (a predicted first error)."""
+    return next((i for i, s in enumerate(step_scores) if s < threshold), -1)
+
+
+def predict(step_scores: Sequence[Sequence[float]], threshold: float) -> list[int]:
+    """First step below `threshold` of each trace, -1 for none."""
+    return [first_below(steps, threshold) for steps in step_scores]
+
+
+def joined_spans(steps: Sequence[str]) -> list[Span]:
+    """The character span of each step in `"\\n".join(steps)` (exact even when a step holds newlines)."""
+    spans, start = [], 0
+    for step in steps:
+        spans.append((start, start + len(step)))
+        start += len(step) + 1
+    return spans

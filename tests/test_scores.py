@@ -1,26 +1,35 @@
-"""Aggregations of token rewards into step and trace scores (rairl.rewards.aggregation), hand-computed."""
+"""The torch-free core of scores and picks (rairl.scores): aggregations of token values into step and trace scores,
+picks and first errors, hand-computed; the core imports no model code."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
+import numpy as np
 import pytest
-import torch
 
-from rairl.rewards.aggregation import (
+from rairl.scores import (
     AGGREGATIONS,
     NonFiniteScore,
     aggregate,
     answer_span,
     answer_token_mask,
+    best_index,
+    first_below,
+    joined_spans,
+    predict,
+    search_score,
     step_scores,
     step_token_ranges,
+    top_k,
     trace_views,
 )
 from rairl.traces import step_end_tokens
 
-R = torch.tensor([1.0, -2.0, 3.0, 0.5])
-ANSWER = torch.tensor([False, False, True, True])
+R = np.array([1.0, -2.0, 3.0, 0.5])
+ANSWER = np.array([False, False, True, True])
 
 
 @pytest.mark.parametrize(
@@ -45,7 +54,7 @@ def test_registry_holds_the_six_aggregations():
 def test_discounted_interpolates_last_and_sum_and_stays_finite_on_long_traces():
     assert aggregate("discounted", R, gamma=0.0) == pytest.approx(aggregate("last", R))
     assert aggregate("discounted", R, gamma=1.0) == pytest.approx(aggregate("sum", R))
-    long = torch.full((20_000,), 1.0)
+    long = np.full(20_000, 1.0)
     assert aggregate("discounted", long, gamma=0.99) == pytest.approx(1 / (1 - 0.99), rel=1e-6)  # geometric series
 
 
@@ -55,11 +64,9 @@ def test_answer_span_defaults_to_the_last_token():
 
 def test_nan_or_inf_raises_with_the_trace_index():
     with pytest.raises(NonFiniteScore, match="non-finite reward at response token"):
-        aggregate("mean", torch.tensor([1.0, math.nan]))
+        aggregate("mean", np.array([1.0, math.nan]))
     with pytest.raises(NonFiniteScore) as err:
-        trace_views(
-            [R, torch.tensor([0.0, math.inf])], [[1], [0]], [ANSWER, torch.tensor([True, True])], aggregates=["mean"]
-        )
+        trace_views([R, np.array([0.0, math.inf])], [[1], [0]], [ANSWER, np.array([True, True])], aggregates=["mean"])
     assert err.value.index == 1
 
 
@@ -73,7 +80,7 @@ def test_unknown_names_suggest_the_close_one():
 def test_step_token_ranges_and_step_scores():
     # step 1 ends inside the token that ended step 0: it owns that one token
     assert step_token_ranges([2, 2, 5], 7) == [range(0, 3), range(2, 3), range(3, 6)]
-    values = torch.tensor([5.0, -1.0, 2.0, 4.0, -3.0, 1.0, 9.0])
+    values = np.array([5.0, -1.0, 2.0, 4.0, -3.0, 1.0, 9.0])
     assert step_scores(values, [2, 2, 5], "last") == [2.0, 2.0, 1.0]
     assert step_scores(values, [2, 2, 5], "min") == [-1.0, 2.0, -3.0]
     with pytest.raises(ValueError, match="non-decreasing"):
@@ -88,7 +95,7 @@ def test_step_that_ends_mid_token_maps_to_that_token(piece_tokenizer):
     assert tok.convert_ids_to_tokens(enc["input_ids"]) == ["3+4=", "7\n#", "### ", "7"]
     ends = step_end_tokens([(0, 5), (6, 12)], enc["offset_mapping"])
     assert ends == [1, 3]
-    values = torch.tensor([1.0, -4.0, 2.0, 0.5])
+    values = np.array([1.0, -4.0, 2.0, 0.5])
     assert step_scores(values, ends, "last") == [-4.0, 0.5]
     assert step_scores(values, ends, "min") == [-4.0, 0.5]  # step 1 owns tokens 2..3
     # the answer line "#### 7" overlaps tokens 1 ("7\n#"), 2 and 3
@@ -101,3 +108,28 @@ def test_answer_span_finds_the_last_answer_line_or_the_last_line():
     assert answer_span("a\nbc\n\n") == (2, 4)  # no answer line: the last non-blank line
     assert answer_span(" \n ") is None
     assert answer_token_mask(" ", [(0, 1), (1, 1)]).tolist() == [False, True]  # blank response: the last token
+
+
+def test_picks_break_ties_by_the_lower_index_and_refuse_nan():
+    assert best_index([2.0, 5.0, 5.0]) == 1
+    assert top_k([1.0, 3.0, 3.0, 2.0], 3) == [1, 2, 3]
+    with pytest.raises(ValueError, match="NaN at samples"):
+        best_index([1.0, math.nan])
+
+
+def test_search_scores_a_partial_trace_by_its_steps():
+    assert search_score([3.0, -1.0, 2.0], "min") == -1.0 and search_score([3.0, -1.0, 2.0], "last") == 2.0
+    assert search_score([3.0, -1.0, 2.0], "mean") == pytest.approx(4 / 3) and search_score([], "min") == -math.inf
+    with pytest.raises(ValueError, match="one of"):
+        search_score([1.0], "sum")
+
+
+def test_first_errors_and_step_spans():
+    assert first_below([0.5, -0.2, -3.0], 0.0) == 1 and first_below([1.0], 0.0) == -1
+    assert predict([[0.5, -0.2], [1.0, 2.0]], 0.0) == [1, -1]
+    assert joined_spans(["a+b", "c\nd", ""]) == [(0, 3), (4, 7), (8, 8)]  # a step may hold a newline
+
+
+def test_the_core_imports_no_model_code():
+    code = "import sys, rairl.scores; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
