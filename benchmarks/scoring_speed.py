@@ -89,7 +89,7 @@ def build_reward_model(args) -> Any:
 
 def chunks(batch, batch_size: int, sort: bool) -> list[list[int]]:
     """Row indices of each mini-batch: `forward_sorted`'s (longest first, prompts grouped) or input order."""
-    from rairl.reward_model import sorted_minibatches
+    from rairl.trace_scorer import sorted_minibatches
 
     if sort:
         return sorted_minibatches(batch, batch_size)
@@ -98,7 +98,7 @@ def chunks(batch, batch_size: int, sort: bool) -> list[list[int]]:
 
 def unsorted_token_rewards(rm, batch) -> torch.Tensor:
     """`RewardModel.token_rewards` with input-order mini-batches."""
-    from rairl.reward_model import forward_minibatches
+    from rairl.trace_scorer import forward_minibatches
 
     disc = rm.discriminator
     scores = forward_minibatches(

@@ -103,8 +103,9 @@ def scoring(size: dict[str, int], peak: float) -> dict[str, Any]:
     from rairl.discriminator import Discriminator
     from rairl.models import load_tokenizer
     from rairl.models.gguf import resolve_model
-    from rairl.reward_model import RewardModel, sorted_minibatches
+    from rairl.reward_model import RewardModel
     from rairl.tasks import TaskArgs, get_task
+    from rairl.trace_scorer import sorted_minibatches
 
     path = resolve_model(MODEL)
     disc = Discriminator.from_checkpoint(path, True, likelihood_from="reference", head_init="zero").eval()

@@ -252,7 +252,7 @@ def test_score_cli_names_file_line_and_field_of_bad_input(saved_rm, tmp_path, ca
 
 
 def test_long_scoring_shows_a_progress_bar_and_a_step_does_not(capsys):
-    from rairl.reward_model import PROGRESS_MIN_BATCHES, forward_minibatches
+    from rairl.trace_scorer import PROGRESS_MIN_BATCHES, forward_minibatches
     from rairl.traces import TraceBatch
 
     ids = torch.ones(PROGRESS_MIN_BATCHES, 3, dtype=torch.long)

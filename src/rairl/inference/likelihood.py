@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from rairl.discriminator import lm_logprobs
-from rairl.reward_model import TraceScorer, forward_sorted
 from rairl.reward_settings import RewardSettings
 from rairl.tasks.base import line_spans
+from rairl.trace_scorer import TraceScorer, forward_sorted
 from rairl.traces import Span, TraceBatch
 
 DEFAULT_MIN_PROB = 0.1  # a token the policy itself gives less than 10% marks its step as suspect
