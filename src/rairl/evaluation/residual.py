@@ -132,7 +132,7 @@ def fit_logistic(features: np.ndarray, y: np.ndarray, ridge: float = RIDGE, iter
     penalty[0, 0] = 0.0
     w = np.zeros(X.shape[1])
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(X @ w)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (X @ w)))  # σ(z), without overflow for large |z|
         hessian = X.T @ (X * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(X.shape[1])
         step = np.linalg.solve(hessian, X.T @ (y - p) - penalty @ w)
         w += step
