@@ -273,7 +273,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "best_vs_likelihood" in rerank:
         vs_ll = rerank["best_vs_likelihood"]
         out.append(_claim("learned-reward pick >= base-policy likelihood", "not reported", vs_ll, verdict(vs_ll, 0.0)))
-    out += _beyond_claims("reranking", rerank)
+    out += _beyond_claims("rerank", rerank)
     acc = localize["injected"]["acc_error"]
     out.append(
         _claim(
@@ -305,7 +305,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     for source in ("injected", "natural"):
-        out += _beyond_claims(f"localising {source} errors", localize[source])
+        out += _beyond_claims(f"localise {source}", localize[source])
     return out
 
 
