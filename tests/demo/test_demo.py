@@ -29,7 +29,10 @@ def test_results_follow_the_documented_schema(demo_dir):
     for method in METHODS:
         for split in ("id", "ood"):
             assert is_summary(results["training"][method][split]["pass@1"]), (method, split)
-            assert is_summary(results["training"][method][split]["greedy"])
+        for split in ("id", "shift", "ood"):
+            assert is_summary(results["training"][method][split]["greedy"]), (method, split)
+        if method not in ("base", "sft"):
+            assert is_summary(results["comparisons"][f"{method}_minus_sft_shift"]), method
     rerank = results["rerank"]
     assert rerank["n"] == 4
     for key in ("pass@1", "random", "majority", "likelihood", "reward_mean", "reward_min", "oracle"):
@@ -39,6 +42,18 @@ def test_results_follow_the_documented_schema(demo_dir):
             assert SUMMARY <= set(results["localize"][source][key])
     assert set(results["transfer"]) == {"rerank_airl_policy", "rerank_ood", "localize_ood"}
     assert {c["claim"] for c in results["claims"]} and all("holds" in c for c in results["claims"])
+    # what the reward adds beyond the likelihood, beside the reranking and localisation claims
+    agreement, residual = rerank["agreement"], rerank["residual"]
+    assert (
+        agreement["versus"] == "likelihood/min"
+        and is_summary(agreement["same_pick"])
+        and is_summary(agreement["spearman"])
+    )
+    assert is_summary(residual["auc_gain"]) and "same pick as the likelihood on" in residual["summary"]
+    for source in ("injected", "natural"):
+        assert "same predicted first error as the likelihood" in results["localize"][source]["residual"]["summary"]
+    beyond = [c for c in results["claims"] if "beyond ℓ" in c["claim"]]
+    assert [c["claim"].split(":")[0] for c in beyond] == ["rerank", "localise injected", "localise natural"]
 
 
 def test_every_figure_pools_the_seeds(demo_dir):
