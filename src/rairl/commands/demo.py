@@ -3,8 +3,9 @@
 1. A base policy: a warm start on a fraction of the demonstrations (the stand-in for a pretrained LLM), its
    cosine learning-rate schedule stopped before it anneals (`base_schedule_cycles`): a policy annealed to a learning
    rate of zero is one that RL from a verifier makes worse, not better (`benchmarks/grpo_sweep.py`).
-2. For each seed, from that base and with the same number of policy updates: continued SFT, R-AIRL (dense and
-   outcome granularity) and GRPO with the verifier (the reference that uses answer labels).
+2. For each seed, from that base, each method at its budget and learning rate chosen on validation
+   (`benchmarks/training_curves.py`): continued SFT (`sft_steps`), R-AIRL (dense and outcome granularity) and GRPO
+   with the verifier (the reference that uses answer labels), the RL methods `policy_steps` updates each.
 3. Every policy on the in-distribution test split and the OOD split (more steps than trained on).
 4. Best-of-N reranking of the SFT and R-AIRL policies' samples by the learned reward (R-AIRL dense's discriminator),
    against random pick, majority vote and the base policy's likelihood.

@@ -29,8 +29,15 @@ class DemoConfig:
             "peak, as step 1000 of a 1300-step run)"
         },
     )
-    policy_steps: int = field(default=30, metadata={"help": "policy optimizer steps of every method"})
-    sft_learning_rate: float = field(default=5e-4, metadata={"help": "continued SFT learning rate"})
+    policy_steps: int = field(default=30, metadata={"help": "policy optimizer steps of the RL methods"})
+    sft_steps: int = field(
+        default=120,
+        metadata={"help": "continued SFT's optimizer steps (its best on validation: benchmarks/training_curves.py)"},
+    )
+    sft_learning_rate: float = field(
+        default=1e-3,
+        metadata={"help": "continued SFT's learning rate, constant (chosen on validation: training_curves.py)"},
+    )
     rl_learning_rate: float = field(
         default=5e-5, metadata={"help": "R-AIRL and GRPO policy learning rate (chosen on validation: grpo_sweep.py)"}
     )
@@ -54,7 +61,7 @@ class DemoConfig:
         if self.fast:
             # Same pipeline and outputs, about two minutes on 2 cores; figures are weak by design.
             self.seeds = "0,1" if self.seeds == "0,1,2" else self.seeds
-            self.base_steps, self.policy_steps, self.disc_warmup_steps = 60, 3, 2
+            self.base_steps, self.policy_steps, self.sft_steps, self.disc_warmup_steps = 60, 3, 3, 2
             self.n_eval, self.n_samples, self.num_generations, self.prompts_per_step = 16, 4, 4, 4
             self.hidden_size, self.num_layers = 64, 2
         if self.task not in GENERATED:

@@ -55,13 +55,14 @@ def train_base(config: DemoConfig, out: str) -> float:
 
 
 def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str) -> dict[str, Any]:
-    """One policy from `base`: continued SFT, R-AIRL dense/outcome or verifier GRPO, `policy_steps` updates each.
+    """One policy from `base`: continued SFT (`sft_steps` updates) or R-AIRL dense/outcome or verifier GRPO
+    (`policy_steps` updates each), every method at a constant learning rate, as `benchmarks/training_curves.py`
+    chose each.
     Returns its log's summary (`log_summary`: training reward curve, grad-norm, the discriminator's accuracy)."""
     if not finished(run):
         common = dict(
             **dataclasses.asdict(task_args(config)),
             model=base,
-            max_steps=config.policy_steps,
             seed=seed,
             report_to="none",
             save_steps=10**9,
@@ -69,18 +70,19 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
             logging_steps=1,
             output_dir=run,
             resume_from_checkpoint="auto",  # a demo stopped after the last checkpoint finishes from there
+            warmup_steps=0.0,
+            lr_scheduler_type="constant",
         )
         batch = config.prompts_per_step * config.num_generations
         rl = dict(
+            max_steps=config.policy_steps,
             num_generations=config.num_generations,
             per_device_train_batch_size=config.micro_batch,
             gradient_accumulation_steps=batch // config.micro_batch,  # one step still takes prompts × G
             learning_rate=config.rl_learning_rate,
-            warmup_steps=0.0,
-            lr_scheduler_type="constant",
         )
         if method == "sft":
-            sft.train(sft.Config(**common, learning_rate=config.sft_learning_rate))
+            sft.train(sft.Config(**common, max_steps=config.sft_steps, learning_rate=config.sft_learning_rate))
         elif method == "grpo_verifier":
             grpo.train(grpo.Config(**common, **rl))
         else:
