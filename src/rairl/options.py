@@ -53,11 +53,9 @@ def check_number(
     integer: bool = False,
     low: float | None = None,
     high: float | None = None,
-    low_open: bool = False,
 ) -> None:
-    """`value` must be a finite number (an int up to `MAX_INT` when `integer`; never a bool) in [`low`, `high`]
-    (`low` excluded when `low_open`); anything else raises ValueError naming `name`, with `rule` (e.g. "must be >=
-    1") as the fix."""
+    """`value` must be a finite number (an int up to `MAX_INT` when `integer`; never a bool) in [`low`, `high`];
+    anything else raises ValueError naming `name`, with `rule` (e.g. "must be >= 1") as the fix."""
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise ValueError(f"{name} must be {kind}, got {value!r} ({type(value).__name__}); it {rule}")
@@ -65,6 +63,5 @@ def check_number(
         raise ValueError(f"{name} must be finite (it {rule}), got {value!r}")
     if abs(value) > MAX_INT:
         raise ValueError(f"{name} must lie within ±{MAX_INT} (it {rule}), got {value!r}")
-    below = low is not None and (value <= low if low_open else value < low)
-    if below or (high is not None and value > high):
+    if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} {rule}, got {value!r}")
