@@ -80,8 +80,10 @@ def flags_of(row: str, out: Path, smoke: bool) -> list[str]:
     return [backbone(f[10:-1], out, smoke) if f.startswith("{backbone:") else f for f in ROWS[row]]
 
 
-def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]) -> dict[str, Any]:
-    """Rerank and localise with the run's discriminator in its own score form; the localisation reports."""
+def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int], backbone: str | None = None):
+    """Rerank and localise with the run's discriminator in its own score form; the localisation reports. With a
+    discriminator `backbone` of its own, the samples are reranked against that backbone's likelihood too (does the
+    reward add to its own LM, or only to the policy's?)."""
     n = str(size["n_eval"])
     common = [
         "--task",
@@ -99,6 +101,10 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
         run_dir / "rerank_val" / "metrics.json",
         ["rerank", *common, "--samples", str(samples), "--output_dir", str(run_dir / "rerank_val")],
     )
+    if backbone is not None:
+        own = [backbone if arg == base else arg for arg in common]  # the same command, the backbone's likelihood
+        folder = run_dir / "rerank_vs_backbone"
+        run_once(folder / "metrics.json", ["rerank", *own, "--samples", str(samples), "--output_dir", str(folder)])
     reports = {}
     for source, extra in (
         ("injected", ["--split", "validation", "--limit", n]),
@@ -155,7 +161,12 @@ def f1_difference(per_seed: list[dict], name: str, seed: int = 0) -> dict[str, A
 def summarise(per_seed: list[dict], size: dict[str, int]) -> dict[str, Any]:
     rerank = pool_rerank(per_seed, "val", size["n"], PICK)
     localize = pool_localize(per_seed, ["injected", "natural"])
+    own = {}
+    if all(Path(r["dir"], "rerank_vs_backbone", "scored.jsonl").is_file() for r in per_seed):
+        vs = pool_rerank(per_seed, "vs_backbone", size["n"], PICK)
+        own = {"rerank_vs_own_backbone": {k: vs[k] for k in ("best_vs_likelihood", "agreement", "residual")}}
     return {
+        **own,
         "rerank": {k: rerank[k] for k in ("gain", "best_vs_likelihood", "agreement", "residual") if k in rerank},
         "injected_exact_vs_likelihood": paired_diff(*exactness(per_seed, "injected")),
         "injected_residual": localize["injected"].get("residual"),
@@ -188,6 +199,11 @@ def table(results: dict[str, Any]) -> str:
             f"{row:<20} {cells[0]:<32} {cells[1]:<10} {cells[2]:<32} {cells[3]:<32} {cells[4]:<32} "
             f"{cells[5]:<32} {seconds:.0f}"
         )
+    for row, r in results["rows"].items():
+        if "rerank_vs_own_backbone" in r:
+            own = r["rerank_vs_own_backbone"]
+            lines.append(f"{row} against its own backbone's likelihood: {own['residual']['summary']}; rerank − its "
+                         f"likelihood {format_summary(own['best_vs_likelihood'], True)}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -223,7 +239,9 @@ def main() -> None:
                 break  # the table pools finished rows only
             train("reference_zero", seed, base, run_dir, size, "arith", tuple(flags_of(row, out, args.smoke)))
             samples = out / f"samples_seed{seed}.jsonl"
-            per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, samples, seed, size)})
+            backbone = next((f for f in flags_of(row, out, args.smoke) if Path(f, "config.json").is_file()), None)
+            reports = use(run_dir, base, samples, seed, size, backbone)
+            per_seed.append({"seed": seed, "dir": str(run_dir), **reports})
         if len(per_seed) == len(seeds):
             results["rows"][row] = summarise(per_seed, size)
     write_json(out / "results.json", results)
