@@ -61,6 +61,9 @@ def test_expert_traces_are_correct_and_splits_disjoint(task):
         assert len(puzzles[split]) == len(examples)
     assert not puzzles["test"] & (puzzles["train"] | puzzles["validation"])
     assert not puzzles["ood"] & puzzles["train"]
+    assert not puzzles["shift"] & puzzles["train"]  # the shift split: training's kind of puzzle in a new sentence
+    assert all(ex.question.startswith("Reach ") for ex in task.examples("shift"))
+    assert not any(ex.question.startswith("Reach ") for ex in task.examples("train"))
     assert min(len(ex.meta["numbers"]) for ex in task.examples("ood")) > max(
         len(ex.meta["numbers"]) for ex in task.examples("train")
     )
