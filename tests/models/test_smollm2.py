@@ -81,7 +81,7 @@ def test_a_smollm2_discriminator_scores_steps_and_starts_at_its_likelihood(smoll
     wrong = RESPONSE.replace("= <<48/2=24>>24", "= <<48/2=26>>26")
     scores = rm.score([PROMPT, PROMPT], [RESPONSE, wrong], step_reduce="min")
     assert [len(s) for s in scores.steps] == [3, 3]
-    assert all(torch.isfinite(t).all() for t in scores.tokens)
+    assert all(np.isfinite(t).all() for t in scores.tokens)
     assert scores.traces["mean"][0] > scores.traces["mean"][1]  # the likelihood it starts from prefers the right sum
 
 
