@@ -162,7 +162,7 @@ def summarise(found: dict[str, dict], base_verdicts: dict[str, list[float]], siz
         regimes.setdefault(regime, {}).setdefault(method, {}).setdefault(lr, []).append(c)
     out: dict[str, Any] = {"base": {s: summarize(v) for s, v in base_verdicts.items()}, "regimes": {}}
     for regime, methods in regimes.items():
-        entry: dict[str, Any] = {"curves": {}, "chosen": {}, "vs_sft": {}}
+        entry: dict[str, Any] = {"curves": {}, "chosen": {}, "vs_base": {}, "vs_sft": {}}
         for method, by_lr in methods.items():
             entry["curves"][method] = {
                 f"{lr:g}": {str(b): {s: summarize(pooled(cs, b, s)) for s in SPLITS} for b in size["budgets"]}
@@ -175,6 +175,8 @@ def summarise(found: dict[str, dict], base_verdicts: dict[str, list[float]], siz
             cs = full[lr]
             entry["chosen"][method] = {"lr": lr, "budget": budget, "seeds": len(cs),
                                        **{s: summarize(pooled(cs, budget, s)) for s in SPLITS}}  # fmt: skip
+            entry["vs_base"][method] = {s: paired_diff(pooled(cs, budget, s), base_verdicts[s] * len(cs))
+                                        for s in SPLITS}  # fmt: skip
         if "sft" in entry["chosen"]:
             sft = entry["chosen"]["sft"]
             sft_runs = methods["sft"][sft["lr"]]
@@ -199,10 +201,12 @@ def table(summary: dict[str, Any], size: dict) -> str:
                 lines.append(f"{method:<14} {lr:>7} {points['seeds']:>5}  " + "  ".join(cells))
         lines.append(f"[{regime}] each method at its validation choice: test, shift (and − SFT, paired):")
         for method, c in entry["chosen"].items():
-            diff = entry["vs_sft"].get(method, {})
+            diff, gain = entry["vs_sft"].get(method, {}), entry["vs_base"][method]
             lines.append(f"{method:<14} lr {c['lr']:g} @ {c['budget']} steps ({c['seeds']} seeds): "
                          f"val {format_summary(c['validation'], False)}; test {format_summary(c['test'], False)}; "
-                         f"shift {format_summary(c['shift'], False)}"
+                         f"shift {format_summary(c['shift'], False)}")  # fmt: skip
+            lines.append(f"{'':<14} − base: val {format_summary(gain['validation'], True)}, test "
+                         f"{format_summary(gain['test'], True)}, shift {format_summary(gain['shift'], True)}"
                          + (f"; − sft: test {format_summary(diff['test'], True)}, shift "
                             f"{format_summary(diff['shift'], True)}" if diff else ""))  # fmt: skip
     return "\n".join(lines)
