@@ -231,8 +231,9 @@ def plot(summary: dict[str, Any], size: dict, path: Path) -> None:
                             yerr=[[y["mean"] - y["ci95"][0] for y in ys], [y["ci95"][1] - y["mean"] for y in ys]],
                             marker="o", capsize=3, label=f"{method} (lr {c['lr']:g})")  # fmt: skip
             ax.axhline(summary["base"][split]["mean"], color="grey", ls=":", label="base")
-            ax.set(xscale="log", xticks=size["budgets"], xticklabels=size["budgets"], xlabel="policy steps",
-                   ylabel="greedy accuracy", title=f"{regime}: {split}")  # fmt: skip
+            ax.set(xscale="log", xlabel="policy steps", ylabel="greedy accuracy", title=f"{regime}: {split}")
+            ax.minorticks_off()
+            ax.set_xticks(size["budgets"], [str(b) for b in size["budgets"]])
             ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
