@@ -16,9 +16,9 @@ Per row, seeds pooled:
 - rerank: the base's N = 8 samples of 128 validation questions per seed reranked by the reward (min aggregation, as
   the demo) — the residual AUC gain of [ℓ, r] over [ℓ] (`rairl.evaluation.residual`, cross-fitted over questions),
   the share of questions where reward and likelihood pick the same sample, and success@1|8 − the likelihood's;
-- localisation: injected errors on validation, thresholds calibrated on injected errors of the *train* split (the
-  step-level residual is fitted there too): per-trace exactness − the likelihood's; natural errors in the base's
-  samples: F1 − the likelihood's F1 (bootstrap over traces);
+- localisation: injected errors on validation, thresholds calibrated on injected errors of the *train* split:
+  per-trace exactness − the likelihood's, and the step-level residual cross-fitted over the pooled traces; natural
+  errors in the base's samples: F1 − the likelihood's F1 (bootstrap over traces);
 - training seconds of the run (one thread).
 A run whose folder holds its results is read, not rerun. Writes `OUTPUT/results.json` and, with `--table`,
 `benchmarks/results/residual_study.{json,txt}`.

@@ -82,20 +82,28 @@ def evaluate(policy: Path, out: Path, split: str, n: int, size: dict, cap: int) 
     return json.loads((out / "metrics.json").read_text())
 
 
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
 def snapshot(run: Path, dest: Path) -> None:
-    """Copy the final (merged) model and tokenizer at the root of `run` into `dest`, whole."""
+    """Copy the final (merged) model and tokenizer at the root of `run` into `dest`, whole, with the LoRA adapter of
+    `run`'s last checkpoint, if it has one, in `dest/adapter` (a few MB: what a later session rebuilds it from)."""
+    checkpoints = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     with atomic_dir(dest) as tmp:
         for f in run.iterdir():
             if f.is_file() and f.suffix in (".json", ".safetensors", ".jinja", ".txt", ".model"):
                 shutil.copy2(f, tmp / f.name)
+        if checkpoints:
+            (tmp / "adapter").mkdir()
+            for name in ADAPTER_FILES:
+                shutil.copy2(checkpoints[-1] / name, tmp / "adapter" / name)
 
 
-def keep_adapter(run: Path, curve: list[dict[str, Any]]) -> None:
-    """The last checkpoint's LoRA adapter (a few MB) and the SFT curve into the committed `BASE_ADAPTER`."""
-    (checkpoint,) = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1:]
+def keep_adapter(kept: Path, curve: list[dict[str, Any]]) -> None:
+    """The chosen chunk's LoRA adapter and the SFT curve into the committed `BASE_ADAPTER`."""
     with atomic_dir(BASE_ADAPTER) as tmp:
-        for name in ("adapter_model.safetensors", "adapter_config.json"):
-            shutil.copy2(checkpoint / name, tmp / name)
+        for name in ADAPTER_FILES:
+            shutil.copy2(kept / "adapter" / name, tmp / name)
         write_text(tmp / "curve.json", json.dumps(curve, indent=1) + "\n")
 
 
@@ -139,10 +147,11 @@ def train_base(out: Path, size: dict, threads: list[str]) -> tuple[Path, list[di
         if len(gains) >= 2 and max(gains[-2:]) < PLATEAU:
             break
     best = max(curve, key=lambda p: p["validation_greedy"]["mean"])  # chosen on validation
+    chosen = out / f"sft_base_{best['steps']}"
     if not size["smoke"]:
-        keep_adapter(run, curve)
+        keep_adapter(chosen, curve)
     if not (base / "config.json").is_file():
-        snapshot(out / f"sft_base_{best['steps']}", base)
+        snapshot(chosen, base)
     return base, curve
 
 

@@ -8,10 +8,11 @@ of one point, on the transfer split the base partly solves, with all and with fe
     .venv/bin/python benchmarks/training_curves.py --smoke                                # proves it runs
 
 From the demo's base (1,000 SFT steps on a fifth of the demonstrations), each method — continued SFT, verifier GRPO,
-R-AIRL dense and outcome — runs `STEPS` policy updates at a constant learning rate (so the checkpoint after k steps
-is a k-step run) with the demo's batch (SFT: 32 demonstrations; RL: 8 prompts × G = 8), and every checkpoint in
-`BUDGETS` is evaluated greedily on 128 questions of validation, test and `shift` (2-4 steps, one running value past
-training's 20: the transfer split the base partly solves). Choices, on **validation only**:
+R-AIRL dense and outcome — runs `SIZE["steps"]` policy updates at a constant learning rate (so the checkpoint after
+k steps is a k-step run) with the demo's batch (SFT: 32 demonstrations; RL: 8 prompts × G = 8), and every checkpoint
+in `SIZE["budgets"]` is evaluated greedily on 128 questions of validation, test and `shift` (the in-distribution
+problems with one operation asked in words training never uses: the transfer split the base partly solves).
+Choices, on **validation only**:
 - `screen`: seed 0 at each learning rate of the method's grid (`GRIDS`);
 - a method's best = the (learning rate, budget) with the highest validation accuracy, seeds pooled;
 - `seeds`: seeds 1 and 2 at each method's screened learning rate.
@@ -41,7 +42,8 @@ from rairl.io import write_json, write_text  # noqa: E402
 from rairl.tasks import TaskArgs  # noqa: E402
 
 METHODS = ("sft", "grpo_verifier", "airl_dense", "airl_outcome")
-# each method's grid around the demo's rate (SFT 5e-4, RL 5e-5, chosen on validation by grpo_sweep.py), upward for RL:
+# each method's grid around the demo's rate before this study (SFT 5e-4; RL 5e-5, chosen on validation by
+# grpo_sweep.py), upward for RL:
 # lower rates moved verifier GRPO less there, and 2e-4 and above collapsed the policy
 GRIDS = {
     "sft": (2e-4, 5e-4, 1e-3),
@@ -60,7 +62,7 @@ def run_name(method: str, lr: float, seed: int, limited: str | None = None) -> s
 
 
 def train(method: str, lr: float, seed: int, base: str, run: Path, size: dict, limited: str | None) -> None:
-    """`STEPS` policy updates of `method` at learning rate `lr`, a checkpoint at every budget (constant rate)."""
+    """`size["steps"]` updates of `method` at learning rate `lr`, a checkpoint at each budget (constant rate)."""
     from rairl.trainers import airl, grpo, sft
     from rairl.trainers.common import finished
 

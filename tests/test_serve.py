@@ -193,6 +193,7 @@ def test_get_reward_checks_queries_against_prompts(server):
     assert answer.status_code == 422 and "query[0] does not start with prompts[0]" in answer.json()["detail"]
     empty = post(url, "/get_reward", {"query": [], "prompts": []}).json()
     assert empty["rewards"] == []
+    assert post(url, "/score", {"prompts": [], "responses": []}).json() == {"results": []}
 
 
 def test_get_reward_logs_the_learned_part_and_with_labels_the_verdicts_and_aucs(server, disc_dir):

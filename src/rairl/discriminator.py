@@ -304,6 +304,8 @@ class Discriminator(nn.Module):
             return cls._load_folder(path, meta, **kwargs)
         except RuntimeError as err:  # torch's size mismatch: weights and config.json (or the head files) disagree
             first = str(err).splitlines()[0][:300]
+            if "size mismatch" not in str(err) and "ignore_mismatched_sizes" not in str(err):
+                raise  # out of memory and the like: not the folder's fault
             why = "tensor sizes differ" if "ignore_mismatched_sizes" in first else first  # transformers' says nothing
             raise ValueError(f"discriminator {path}: its weights do not fit its config.json ({why})") from None
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rairl.registry import Registry
 
@@ -109,7 +110,9 @@ def check_finite(values: np.ndarray, index: int = 0) -> None:
         )
 
 
-def aggregate(name: str, values, answer_mask=None, gamma: float = AGGREGATE_DISCOUNT) -> float:
+def aggregate(
+    name: str, values: ArrayLike, answer_mask: ArrayLike | None = None, gamma: float = AGGREGATE_DISCOUNT
+) -> float:
     """Trace score of the token values `values` (n,) by aggregation `name` (see the module docstring).
 
     `answer_mask` (n,) bool marks the answer-line tokens (only `answer_span` reads it; default: the last token).
@@ -141,7 +144,7 @@ def step_token_ranges(step_ends: Sequence[int], n_tokens: int) -> list[range]:
     return ranges
 
 
-def step_scores(values, step_ends: Sequence[int], step_reduce: str = "last") -> list[float]:
+def step_scores(values: ArrayLike, step_ends: Sequence[int], step_reduce: str = "last") -> list[float]:
     """One score per step: `step_reduce` ("last" | "min") of the token values `values` (n,) the step owns."""
     reduce = STEP_REDUCTIONS.lookup(step_reduce)
     values = np.asarray(values, dtype=np.float32)
@@ -191,9 +194,9 @@ class TraceScores:
 
 
 def trace_views(
-    values: Sequence,
+    values: Sequence[ArrayLike],
     step_ends: Sequence[Sequence[int]],
-    answer_masks: Sequence,
+    answer_masks: Sequence[ArrayLike],
     *,
     aggregates: Sequence[str],
     step_reduce: str = "last",

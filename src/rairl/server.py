@@ -378,6 +378,8 @@ def build_app(
         check_text("prompts", body.prompts)
         check_text("responses", body.responses)
         parts, at, n = await scored(body.prompts, body.responses, body.partial)
+        if n == 0:
+            return {"results": []}
         scores, out = parts["value"], []
         for b in range(at, at + n):
             out.append(

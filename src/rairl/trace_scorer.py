@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -181,8 +182,8 @@ class TraceScorer(ABC):
         scored.token_spans = [token_offsets(tokenizer, list(ids))[1] for ids in response_ids]
         return scored
 
-    def score_tokens(self, prompts: Sequence[str], responses: Sequence[str]) -> list[torch.Tensor]:
-        """r_t per response token (reward-model tokens, EOS last): each (n_b,) float32."""
+    def score_tokens(self, prompts: Sequence[str], responses: Sequence[str]) -> list[np.ndarray]:
+        """r_t per response token (reward-model tokens, EOS last): each a (n_b,) numpy array."""
         return self.score(prompts, responses, aggregates=()).tokens
 
     def score_steps(

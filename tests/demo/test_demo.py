@@ -7,7 +7,7 @@ import pytest
 from rairl.cli import main
 from rairl.commands.demo import Config
 from rairl.demo.config import METHODS
-from rairl.demo.results import verdict
+from rairl.demo.results import format_claims, verdict
 
 SUMMARY = {"mean", "ci95", "n"}
 
@@ -54,6 +54,8 @@ def test_results_follow_the_documented_schema(demo_dir):
         assert "same predicted first error as the likelihood" in results["localize"][source]["residual"]["summary"]
     beyond = [c for c in results["claims"] if "beyond ℓ" in c["claim"]]
     assert [c["claim"].split(":")[0] for c in beyond] == ["rerank", "localise injected", "localise natural"]
+    printed = format_claims(results)  # the plain words under the table, one line per use
+    assert "beyond the base policy's likelihood" in printed and f"  rerank: {beyond[0]['note']}" in printed
 
 
 def test_every_figure_pools_the_seeds(demo_dir):

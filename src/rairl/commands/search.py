@@ -128,7 +128,8 @@ def beyond_likelihood(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, An
             continue
         ids = list(by_scorer["reward"])
         reward, likelihood = (by_scorer[s] for s in SCORERS)
-        same = [float(normalise_answer(reward[i]["answer"]) == normalise_answer(likelihood[i]["answer"])) for i in ids]
+        answers = [(normalise_answer(reward[i]["answer"]), normalise_answer(likelihood[i]["answer"])) for i in ids]
+        same = [float(a is not None and a == b) for a, b in answers]  # two unreadable answers are not the same
         diff = paired_diff([float(reward[i]["correct"]) for i in ids], [float(likelihood[i]["correct"]) for i in ids],
                            seed=seed)  # fmt: skip
         out[f"{method}/N={n}"] = {"same_answer": summarize(same, seed=seed), "reward_minus_likelihood": diff}

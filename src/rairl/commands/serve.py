@@ -75,6 +75,8 @@ def verifier(task: Task) -> Callable[[str, Any], bool | None]:
     task needs more than the answer to check (a puzzle's numbers)."""
 
     def verify(response: str, label: Any) -> bool | None:
+        if label is None:
+            return None
         try:
             return bool(task.is_correct(task.extract_answer(response), Example("", "", str(label), "")))
         except (KeyError, TypeError, ValueError):

@@ -34,9 +34,10 @@ RL_MOVES = 0.05  # the demo's regime must move verifier GRPO this far above its 
 # The aggregations the demo's rerank claims read, chosen on validation data (benchmarks/method_check.py), never on
 # the test figures they are reported on.
 RERANK_PICKS = ("reward_min", "likelihood_mean")
-# Where each policy is judged: in distribution, just outside it (values past the training range) and far outside it
-# (more steps); (name in results.json, task split).
+# Where each policy is judged: in distribution, just outside it (the same problems asked in new words) and far
+# outside it (more steps); (name in results.json, task split).
 SPLITS = (("id", "test"), ("shift", "shift"), ("ood", "ood"))
+BEYOND = "residual AUC gain beyond ℓ"  # the name of every claim row on the reward beyond the likelihood
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -52,15 +53,16 @@ def _correct_by_question(rows: list[dict]) -> dict[str, list[bool]]:
 
 def eval_values(per_seed: list[dict], method: str, split: str, n: int) -> dict[str, list[float]]:
     """Per-question greedy correctness and pass@k (k = 1 and n), pooled over the seeds that hold `method`."""
-    values: dict[str, list[float]] = {"greedy": [], "pass@1": [], f"pass@{n}": []}
+    ks = sorted({1, n})
+    values: dict[str, list[float]] = {"greedy": [], **{f"pass@{k}": [] for k in ks}}
     for run in per_seed:
         if method not in run["rows"]:
             continue
         rows = run["rows"][method][split]
         values["greedy"] += [float(r["correct"]) for r in rows["greedy"]]
         for correct in _correct_by_question(rows["samples"]).values():
-            values["pass@1"].append(pass_at_k(len(correct), sum(correct), 1))
-            values[f"pass@{n}"].append(pass_at_k(len(correct), sum(correct), n))
+            for k in ks:
+                values[f"pass@{k}"].append(pass_at_k(len(correct), sum(correct), k))
     return values
 
 
@@ -71,10 +73,16 @@ def pool_eval(per_seed: list[dict], methods: Sequence[str], n: int) -> dict[str,
         m: {
             name: {k: summarize(v) for k, v in eval_values(per_seed, m, split, n).items()}
             for name, split in SPLITS
-            if any(split in run["rows"].get(m, {}) for run in per_seed)
+            if _every_run_has(per_seed, (m,), split)
         }
         for m in methods
     }
+
+
+def _every_run_has(per_seed: list[dict], methods: Sequence[str], split: str) -> bool:
+    """Whether `split` is in every run of each of `methods` (and at least one run holds the first)."""
+    held = [run["rows"][m] for run in per_seed for m in methods if m in run["rows"]]
+    return any(methods[0] in run["rows"] for run in per_seed) and all(split in rows for rows in held)
 
 
 def paired_greedy(per_seed: list[dict], method: str, reference: str, split: str) -> tuple[list[float], list[float]]:
@@ -98,7 +106,7 @@ def compare(per_seed: list[dict], methods: Sequence[str], reference: str) -> dic
     out = {}
     for m in methods:
         for name, split in SPLITS:
-            if all(split in run["rows"].get(m, {split: 0}) for run in per_seed):
+            if _every_run_has(per_seed, (m, reference), split):
                 out[f"{m}_minus_{reference}_{name}"] = paired_diff(*paired_greedy(per_seed, m, reference, split))
     return out
 
@@ -315,7 +323,7 @@ def _beyond_claims(use: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
     if "residual" not in entry:
         return []
     gain = entry["residual"]["auc_gain"]
-    name = f"{use}: residual AUC gain beyond ℓ (diff)"
+    name = f"{use}: {BEYOND} (diff)"
     return [_claim(name, "not reported", gain, verdict(gain, 0.0, strict=True), entry["residual"]["summary"])]
 
 
@@ -386,7 +394,7 @@ def format_claims(results: dict[str, Any]) -> str:
     for c in results["claims"]:
         ours = format_summary(c["ours"], signed=any(t in c["claim"] for t in ("(diff)", " − ", ">=")))
         lines.append(f"{c['claim'][:58]:<58} {c['paper'][:16]:<16} {ours[:40]:<40} {c['holds']}")
-    beyond = [c for c in results["claims"] if "beyond the likelihood" in c["claim"]]
+    beyond = [c for c in results["claims"] if BEYOND in c["claim"]]
     if beyond:
         lines.append("what the learned reward adds beyond the base policy's likelihood (DESIGN §2.6):")
         lines += [f"  {c['claim'].split(':')[0]}: {c['note']}" for c in beyond]

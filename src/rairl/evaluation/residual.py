@@ -12,7 +12,7 @@ and the reward's learned part s (r with the likelihood it adds back taken out; a
                          M_ℓ :  P(y = 1) = σ(a + b ℓ̃)        M_ℓr :  P(y = 1) = σ(a + b ℓ̃ + c r̃)
                      fitted (IRLS, ridge λ on b, c) on one set of groups — validation data, or the other folds of
                      the same data (cross-fitting by group) — and read on held-out groups:
-                         AUC gain      = AUC(b ℓ̃ + c r̃) − AUC(ℓ) per group
+                         AUC gain      = AUC(b ℓ̃ + c r̃) − AUC(b ℓ̃) per group (AUC of M_ℓr − AUC of M_ℓ)
                          log-loss gain = mean_i [−log p_ℓ(y_i)] − mean_i [−log p_ℓr(y_i)] per group
 
 Centring within the group asks what reranking asks (which of this question's samples is right), not which
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rairl.evaluation.metrics import summarize
 from rairl.evaluation.selection import group_by_question
@@ -56,7 +57,15 @@ class Scored:
                 raise ValueError(f"{name} holds non-finite scores at items {np.flatnonzero(~np.isfinite(x)).tolist()}")
 
     @classmethod
-    def of(cls, groups: Sequence[Sequence[int]], correct, likelihood, reward, learned=None) -> Scored:
+    def of(
+        cls,
+        groups: Sequence[Sequence[int]],
+        correct: ArrayLike,
+        likelihood: ArrayLike,
+        reward: ArrayLike,
+        learned: ArrayLike | None = None,
+    ) -> Scored:
+        """From plain sequences: verdicts as bool, scores as float (None where a score is absent)."""
         as_float = lambda x: None if x is None else np.asarray(x, dtype=float)  # noqa: E731
         return cls([list(g) for g in groups], np.asarray(correct, dtype=bool), as_float(likelihood),
                    as_float(reward), as_float(learned))  # fmt: skip
@@ -118,7 +127,7 @@ def _aucs(data: Scored, scores: np.ndarray) -> list[float | None]:
 
 
 def _centred(data: Scored, x: np.ndarray) -> np.ndarray:
-    out = np.empty(len(x))
+    out = np.zeros(len(x))  # an item in no group stays 0 (`Scored.of` puts every item in one)
     for idx in data.groups:
         out[idx] = x[idx] - x[idx].mean()
     return out

@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,10 @@ from rairl.inference.scoring import (
 from rairl.io import DataError, read_jsonl, require, write_json, write_jsonl
 from rairl.scores import TraceScores
 from rairl.tasks import TaskArgs, get_task
+
+if TYPE_CHECKING:  # annotations only: the models load inside `rerank`
+    from rairl.inference.likelihood import LikelihoodScorer
+    from rairl.reward_model import RewardModel
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +105,16 @@ class RerankConfig(TaskArgs, RewardArgs):
 
 
 def score_samples(
-    config: RerankConfig, task, reward_model, likelihood, path: str
+    config: RerankConfig,
+    reward_model: RewardModel,
+    likelihood: LikelihoodScorer | None,
+    path: str,
+    read: tuple[list[dict[str, Any]], list[int]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], TraceScores]:
-    """Rows of a samples file and their trace scores: `reward/<agg>`, and with a likelihood scorer `likelihood/<agg>`
-    and the reward's learned part `learned/<agg>`; the reward's `TraceScores` too (token and step views)."""
-    rows, lines = read_samples(path)
+    """Rows of a samples file (`read`: its rows and line numbers, when already read) and their trace scores:
+    `reward/<agg>`, and with a likelihood scorer `likelihood/<agg>` and the reward's learned part `learned/<agg>`;
+    the reward's `TraceScores` too (token and step views)."""
+    rows, lines = read or read_samples(path)
     prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
     names = config.aggregate_names
     parts = score_rows(reward_model.score_parts, prompts, responses, lines, path, aggregates=names)
@@ -134,6 +143,12 @@ def beyond_likelihood_figures(
 
 def rerank(config: RerankConfig) -> dict[str, Any]:
     """Score every sample, pick by each method, write `metrics.json` and `scored.jsonl`; returns the metrics."""
+    rows, lines = read_samples(config.samples)  # the k range is checked before any model loads
+    groups = group_by_question(rows)
+    n_min = min(len(idx) for idx in groups.values())
+    ks = parse_ks(config.k) if config.k else default_ks(n_min)
+    if ks[0] < 1 or ks[-1] > n_min:
+        raise ValueError(f"every k must lie in 1..{n_min} (the fewest samples of a question), got k={config.k!r}")
     task = get_task(config)
     reward_model = load_reward_model(config, task)
     likelihood = None
@@ -148,12 +163,7 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
         )
     else:
         logger.info("no --policy: the base-policy likelihood baseline is skipped")
-    rows, scores, rm = score_samples(config, task, reward_model, likelihood, config.samples)
-    groups = group_by_question(rows)
-    n_min = min(len(idx) for idx in groups.values())
-    ks = parse_ks(config.k) if config.k else default_ks(n_min)
-    if ks[0] < 1 or ks[-1] > n_min:
-        raise ValueError(f"every k must lie in 1..{n_min} (the fewest samples of a question), got k={config.k!r}")
+    rows, scores, rm = score_samples(config, reward_model, likelihood, config.samples, (rows, lines))
 
     correct = np.array([r["correct"] for r in rows], dtype=bool)
     answers = [normalise_answer(r.get("answer")) for r in rows]
@@ -165,11 +175,7 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
         "config": config_dict(config),
     }
     if likelihood is not None:
-        fit = (
-            score_samples(config, task, reward_model, likelihood, config.fit_samples)[:2]
-            if config.fit_samples
-            else None
-        )
+        fit = score_samples(config, reward_model, likelihood, config.fit_samples)[:2] if config.fit_samples else None
         report.update(beyond_likelihood_figures(rows, scores, fit))
         for name, entry in report["residual"].items():
             logger.info("%s: %s", name, entry["summary"])

@@ -38,7 +38,9 @@ class SamplingArgs(Options):
     """Sampling options shared by `rairl sample` and `rairl eval`."""
 
     n: int = field(default=8, metadata={"help": "samples per question"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0)"})
+    temperature: float = field(
+        default=1.0, metadata={"help": f"sampling temperature ({MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g})"}
+    )
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
     max_new_tokens: int = field(
         default=64, metadata={"help": "most tokens per response (arith OOD experts need up to 55)"}
@@ -56,6 +58,7 @@ class SamplingArgs(Options):
             )
 
     def check_sampling(self) -> None:
+        """Refuse a temperature or top_p that sampling cannot use, in one line."""
         if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE or not 0 < self.top_p <= 1:
             raise ValueError(
                 f"sampling needs {MIN_TEMPERATURE:g} <= temperature <= {MAX_TEMPERATURE:g} and 0 < top_p <= 1, got "

@@ -16,6 +16,7 @@ field (a `rairl sample` file's id, answer, correct, ...) is copied to the output
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,7 +127,14 @@ def read_traces(path: str | os.PathLike, task: Task) -> list[tuple[int, dict[str
     return traces
 
 
-def score_rows(score, prompts: list[str], responses: list[str], lines: list[int], path, **options):
+def score_rows(
+    score: Callable[..., Any],
+    prompts: list[str],
+    responses: list[str],
+    lines: list[int],
+    path: str | os.PathLike,
+    **options: Any,
+) -> Any:
     """`score(prompts, responses, **options)` (a scorer's `score` or `score_parts`), a non-finite score reported at
     the file line of its trace."""
     try:
