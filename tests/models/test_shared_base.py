@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from flags import rl_run
 
 from rairl.cli import main
 from rairl.discriminator import Discriminator
@@ -131,11 +132,9 @@ def test_saved_shared_discriminator_is_standard_and_scores_the_same(tmp_path):
 
 @pytest.mark.parametrize("beta", ["0.0", "0.04"])  # with KL, TRL's reference pass switches the adapters off too
 def test_airl_with_lora_on_both_sides_shares_the_base_end_to_end(tmp_path, beta):
-    tiny = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
-    run = [*tiny, "--n_train", "20", "--per_device_train_batch_size", "8", "--num_generations", "4",
-           "--max_completion_length", "16", "--report_to", "none", "--logging_steps", "1", "--threads", "1",
-           "--disc_warmup_steps", "1", "--max_steps", "2", "--save_steps", "100", "--lora_r", "4", "--disc_lora_r", "4",
-           "--learning_rate", "1e-2", "--beta", beta, "--output_dir", str(tmp_path)]  # fmt: skip
+    lora = ["--lora_r", "4", "--disc_lora_r", "4", "--learning_rate", "1e-2", "--beta", beta]
+    run = rl_run(20, 8, 4, 16, "--disc_warmup_steps", "1", "--max_steps", "2", "--save_steps", "100", *lora,
+                 "--output_dir", str(tmp_path))  # fmt: skip
     assert main(["airl", *run]) == 0
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert any("disc/acc_expert" in r for r in rows)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from flags import TINY
 
 
 @pytest.fixture(scope="session")
 def small_sft_run() -> list[str]:
     """Flags of a short `rairl sft` run: the tiny policy (32 wide, 1 layer, 256 positions), 64 examples in batches of
     8, a log row every step, one thread."""
-    tiny = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
-    return tiny + ["--n_train", "64", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--threads", "1"]
+    return TINY + ["--n_train", "64", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--threads", "1"]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from flags import rl_run
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
@@ -23,31 +24,7 @@ from rairl.trainers import airl, airl_state
 from rairl.trainers.airl_state import STATE_DIR
 from rairl.trainers.discriminator_update import DiscriminatorUpdater, perturbed_experts
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
-RUN = TINY + [
-    "--n_train",
-    "50",
-    "--per_device_train_batch_size",
-    "8",
-    "--num_generations",
-    "4",
-    "--max_completion_length",
-    "24",
-    "--report_to",
-    "none",
-    "--logging_steps",
-    "1",
-    "--threads",
-    "1",
-    "--warmup_steps",
-    "0",
-    "--disc_warmup_steps",
-    "1",
-    "--max_steps",
-    "2",
-    "--save_steps",
-    "100",
-]
+RUN = rl_run(50, 8, 4, 24, "--warmup_steps", "0", "--disc_warmup_steps", "1", "--max_steps", "2", "--save_steps", "100")
 
 
 def run_cli(output_dir: Path, *extra: str) -> None:

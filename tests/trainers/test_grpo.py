@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from flags import TINY, rl_run
 
 from rairl.cli import main
 from rairl.config import parse_config
@@ -13,27 +14,7 @@ from rairl.models import ModelArgs, load_policy
 from rairl.tasks import get_task
 from rairl.trainers import grpo
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
-RUN = TINY + [
-    "--n_train",
-    "32",
-    "--per_device_train_batch_size",
-    "8",
-    "--num_generations",
-    "4",
-    "--max_completion_length",
-    "16",
-    "--report_to",
-    "none",
-    "--logging_steps",
-    "1",
-    "--threads",
-    "1",
-    "--warmup_steps",
-    "0",
-    "--max_steps",
-    "2",
-]
+RUN = rl_run(32, 8, 4, 16, "--warmup_steps", "0", "--max_steps", "2")
 
 
 def test_grpo_trains_and_saves_the_policy(tmp_path, tiny_lm):

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from datasets import Dataset
+from flags import TINY
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from rairl.cli import main
@@ -15,8 +16,6 @@ from rairl.models import ModelArgs, build_char_tokenizer, load_policy
 from rairl.tasks.base import Example, Task
 from rairl.trainers.common import JsonlLogCallback, demonstrations, save_final
 from rairl.trainers.sft import Config, build_trainer, count_truncated
-
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
 
 
 class ListTask(Task):

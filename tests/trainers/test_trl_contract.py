@@ -12,26 +12,13 @@ import inspect
 
 import pytest
 import torch
+from flags import rl_run
 from trl import GRPOTrainer
 
 from rairl.config import parse_config
 from rairl.trainers import airl
 
-TINY = ["--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--max_position_embeddings", "256"]
-RUN = TINY + [
-    "--n_train",
-    "16",
-    "--per_device_train_batch_size",
-    "4",
-    "--num_generations",
-    "2",
-    "--max_completion_length",
-    "8",
-    "--report_to",
-    "none",
-    "--disc_warmup_steps",
-    "0",
-]
+RUN = rl_run(16, 4, 2, 8, "--disc_warmup_steps", "0")
 
 
 def parameters(fn) -> list[str]:
