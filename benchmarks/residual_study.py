@@ -164,7 +164,7 @@ def summarise(per_seed: list[dict], size: dict[str, int]) -> dict[str, Any]:
     own = {}
     if all(Path(r["dir"], "rerank_vs_backbone", "scored.jsonl").is_file() for r in per_seed):
         vs = pool_rerank(per_seed, "vs_backbone", size["n"], PICK)
-        own = {"rerank_vs_own_backbone": {k: vs[k] for k in ("best_vs_likelihood", "agreement", "residual")}}
+        own = {"rerank_vs_own_backbone": {k: vs[k] for k in ("best_vs_likelihood", "agreement", "residual") if k in vs}}
     return {
         **own,
         "rerank": {k: rerank[k] for k in ("gain", "best_vs_likelihood", "agreement", "residual") if k in rerank},

@@ -19,10 +19,11 @@ file (`benchmarks/results/smollm2_track.{json,txt}`) is rewritten with all that 
    verifier GRPO, R-AIRL dense with today's likelihood-aware LoRA discriminator (ℓ_t from the adapter-disabled base,
    zero head, f score) and R-AIRL dense with the paper's plain one (s_t = w·h_t + b on SmolLM2, logit score). Each
    policy: greedy on test and OOD, N = `n_pass` samples on test (pass@1). Paired differences to the base.
-4. `uses`: the base's N = 8 samples of test (and of validation, where the residual is fitted) reranked by each
-   seed-0 discriminator and by the base's likelihood, with pick agreement, rank correlation and the residual
-   (what the reward predicts of correctness beyond the likelihood); first-error localisation of injected errors
-   (test) and of the base's natural errors, thresholds calibrated on injected errors of the validation split.
+4. `uses`, after the first seed's legs (whose discriminators it reads): the base's N = 8 samples of test (and of
+   validation, where the residual is fitted) reranked by each seed-0 discriminator and by the base's likelihood,
+   with pick agreement, rank correlation and the residual (what the reward predicts of correctness beyond the
+   likelihood); first-error localisation of injected errors (test) and of the base's natural errors, thresholds
+   calibrated on injected errors of the validation split.
 `step_ratio_airl_over_grpo`: seconds per policy step of the R-AIRL legs over the GRPO legs (warm-up excluded).
 """
 
@@ -208,6 +209,16 @@ def step_seconds(run: Path) -> float | None:
     return (times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2 else None
 
 
+def step_ratio(runs: dict[str, list[Path]]) -> dict[str, Any]:
+    """Seconds per policy step of each RL leg so far, and R-AIRL dense's over verifier GRPO's (seeds summed)."""
+    per_step = {m: [step_seconds(r) for r in runs[m]] for m in ("grpo_verifier", "airl_dense", "airl_plain")}
+    out: dict[str, Any] = {"step_s": per_step}
+    pairs = list(zip(per_step["grpo_verifier"], per_step["airl_dense"]))  # the seeds both legs have finished
+    if pairs and all(g and a for g, a in pairs):
+        out["step_ratio_airl_over_grpo"] = round(sum(a for _, a in pairs) / sum(g for g, _ in pairs), 3)
+    return out
+
+
 def training_health(run: Path) -> dict[str, Any]:
     """What the leg's log says: training reward first → last third, grad-norm max / median, the discriminator."""
     from rairl.trainers.monitor import log_summary
@@ -284,6 +295,13 @@ def main() -> None:
     state["base_rows"] = evaluate_policy(base, size, cap["cap"], size["n_rerank"])
     results: dict[str, Any] = {"size": size, "sft_curve": curve, "completion": cap}
     runs: dict[str, list[Path]] = {m: [] for m in METHODS}
+
+    def save() -> None:
+        results["wall_time_s"] = round(spent + time.perf_counter() - start, 1)
+        write_json(clock, {"s": results["wall_time_s"]})
+        results["environment"] = environment()
+        write_results(results, target)
+
     for seed in seeds:
         for method in METHODS:
             run = train_method(method, base, seed, out, size, cap["cap"], threads)
@@ -292,20 +310,11 @@ def main() -> None:
             results.update(results_so_far(state, seeds))
             if method != "sft":
                 results.setdefault("training_logs", {})[f"seed{seed}/{method}"] = training_health(run)
-            results["wall_time_s"] = round(spent + time.perf_counter() - start, 1)
-            write_json(clock, {"s": results["wall_time_s"]})
-            results["environment"] = environment()
-            write_results(results, target)
-    per_step = {m: [step_seconds(r) for r in runs[m]] for m in ("grpo_verifier", "airl_dense", "airl_plain")}
-    results["step_s"] = per_step
-    if all(per_step["grpo_verifier"]) and all(per_step["airl_dense"]):
-        ratio = sum(per_step["airl_dense"]) / sum(per_step["grpo_verifier"])
-        results["step_ratio_airl_over_grpo"] = round(ratio, 3)
-    results.update(uses(base, runs, out, size, cap["cap"]))
-    results["wall_time_s"] = round(spent + time.perf_counter() - start, 1)
-    write_json(clock, {"s": results["wall_time_s"]})
-    results["environment"] = environment()
-    write_results(results, target)
+            results.update(step_ratio(runs))
+            save()
+        if seed == seeds[0]:  # the uses read the first seed's discriminators: run them before the next seed's legs
+            results.update(uses(base, runs, out, size, cap["cap"]))
+            save()
     print(format_results(results))
     print(f"saved {target}")
 

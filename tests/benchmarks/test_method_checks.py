@@ -143,3 +143,25 @@ def test_reference_grpo_smoke_compares_both_trainers_with_cis(tmp_path):
     for key in ("reference_minus_base", "trl_minus_base", "reference_minus_trl"):
         assert results[key]["n"] == 8 and len(results[key]["ci95"]) == 2
     assert {"seed0/reference", "seed0/trl"} == set(results["runs"])
+
+
+def test_residual_study_smoke_reads_each_row_against_the_likelihood(tiny_policy, tmp_path):
+    out = tmp_path / "study"
+    run("residual_study.py", "--smoke", "--base", str(tiny_policy), "--rows", "default,plain", "--seeds", "0",
+        "--output", str(out))  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert set(rows) == {"default", "plain"}
+    for row in rows.values():
+        assert {"auc_gain", "summary"} <= set(row["rerank"]["residual"]) and "same_pick" in row["rerank"]["agreement"]
+        assert row["injected_exact_vs_likelihood"]["n"] > 0 and len(row["train_s"]) == 1
+
+
+def test_training_curves_smoke_chooses_on_validation_and_reads_test_and_shift(tiny_policy, tmp_path):
+    out = tmp_path / "curves"
+    run("training_curves.py", "--smoke", "--base", str(tiny_policy), "--stage", "screen", "--output", str(out))
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["base"]) == {"validation", "test", "shift"}
+    chosen = summary["regimes"]["full"]["chosen"]
+    assert set(chosen) == {"sft", "grpo_verifier", "airl_dense", "airl_outcome"}
+    for choice in chosen.values():
+        assert {"test", "shift"} <= set(choice)
