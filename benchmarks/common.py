@@ -188,3 +188,11 @@ def run_once(marker: Path, argv: list[str]) -> None:
 
     if not marker.is_file():
         assert main(argv) == 0, argv
+
+
+def smoke_base(folder: Path, steps: int) -> Path:
+    """A tiny policy (32 wide, 1 layer) after `steps` SFT steps in `folder`, trained once: a smoke run's base."""
+    tiny = flags(model="tiny", hidden_size=32, num_layers=1, max_steps=steps, report_to="none", save_steps=10**9,
+                 resume_from_checkpoint="auto", output_dir=folder)  # fmt: skip
+    run_once(folder / "config.json", ["sft", *tiny])
+    return folder

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, SMOKE_RESULTS, flags, run_once, table  # noqa: E402
+from common import RESULTS, SMOKE_RESULTS, flags, run_once, smoke_base, table  # noqa: E402
 
 from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff, summarize  # noqa: E402
@@ -229,16 +229,7 @@ def main() -> None:
     bases = {"demo": args.base, "annealed": args.annealed_base}
     if args.smoke:
         bases, args.n_eval = {"demo": str(out / "base"), "annealed": str(out / "base")}, 8
-        tiny = flags(
-            model="tiny",
-            hidden_size=32,
-            num_layers=1,
-            max_steps=5,
-            report_to="none",
-            save_steps=10**9,
-            resume_from_checkpoint="auto",
-        )
-        run_once(out / "base" / "config.json", ["sft", *tiny, "--output_dir", str(out / "base")])
+        smoke_base(out / "base", 5)
         for name in names:
             ROWS[name] = {**ROWS[name], **SMOKE}
     seeds = {name: row_seeds(args.seeds, out / name) for name in names}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import run_once  # noqa: E402
+from common import flags, run_once  # noqa: E402
 
 from rairl.demo import runs  # noqa: E402
 from rairl.demo.config import GENERATED, DemoConfig  # noqa: E402
@@ -120,22 +120,22 @@ def train(variant: str, seed: int, base: str, out: Path, size: dict[str, int], t
     )
 
 
+def calibrated(n_val: str) -> list[str]:
+    """`rairl localize`'s thresholds calibrated on `n_val` injected errors of the *train* split (never validation)."""
+    return ["--calibrate", *flags(val_source="injected", val_split="train", val_limit=n_val)]
+
+
+def use_flags(task: str, n_eval: str, run_dir: Path, base: str, seed: int) -> list[str]:
+    """The flags every use of a run's discriminator shares (`rairl rerank` / `localize`): task, questions, the
+    discriminator, the base policy whose likelihood is the baseline, and the seed."""
+    return flags(task=task, n_eval=n_eval, reward_model=run_dir / "discriminator", policy=base, seed=seed)
+
+
 def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int], task: str) -> dict[str, Any]:
     """Rerank and localise with the run's discriminator in every score form; the reports by name."""
     reports: dict[str, Any] = {"localize": {}}
     n = str(size["n_eval"])
-    common = [
-        "--task",
-        task,
-        "--n_eval",
-        n,
-        "--reward_model",
-        str(run_dir / "discriminator"),
-        "--policy",
-        base,
-        "--seed",
-        str(seed),
-    ]
+    common = use_flags(task, n, run_dir, base, seed)
     for form, reduce in FORMS.items():
         run_once(
             run_dir / f"rerank_{form}_val" / "metrics.json",
@@ -167,13 +167,7 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
                     form,
                     "--step_reduce",
                     reduce,
-                    "--calibrate",
-                    "--val_source",
-                    "injected",
-                    "--val_split",
-                    "train",
-                    "--val_limit",
-                    n,
+                    *calibrated(n),
                     "--output_dir",
                     str(run_dir / f"localize_{name}"),
                 ],

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import flags, parser, run_once, save, set_threads  # noqa: E402
+from common import flags, parser, run_once, save, set_threads, smoke_base  # noqa: E402
 
 
 def group_zscore(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -199,17 +199,7 @@ def main() -> None:
     out = Path(args.output + ("_smoke" if args.smoke else ""))
     base = Path(args.base)
     if args.smoke:  # a small base of its own
-        base = out / "base"
-        tiny = flags(
-            model="tiny",
-            hidden_size=32,
-            num_layers=1,
-            max_steps=20,
-            report_to="none",
-            save_steps=10**9,
-            resume_from_checkpoint="auto",
-        )
-        run_once(base / "config.json", ["sft", *tiny, "--output_dir", str(base)])
+        base = smoke_base(out / "base", 20)
     seeds = [int(s) for s in args.seeds.split(",")]
     before = greedy_correct(base, args.n_eval)
     after: dict[str, list[float]] = {"reference": [], "trl": []}

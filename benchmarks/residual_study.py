@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, run_once  # noqa: E402
-from method_check import exactness, health, train, validation_samples  # noqa: E402
+from method_check import calibrated, exactness, health, train, use_flags, validation_samples  # noqa: E402
 
 from rairl.demo import runs  # noqa: E402
 from rairl.demo.config import DemoConfig  # noqa: E402
@@ -85,18 +85,7 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
     discriminator `backbone` of its own, the samples are reranked against that backbone's likelihood too (does the
     reward add to its own LM, or only to the policy's?)."""
     n = str(size["n_eval"])
-    common = [
-        "--task",
-        "arith",
-        "--n_eval",
-        n,
-        "--reward_model",
-        str(run_dir / "discriminator"),
-        "--policy",
-        base,
-        "--seed",
-        str(seed),
-    ]
+    common = use_flags("arith", n, run_dir, base, seed)
     run_once(
         run_dir / "rerank_val" / "metrics.json",
         ["rerank", *common, "--samples", str(samples), "--output_dir", str(run_dir / "rerank_val")],
@@ -119,13 +108,7 @@ def use(run_dir: Path, base: str, samples: Path, seed: int, size: dict[str, int]
                 "--source",
                 source,
                 *extra,
-                "--calibrate",
-                "--val_source",
-                "injected",
-                "--val_split",
-                "train",
-                "--val_limit",
-                n,
+                *calibrated(n),
                 "--output_dir",
                 str(folder),
             ],
