@@ -259,7 +259,8 @@ def uses(base: Path, runs: dict[str, list[Path]], out: Path, size: dict, cap: in
 
 
 def results_so_far(state: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    """Pool every finished leg: accuracy of each policy, paired differences to the base (seeds pooled)."""
+    """Pool every finished leg: accuracy of each policy, paired differences to the base and to continued SFT (the
+    paper's first claim), seeds pooled."""
     per_seed = [{"seed": s, "dir": "", "rows": {m: rows for (m, seed), rows in state["rows"].items() if seed == s}}
                 for s in seeds]  # fmt: skip
     per_seed[0]["rows"]["base"] = state["base_rows"]
@@ -267,7 +268,8 @@ def results_so_far(state: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     done = [m for m in METHODS if any(m in run["rows"] for run in per_seed)]
     # pass@1 from every policy's test samples (OOD has one sample each: pass@1 there is one sample's verdict)
     methods = pool_eval(per_seed[:1], ["base"], 1) | pool_eval(per_seed, done, 1)
-    return {"methods": methods, "comparisons": compare(per_seed, done, "base")}
+    versus_sft = compare(per_seed, [m for m in done if m != "sft"], "sft") if "sft" in done else {}
+    return {"methods": methods, "comparisons": compare(per_seed, done, "base") | versus_sft}
 
 
 def write_results(results: dict[str, Any], target: Path) -> None:
