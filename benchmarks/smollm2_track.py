@@ -2,6 +2,7 @@
 judged the three ways the paper uses the learned reward, with the paper's plain discriminator beside ours.
 
     .venv/bin/python benchmarks/smollm2_track.py --threads 2   # ≤ 2.5 h on 2 cores from nothing; rerun to resume
+    .venv/bin/python benchmarks/smollm2_track.py --pool        # the results of the finished steps, starting none
     .venv/bin/python benchmarks/smollm2_track.py --smoke       # minutes; its figures mean nothing
 
 Every step is a `rairl` command run in a child process (`.venv/bin/python -m rairl.cli`), skipped when the file it
@@ -55,15 +56,25 @@ SMOKE = dict(
     prompts=1, gens=2, rl_lr=1e-4, warmup=1, seeds="0",
 )  # fmt: skip
 MODEL = "smollm2-135m"
-METHODS = ("sft", "grpo_verifier", "airl_dense", "airl_plain")
+METHODS = ("sft", "airl_dense", "grpo_verifier", "airl_plain")  # a stop loses the last: SFT and R-AIRL pair first
 DISCRIMINATORS = ("airl_dense", "airl_plain")  # the seed-0 discriminators the uses stage reads
 BASE_ADAPTER = RESULTS / "smollm2_track_base"
 
 
+class Unfinished(Exception):
+    """A step that `--pool` would have had to run."""
+
+
+POOL = {"only": False}  # --pool: read the finished steps, start none
+
+
 def rairl(marker: Path, argv: list[str], log: Path) -> None:
-    """`rairl ARGV` in a child process unless `marker` (the file it writes last) exists; output to `log`."""
+    """`rairl ARGV` in a child process unless `marker` (the file it writes last) exists; output to `log`. With
+    `--pool`, a missing marker raises `Unfinished` instead."""
     if marker.is_file():
         return
+    if POOL["only"]:
+        raise Unfinished(str(marker))
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("a") as f:
@@ -280,7 +291,9 @@ def write_results(results: dict[str, Any], target: Path) -> None:
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--output", default=None, help="run folder (default runs/smollm2_track[_smoke])")
+    p.add_argument("--pool", action="store_true", help="rewrite the results from the finished steps; start none")
     args = p.parse_args()
+    POOL["only"] = args.pool
     start = time.perf_counter()
     size = {**(SMOKE if args.smoke else SIZE), "smoke": args.smoke}
     out = Path(args.output or ROOT / ("runs/smollm2_track_smoke" if args.smoke else "runs/smollm2_track"))
@@ -306,16 +319,22 @@ def main() -> None:
 
     for seed in seeds:
         for method in METHODS:
-            run = train_method(method, base, seed, out, size, cap["cap"], threads)
+            try:
+                run = train_method(method, base, seed, out, size, cap["cap"], threads)
+                state["rows"][(method, seed)] = evaluate_policy(run, size, cap["cap"], size["n_pass"])
+            except Unfinished:
+                continue
             runs[method].append(run)
-            state["rows"][(method, seed)] = evaluate_policy(run, size, cap["cap"], size["n_pass"])
             results.update(results_so_far(state, seeds))
             if method != "sft":
                 results.setdefault("training_logs", {})[f"seed{seed}/{method}"] = training_health(run)
             results.update(step_ratio(runs))
             save()
         if seed == seeds[0]:  # the uses read the first seed's discriminators: run them before the next seed's legs
-            results.update(uses(base, runs, out, size, cap["cap"]))
+            try:
+                results.update(uses(base, runs, out, size, cap["cap"]))
+            except Unfinished:
+                continue
             save()
     print(format_results(results))
     print(f"saved {target}")
