@@ -19,8 +19,9 @@ Choices, on **validation only**:
 `limited`: SFT and R-AIRL dense with 1/10 and 1/50 of the demonstrations — problems of another task seed, which the
 base never saw, for the SFT data and the discriminator's experts alike — 3 seeds at the full-data choice.
 Test and shift figures are reported at each method's validation choice, with paired differences to SFT's (question ×
-seed). A run whose folder holds its evaluations is read, not rerun. `--only NAME,...` splits the runs between
-processes. Writes `OUTPUT/results.json` and, with `--table`, `benchmarks/results/training_curves.{json,txt,png}`.
+seed). A run whose folder holds its evaluations is read, not rerun. `--only NAME,...` (methods or regimes) splits
+the runs between processes. Writes `OUTPUT/results.json` and, with `--table`,
+`benchmarks/results/training_curves.{json,txt,png}`.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def collect(base: str, out: Path, size: dict, stage: str, only: set[str] | None)
         if stage in ("limited", "all"):
             todo += [(m, chosen[m], s, k) for k in LIMITED for m in ("sft", "airl_dense") for s in seeds]
     for method, lr, seed, limited in todo:
-        if only is None or method in only:
+        if only is None or {method, limited or "full"} & only:
             curve(method, lr, seed, base, out, size, limited)
 
 
@@ -245,7 +246,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default=None, help="base policy folder (default: train the demo's base)")
     p.add_argument("--stage", choices=("screen", "seeds", "limited", "all"), default=None)
-    p.add_argument("--only", default=None, help="comma-separated methods this process runs")
+    p.add_argument("--only", default=None, help="methods or regimes (full, tenth, fiftieth) this process runs: a,b")
     p.add_argument("--output", default="runs/training_curves")
     p.add_argument("--table", action="store_true", help="pool the finished runs into benchmarks/results/")
     p.add_argument("--smoke", action="store_true", help="a tiny budget that only proves the script runs")
