@@ -232,7 +232,8 @@ def plot(summary: dict[str, Any], size: dict, path: Path) -> None:
                 ys = [points[str(b)][split] for b in size["budgets"]]
                 ax.errorbar(size["budgets"], [y["mean"] for y in ys],
                             yerr=[[y["mean"] - y["ci95"][0] for y in ys], [y["ci95"][1] - y["mean"] for y in ys]],
-                            marker="o", capsize=3, label=f"{method} (lr {c['lr']:g})")  # fmt: skip
+                            marker="o", capsize=3, color=f"C{METHODS.index(method)}",
+                            label=f"{method} (lr {c['lr']:g})")  # fmt: skip
             ax.axhline(summary["base"][split]["mean"], color="grey", ls=":", label="base")
             ax.set(xscale="log", xlabel="policy steps", ylabel="greedy accuracy", title=f"{regime}: {split}")
             ax.minorticks_off()
