@@ -165,3 +165,21 @@ def test_training_curves_smoke_chooses_on_validation_and_reads_test_and_shift(ti
     assert set(chosen) == {"sft", "grpo_verifier", "airl_dense", "airl_outcome"}
     for choice in chosen.values():
         assert {"test", "shift"} <= set(choice)
+
+
+def test_training_curves_only_splits_the_limited_runs_by_regime(monkeypatch, tmp_path):
+    """`--only tenth` runs the tenth regime's runs and no other (the full-data choices are read, not filtered)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import training_curves as tc
+
+    calls = []
+    flat = {b: {s: [0.5] for s in tc.SPLITS} for b in tc.SMOKE["budgets"]}
+    monkeypatch.setattr(
+        tc, "curve", lambda m, lr, seed, base, out, size, limited=None: calls.append((m, limited)) or flat
+    )
+    tc.collect("base", tmp_path, tc.SMOKE, "limited", {"tenth"})
+    limited = {c for c in calls if c[1] is not None}
+    assert limited == {("sft", "tenth"), ("airl_dense", "tenth")}
+    calls.clear()
+    tc.collect("base", tmp_path, tc.SMOKE, "limited", {"sft"})
+    assert {c for c in calls if c[1] is not None} == {("sft", "tenth"), ("sft", "fiftieth")}
