@@ -1,6 +1,6 @@
 """Decoding speed on CPU against the bound that reading the weights sets (issue 28, item 1), SmolLM2-135M-Instruct:
 
-    .venv/bin/python benchmarks/generation_speed.py --threads 2   # ~15 min on 2 cores, alone on the machine
+    .venv/bin/python benchmarks/generation_speed.py --threads 2   # ~35 min on 2 cores alone (~4.5 min a variant)
     .venv/bin/python benchmarks/generation_speed.py --smoke        # proves it runs
 
 `model.generate` of `TOKENS` new tokens (sampling at T = 1, every sequence forced to the full length) from arith
