@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct on `arith`, end to end inside one session (issues 21, 28): a real pretrained LM trained and
 judged the three ways the paper uses the learned reward, with the paper's plain discriminator beside ours.
 
-    .venv/bin/python benchmarks/smollm2_track.py --threads 2   # ≤ 2.5 h on 2 cores from nothing; rerun to resume
+    .venv/bin/python benchmarks/smollm2_track.py --threads 2   # ≈ 2.3 h on 2 cores from the committed base adapter
+    # (≈ 3 h with the SFT stage; sums of each step's measured time, benchmarks/README.md); rerun to resume
     .venv/bin/python benchmarks/smollm2_track.py --pool        # the results of the finished steps, starting none
     .venv/bin/python benchmarks/smollm2_track.py --smoke       # minutes; its figures mean nothing
 
