@@ -9,10 +9,7 @@ A figure is the median of n >= 5 repeats; its spread is given twice, as min-max 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -81,57 +78,11 @@ def fmt(summary: dict[str, Any], unit: str = "s", digits: int = 3) -> str:
     return f"{summary['median']:.{digits}f} {unit} [{summary['min']:.{digits}f}-{summary['max']:.{digits}f}]"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git() -> dict[str, Any]:
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
 def environment() -> dict[str, Any]:
-    """The machine and software a figure was measured on (recorded in every result file)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The machine and software a figure was measured on (recorded in every result file: `rairl.environment`)."""
+    from rairl.environment import environment as env
 
-    import psutil
-    import torch
-
-    versions = {}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "tokenizers", "rairl"):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_average_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
-        "gpu": gpu,
-        "versions": versions,
-        "git": _git(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return env()
 
 
 def save(name: str, payload: dict[str, Any], args: argparse.Namespace) -> Path:

@@ -51,12 +51,12 @@ class Config(DemoConfig):
     """`rairl demo`'s options (`rairl.demo.config.DemoConfig`)."""
 
 
-def jobs(config: Config, out: Path, workers: int) -> list[Job]:
-    """The demo's job graph, in priority order (the longest first among those ready): the base (on every worker's
-    core: nothing else can run until it is done); every seed's policies; every policy's evaluation; each seed's
-    reranking and localisation."""
+def jobs(config: Config, out: Path) -> list[Job]:
+    """The demo's job graph, in priority order (the longest first among those ready): the base (nothing else can
+    run until it is done); every seed's policies; every policy's evaluation; each seed's reranking and
+    localisation."""
     base = str(out / "base")
-    todo = [Job("base", f"{RUNS}:train_base", dict(config=config, out=str(out)), log=out / "base.log", threads=workers)]
+    todo = [Job("base", f"{RUNS}:train_base", dict(config=config, out=str(out)), log=out / "base.log")]
     by_cost = ("airl_outcome", "airl_dense", "grpo_verifier", "sft")
     for method in by_cost:
         for seed in config.seed_list:
@@ -89,8 +89,9 @@ def jobs(config: Config, out: Path, workers: int) -> list[Job]:
 def run(config: Config) -> dict[str, Any]:
     out = Path(config.output_dir)
     start = time.perf_counter()
-    workers = config.workers or usable_cores()
-    done, jobs_s = run_jobs(jobs(config, out, workers), workers, desc="demo", preload=(RUNS,))
+    workers = config.workers or max(1, usable_cores() // config.threads)
+    todo = [dataclasses.replace(job, threads=config.threads) for job in jobs(config, out)]
+    done, jobs_s = run_jobs(todo, workers, desc="demo", preload=(RUNS,))
     per_seed: list[dict[str, Any]] = []
     for i, seed in enumerate(config.seed_list):
         rows = {m: done[f"eval/seed{seed}/{m}"] for m in TRAINED}

@@ -53,8 +53,13 @@ class DemoConfig:
         metadata={"help": "samples per forward/backward of the RL runs, at most (gradient accumulation: the step "
                   "still takes prompts × G; a worker's memory stays under 1 GB)"},
     )  # fmt: skip
+    threads: int = field(
+        default=1,
+        metadata={"help": "torch threads of every job, the base included: fixed, so that one machine gives one "
+                  "result whatever its core count (floats sum in another order at another count)"},
+    )  # fmt: skip
     workers: int = field(
-        default=0, metadata={"help": "processes running the demo's jobs, one thread each (0: a core each)"}
+        default=0, metadata={"help": "processes running the demo's jobs (0: usable cores // threads, at least 1)"}
     )
 
     def __post_init__(self) -> None:
@@ -70,6 +75,8 @@ class DemoConfig:
             raise ValueError(f"--seeds must list at least one seed, got {self.seeds!r}")
         if not 0 < self.base_fraction <= 1:
             raise ValueError(f"base_fraction must be in (0, 1], got {self.base_fraction}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1 (a fixed count), got {self.threads}")
         if self.rl_micro_batch < 1:
             raise ValueError(f"rl_micro_batch must be at least 1, got {self.rl_micro_batch}")
         if not 0 < self.base_schedule_cycles <= 0.5:

@@ -28,29 +28,34 @@ def task_args(config: DemoConfig, n_train: int | None = None) -> TaskArgs:
     return TaskArgs(task=config.task, n_eval=config.n_eval, **({"n_train": n_train} if n_train else {}))
 
 
+def base_config(config: DemoConfig, output_dir: str, seed: int = 0, **overrides: Any) -> sft.Config:
+    """The base policy's SFT run: `base_steps` steps on `base_fraction` of the demonstrations, at `config.threads`
+    torch threads (fixed, so one machine gives one base whatever its core count); `overrides` are SFT options
+    (`benchmarks/base_spread.py` saves checkpoints)."""
+    n_train = max(1, int(TaskArgs().n_train * config.base_fraction))
+    options = dict(
+        **dataclasses.asdict(task_args(config, n_train)),
+        model="tiny",
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        output_dir=output_dir,
+        max_steps=config.base_steps,
+        warmup_steps=0.065,  # as a 1300-step run's 5%: with `base_schedule_cycles`, its first 1000 steps
+        lr_scheduler_kwargs={"num_cycles": config.base_schedule_cycles},
+        report_to="none",
+        save_steps=10**9,
+        threads=config.threads,
+        seed=seed,
+        resume_from_checkpoint="auto",  # a demo stopped after the last checkpoint finishes from there
+    )
+    return sft.Config(**{**options, **overrides})
+
+
 def train_base(config: DemoConfig, out: str) -> float:
-    """The base policy in `out/base`, on the torch threads its worker was given (`Job.threads`); returns its
-    training seconds."""
+    """The base policy in `out/base`; returns its training seconds."""
     base = Path(out, "base")
     if not finished(base):
-        n_train = max(1, int(TaskArgs().n_train * config.base_fraction))
-        sft.train(
-            sft.Config(
-                **dataclasses.asdict(task_args(config, n_train)),
-                model="tiny",
-                hidden_size=config.hidden_size,
-                num_layers=config.num_layers,
-                output_dir=str(base),
-                max_steps=config.base_steps,
-                warmup_steps=0.065,  # as a 1300-step run's 5%: with `base_schedule_cycles`, its first 1000 steps
-                lr_scheduler_kwargs={"num_cycles": config.base_schedule_cycles},
-                report_to="none",
-                save_steps=10**9,
-                threads=torch.get_num_threads(),
-                seed=0,
-                resume_from_checkpoint="auto",  # a demo stopped after the last checkpoint finishes from there
-            )
-        )
+        sft.train(base_config(config, str(base)))
     return json.loads((base / SUMMARY_FILE).read_text())["wall_time_s"]
 
 
@@ -66,7 +71,7 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
             seed=seed,
             report_to="none",
             save_steps=10**9,
-            threads=1,
+            threads=config.threads,
             logging_steps=1,
             output_dir=run,
             resume_from_checkpoint="auto",  # a demo stopped after the last checkpoint finishes from there
