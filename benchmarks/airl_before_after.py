@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 from rairl.cli import main as rairl
 from rairl.demo.results import format_summary
 from rairl.evaluation.metrics import paired_diff, summarize
-from rairl.io import write_json
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 
 METHODS = ("dense", "outcome", "grpo")
 
@@ -146,7 +149,7 @@ def main() -> None:
                 "",
             )
         )
-    write_json(out / "results.json", results)
+    write_result(out / "results.json", results)
     header = (
         "method",
         "seed",

@@ -98,6 +98,13 @@ def save(name: str, payload: dict[str, Any], args: argparse.Namespace) -> Path:
     return path
 
 
+def write_result(path: Path, payload: dict[str, Any]) -> None:
+    """`payload` with this machine's `environment()` as a JSON result file (atomic)."""
+    from rairl.io import write_json
+
+    write_json(path, {**payload, "environment": environment()})
+
+
 def sync() -> None:
     """Wait for queued GPU work, so that a wall-clock reading covers it (no-op on CPU)."""
     import torch

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 from method_check import FORMS, SIZE, SMOKE, summarise, train, use  # noqa: E402
 
 from rairl.demo.results import format_summary  # noqa: E402
 from rairl.inference.labelled import SourceSpec, injected, joined  # noqa: E402
-from rairl.io import write_json  # noqa: E402
 from rairl.reward_model import RewardModel  # noqa: E402
 from rairl.tasks import TaskArgs, get_task  # noqa: E402
 from rairl.trainers.airl_state import STATE_DIR  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> None:
                 f"{format_summary(loc[form + '_injected']['exact_vs_likelihood'], True):<32} "
                 f"{format_summary(loc[form + '_natural']['exact_vs_likelihood'], True)}"
             )
-    write_json(out / "selection.json", results)
+    write_result(out / "selection.json", results)
     print("\n".join(lines))
 
 

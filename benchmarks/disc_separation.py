@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,6 +29,9 @@ from rairl.reward_settings import RewardSettings
 from rairl.rewards.perturb import perturb
 from rairl.tasks.arith import ArithTask
 from rairl.trainers.discriminator_update import DiscriminatorArgs, assemble, discriminator_step, make_optimizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 
 
 def held_out(task: ArithTask, rng: random.Random, n: int) -> tuple[list[str], list[str], list[bool]]:
@@ -106,8 +111,7 @@ def main() -> None:
         result = train_and_eval(variant, disc, tokenizer, task, negatives, args, dargs, args.seed)
         print(json.dumps(result))
         results.append(result)
-    with open(args.output, "w") as f:
-        json.dump({"args": vars(args), "results": results}, f, indent=2)
+    write_result(Path(args.output), {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

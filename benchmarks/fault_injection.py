@@ -33,6 +33,9 @@ from safetensors.torch import load_file
 
 from rairl.trainers.common import SUMMARY_FILE
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
+
 TINY = [
     "--hidden_size",
     "32",
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     root = Path(args.root)
     results = {c: sweep(c, args.kills, root, rng, args.atol) for c in args.commands.split(",")}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    write_result(Path(args.output), results)
     for c, r in results.items():
         print(
             f"{c}: {r['resumed_ok']}/{r['kill_points']} kill points resumed to the reference "

@@ -37,6 +37,7 @@ from typing import Any
 from safetensors import SafetensorError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 from fuzz_targets import (  # noqa: E402
     Escape,
     Target,
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     total = {k: sum(r[k] for r in results.values()) for k in ("inputs", "read", "user_errors", "escapes", "unnamed")}
     results["total"] = total
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    write_result(Path(args.output), results)
     print("total", total)
     return results
 

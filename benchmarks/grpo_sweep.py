@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, SMOKE_RESULTS, flags, run_once, smoke_base, table  # noqa: E402
+from common import RESULTS, SMOKE_RESULTS, flags, run_once, smoke_base, table, write_result  # noqa: E402
 
 from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff, summarize  # noqa: E402
@@ -256,7 +256,7 @@ def main() -> None:
     write_json(out / "results.json", results)
     dest = SMOKE_RESULTS if args.smoke else RESULTS
     results = merged(dest / "grpo_sweep.json", results)
-    write_json(dest / "grpo_sweep.json", results)
+    write_result(dest / "grpo_sweep.json", results)
     text = format_table(results["rows"], results["base_greedy"])
     (dest / "grpo_sweep.txt").write_text(text + "\n")
     print(text)

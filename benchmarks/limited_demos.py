@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, SMOKE_RESULTS, flags, run_once  # noqa: E402
+from common import RESULTS, SMOKE_RESULTS, flags, run_once, write_result  # noqa: E402
 
 from rairl.demo import runs as demo_runs  # noqa: E402
 from rairl.demo.config import DemoConfig  # noqa: E402
@@ -218,7 +218,7 @@ def main() -> None:
     }
     write_json(out / "results.json", results)
     dest = SMOKE_RESULTS if args.smoke else RESULTS
-    write_json(dest / "limited_demos.json", results)
+    write_result(dest / "limited_demos.json", results)
     text = table(results)
     (dest / "limited_demos.txt").write_text(text + "\n")
     plot(results, dest / "limited_demos.png")

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import flags, run_once  # noqa: E402
+from common import flags, run_once, write_result  # noqa: E402
 
 from rairl.demo import runs  # noqa: E402
 from rairl.demo.config import GENERATED, DemoConfig  # noqa: E402
 from rairl.demo.results import format_summary, pool_localize, pool_rerank  # noqa: E402
 from rairl.discriminator import Discriminator  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
-from rairl.io import write_json  # noqa: E402
 
 # name: the `rairl airl` flags that make it. The first is the R-AIRL core as it stood before this check.
 
@@ -278,7 +277,7 @@ def main() -> None:
             per_seed.append({"seed": seed, "dir": str(run_dir), **use(run_dir, base, samples, seed, size, args.task)})
         results["health"][variant] = [health(Path(r["dir"])) for r in per_seed]
         results["variants"][variant] = {form: summarise(per_seed, form, size["n"]) for form in FORMS}
-        write_json(out / "results.json", results)
+        write_result(out / "results.json", results)
     print(table(results))
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, run_once  # noqa: E402
+from common import RESULTS, run_once, write_result  # noqa: E402
 from method_check import calibrated, exactness, health, train, use_flags, validation_samples  # noqa: E402
 
 from rairl.demo import runs  # noqa: E402
@@ -232,7 +232,7 @@ def main() -> None:
     print(text)
     if args.table:
         target = (RESULTS / "smoke" if args.smoke else RESULTS) / "residual_study.json"
-        write_json(target, results)
+        write_result(target, results)
         write_text(target.with_suffix(".txt"), text + "\n")
         print(f"saved {target}")
 

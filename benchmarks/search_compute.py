@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, SMOKE_RESULTS, flags, run_once  # noqa: E402
+from common import RESULTS, SMOKE_RESULTS, flags, run_once, write_result  # noqa: E402
 
 from rairl.demo.results import format_summary  # noqa: E402
 from rairl.evaluation.metrics import paired_diff  # noqa: E402
@@ -148,7 +148,7 @@ def main() -> None:
     results = {"settings": vars(args), **choice, "summary": summary, "job_seconds": seconds}
     dest = SMOKE_RESULTS if args.smoke else RESULTS
     write_json(out / "results.json", results)
-    write_json(dest / "search_compute.json", results)
+    write_result(dest / "search_compute.json", results)
     text = table(summary)
     (dest / "search_compute.txt").write_text(text + "\n")
     plot(summary, dest / "search_compute.png")

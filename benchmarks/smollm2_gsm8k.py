@@ -220,7 +220,7 @@ def main() -> None:
     exact = lambda key: np.array([float(p[key] == p["label"]) for p in preds])  # noqa: E731
     localize["exactness_reward_minus_likelihood"] = paired_diff(exact("predicted"), exact("likelihood_predicted"))
     rerank = pool_rerank(per_seed, "smollm2", size["n"], RERANK_PICKS)
-    results = {"size": size, "localize": localize, "rerank": rerank, "airl": health(run), "env": environment()}
+    results = {"size": size, "localize": localize, "rerank": rerank, "airl": health(run), "environment": environment()}
     lines = [f"ProcessBench GSM8K ({len(preds)} traces), thresholds calibrated on GSM8K-train injected errors:"]
     for name, entry in (("learned reward", localize), ("likelihood", localize["likelihood"])):
         lines.append(

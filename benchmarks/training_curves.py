@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, SMOKE_RESULTS  # noqa: E402
+from common import RESULTS, SMOKE_RESULTS, write_result  # noqa: E402
 
 from rairl.demo import runs as demo_runs  # noqa: E402
 from rairl.demo.config import DemoConfig  # noqa: E402
@@ -265,7 +265,7 @@ def main() -> None:
         summary = summarise(finished_curves(out, size), evaluate(Path(base), out / "base_eval.json", size), size)
         target = (SMOKE_RESULTS if args.smoke else RESULTS) / "training_curves.json"
         write_json(out / "results.json", summary)
-        write_json(target, summary)
+        write_result(target, summary)
         text = table(summary, size)
         write_text(target.with_suffix(".txt"), text + "\n")
         plot(summary, size, target.with_suffix(".png"))

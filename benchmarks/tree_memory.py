@@ -14,10 +14,12 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
-from rairl.io import write_json
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 
 
 def tree_sums(root: psutil.Process) -> tuple[int, int]:
@@ -53,7 +55,7 @@ def main() -> None:
         "peak_tree_rss_gb": round(peak_rss / 1e9, 3),
         "peak_tree_pss_gb": round(peak_pss / 1e9, 3),
     }
-    write_json(out, result)
+    write_result(out, result)
     print(json.dumps(result))
 
 

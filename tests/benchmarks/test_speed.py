@@ -136,3 +136,11 @@ def test_tree_memory_follows_a_command_and_its_children(tmp_path):
     result = json.loads(out.read_text())
     assert result["rc"] == 0 and result["wall_s"] >= 2.5
     assert 0 < result["peak_tree_pss_gb"] <= result["peak_tree_rss_gb"]
+
+
+def test_every_result_file_says_where_it_was_measured():
+    """Each benchmarks/results/*.json carries `environment` (commit, versions, CPU, threads; or, for a figure measured
+    before they were recorded, a note saying so)."""
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    missing = [f.name for f in sorted(results.glob("*.json")) if "environment" not in json.loads(f.read_text())]
+    assert not missing, f"result files without an environment: {missing}"

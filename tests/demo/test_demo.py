@@ -58,6 +58,18 @@ def test_results_follow_the_documented_schema(demo_dir):
     assert "beyond the base policy's likelihood" in printed and f"  rerank: {beyond[0]['note']}" in printed
 
 
+def test_results_say_where_they_were_measured_and_which_steps_were_kept(demo_dir):
+    results = json.loads((demo_dir / "results.json").read_text())
+    env = results["environment"]
+    assert env["cpu"] and env["versions"]["transformers"] and env["torch_threads"] == 1 and "commit" in env["git"]
+    chosen = results["selection"]
+    assert set(chosen["runs"]) == {f"seed{s}/{m}" for s in (0, 1) for m in METHODS[1:]}
+    for name, best in chosen["runs"].items():
+        steps = [point["step"] for point in best["curve"]]
+        assert best["step"] in steps and best["accuracy"] == max(p["accuracy"] for p in best["curve"]), name
+        assert (best["accuracy"] < chosen["base_validation_greedy"]) == (name in chosen["below_base"])
+
+
 def test_every_figure_pools_the_seeds(demo_dir):
     """n counts questions × seeds for trained policies, questions alone for the one base policy."""
     results = json.loads((demo_dir / "results.json").read_text())

@@ -516,3 +516,18 @@ def test_the_report_renders_with_torch_made_unimportable(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (tmp_path / "page.html").read_text()
     assert "predictions.jsonl" in text and "scored.jsonl" in text and "data:image/png" in text
+
+
+def test_the_report_says_where_each_result_was_measured(tmp_path):
+    from rairl.environment import environment
+
+    run = tmp_path / "run"
+    (run / "search").mkdir(parents=True)
+    env = environment(threads=3)
+    payload = {"split": "test", "n_questions": 1, "results": {}, "environment": env}
+    (run / "search" / "metrics.json").write_text(json.dumps(payload))
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text()
+    assert "<h2>Where it was measured</h2>" in text
+    assert f"<td>{env['cpu']}</td>" in text and f"transformers {env['versions']['transformers']}" in text
+    assert "<td>3</td>" in text  # the threads the work ran at

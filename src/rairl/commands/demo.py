@@ -34,11 +34,15 @@ from rairl.demo.results import (
     compare,
     format_claims,
     format_comparisons,
+    format_reference,
+    format_selection,
     format_training_logs,
     pool_eval,
     pool_localize,
     pool_rerank,
+    selection,
 )
+from rairl.environment import environment
 from rairl.io import write_json
 from rairl.jobs import Job, run_jobs, usable_cores
 
@@ -103,7 +107,8 @@ def run(config: Config) -> dict[str, Any]:
     results = {
         "seeds": config.seed_list,
         "wall_time_s": round(time.perf_counter() - start, 1),
-        "base_training_s": round(done["base"], 1),
+        "base_training_s": round(done["base"]["wall_time_s"], 1),
+        "environment": environment(threads=config.threads),
         "jobs_s": {name: round(s, 1) for name, s in jobs_s.items()},  # each job's own time (they overlap)
         "config": dataclasses.asdict(config),
         "training": pool_eval(per_seed, ("base", *TRAINED), config.n_samples),
@@ -113,6 +118,10 @@ def run(config: Config) -> dict[str, Any]:
             **compare(per_seed, ("airl_dense", "airl_outcome"), "grpo_verifier"),
         },
         "training_logs": {f"seed{s}/{m}": done[f"seed{s}/{m}"] for s in config.seed_list for m in RL},
+        "selection": selection(
+            done["base"]["validation_greedy"],
+            {f"seed{s}/{m}": done[f"seed{s}/{m}"]["best"] for s in config.seed_list for m in TRAINED},
+        ),
         "rerank": pool_rerank(per_seed, "sft_test", config.n_samples, RERANK_PICKS),
         "localize": pool_localize(per_seed, ("injected", "natural")),
         "transfer": {
@@ -126,6 +135,8 @@ def run(config: Config) -> dict[str, Any]:
     print(format_claims(results))
     print(format_comparisons(results))
     print(format_training_logs(results))
+    print(format_selection(results))
+    print(format_reference(results))
     from rairl.report import html  # loads torch: only now, with the workers gone
 
     html.render(html.Config(run_dir=str(out)))  # heat maps from the token rewards rerank and localize saved

@@ -41,6 +41,10 @@ class DemoConfig:
     rl_learning_rate: float = field(
         default=5e-5, metadata={"help": "R-AIRL and GRPO policy learning rate (chosen on validation: grpo_sweep.py)"}
     )
+    validation_points: int = field(
+        default=6,
+        metadata={"help": "greedy validation evaluations in each trained method's run; its best step is kept"},
+    )
     num_generations: int = field(default=8, metadata={"help": "GRPO/R-AIRL group size"})
     prompts_per_step: int = field(default=8, metadata={"help": "prompts per policy step (batch = prompts × G = 64)"})
     disc_warmup_steps: int = field(default=20, metadata={"help": "R-AIRL discriminator warm-up steps"})
@@ -77,6 +81,8 @@ class DemoConfig:
             raise ValueError(f"base_fraction must be in (0, 1], got {self.base_fraction}")
         if self.threads < 1:
             raise ValueError(f"threads must be at least 1 (a fixed count), got {self.threads}")
+        if self.validation_points < 1:
+            raise ValueError(f"validation_points must be at least 1, got {self.validation_points}")
         if self.rl_micro_batch < 1:
             raise ValueError(f"rl_micro_batch must be at least 1, got {self.rl_micro_batch}")
         if not 0 < self.base_schedule_cycles <= 0.5:

@@ -16,12 +16,13 @@ from rairl.demo.config import DemoConfig
 from rairl.inference.localize import LocalizeConfig, localize
 from rairl.inference.rerank import RerankConfig, rerank
 from rairl.inference.sampling import load_for_inference, sample_rows
-from rairl.io import read_jsonl, write_jsonl
+from rairl.io import read_jsonl, write_json, write_jsonl
 from rairl.models import ModelArgs
 from rairl.tasks import TaskArgs, get_task
 from rairl.trainers import airl, grpo, sft
 from rairl.trainers.common import LOG_FILE, SUMMARY_FILE, finished
 from rairl.trainers.monitor import log_summary
+from rairl.trainers.validation import greedy_accuracy, read_best
 
 
 def task_args(config: DemoConfig, n_train: int | None = None) -> TaskArgs:
@@ -51,19 +52,29 @@ def base_config(config: DemoConfig, output_dir: str, seed: int = 0, **overrides:
     return sft.Config(**{**options, **overrides})
 
 
-def train_base(config: DemoConfig, out: str) -> float:
-    """The base policy in `out/base`; returns its training seconds."""
+def train_base(config: DemoConfig, out: str) -> dict[str, float]:
+    """The base policy in `out/base`; returns its training seconds and its greedy accuracy on validation (what each
+    trained method's best step is read against)."""
     base = Path(out, "base")
-    if not finished(base):
-        sft.train(base_config(config, str(base)))
-    return json.loads((base / SUMMARY_FILE).read_text())["wall_time_s"]
+    figures = base / "validation.json"
+    if not figures.is_file():
+        if not finished(base):
+            sft.train(base_config(config, str(base)))
+        task = get_task(task_args(config))
+        model, tokenizer = load_for_inference(ModelArgs(model=str(base)))
+        accuracy = greedy_accuracy(model, tokenizer, task, task.examples("validation"))
+        wall = json.loads((base / SUMMARY_FILE).read_text())["wall_time_s"]
+        write_json(figures, {"wall_time_s": wall, "validation_greedy": accuracy})
+    return json.loads(figures.read_text())
 
 
 def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str) -> dict[str, Any]:
     """One policy from `base`: continued SFT (`sft_steps` updates) or R-AIRL dense/outcome or verifier GRPO
     (`policy_steps` updates each), every method at a constant learning rate, as `benchmarks/training_curves.py`
     chose each.
-    Returns its log's summary (`log_summary`: training reward curve, grad-norm, the discriminator's accuracy)."""
+    Each keeps its best step on greedy validation accuracy (`validation_points` evaluations, `BestOnValidation`).
+    Returns its log's summary (`log_summary`: training reward curve, grad-norm, the discriminator's accuracy) and
+    `best`: the step kept, its validation accuracy and the curve."""
     if not finished(run):
         common = dict(
             **dataclasses.asdict(task_args(config)),
@@ -78,6 +89,7 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
             warmup_steps=0.0,
             lr_scheduler_type="constant",
         )
+        every = lambda steps: max(1, steps // config.validation_points)  # noqa: E731
         batch = config.prompts_per_step * config.num_generations
         rl = dict(
             max_steps=config.policy_steps,
@@ -85,15 +97,23 @@ def train_method(config: DemoConfig, base: str, seed: int, method: str, run: str
             per_device_train_batch_size=config.micro_batch,
             gradient_accumulation_steps=batch // config.micro_batch,  # one step still takes prompts × G
             learning_rate=config.rl_learning_rate,
+            validation_every=every(config.policy_steps),
         )
         if method == "sft":
-            sft.train(sft.Config(**common, max_steps=config.sft_steps, learning_rate=config.sft_learning_rate))
+            sft.train(
+                sft.Config(
+                    **common,
+                    max_steps=config.sft_steps,
+                    learning_rate=config.sft_learning_rate,
+                    validation_every=every(config.sft_steps),
+                )
+            )
         elif method == "grpo_verifier":
             grpo.train(grpo.Config(**common, **rl))
         else:
             granularity = method.removeprefix("airl_")
             airl.train(airl.Config(**common, **rl, granularity=granularity, disc_warmup_steps=config.disc_warmup_steps))
-    return log_summary([row for _, row in read_jsonl(Path(run, LOG_FILE))])
+    return {**log_summary([row for _, row in read_jsonl(Path(run, LOG_FILE))]), "best": read_best(run)}
 
 
 def evaluate(

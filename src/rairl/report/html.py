@@ -62,6 +62,7 @@ def render(config: Config) -> Path:
         "Reward-guided search": sections.search_section(found, figures),
         "Beyond the likelihood": sections.beyond_section(found),
         "Metric tables": sections.tables_section(found, run_dir),
+        "Where it was measured": sections.environment_section(found),
     }
     listing = [(f.kind, f.path.relative_to(run_dir).as_posix()) for f in found]
     text = page(

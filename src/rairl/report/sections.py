@@ -223,6 +223,24 @@ def claims_section(found: list[Found]) -> str:
     return "".join(parts)
 
 
+def environment_section(found: list[Found]) -> str:
+    """Where each result was measured (`rairl.environment`): commit, CPU, cores, threads, library versions."""
+    rows = []
+    for f in found:
+        env = f.data.get("environment")
+        if not isinstance(env, dict):
+            continue
+        git = env.get("git") or {}
+        commit = f"{(git.get('commit') or '?')[:10]}{' (dirty)' if git.get('dirty') else ''}"
+        versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)
+        cores = f"{env.get('cpus_usable')} of {env.get('cpu_count')}"
+        rows.append([f.label, commit, str(env.get("cpu")), cores, str(env.get("torch_threads")), versions])
+    if not rows:
+        return ""
+    header = ["run", "commit", "CPU", "cores usable", "torch threads", "versions"]
+    return summary_table(header, rows)
+
+
 def beyond_section(found: list[Found]) -> str:
     """Per rerank or localize file: pick agreement with the likelihood and the residual, in words and in figures."""
     rows = []

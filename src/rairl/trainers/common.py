@@ -55,6 +55,13 @@ class RunArgs(Options):
             "holds a checkpoint or a finished run is refused"
         },
     )
+    validation_every: int = field(
+        default=0,
+        metadata={
+            "help": "greedy accuracy on the validation split every N updates and at the last, the best step kept as "
+            "the final model (as load_best_model_at_end; 0: off, the last step is final)"
+        },
+    )
     # TRL defaults changed (TRL's in the help):
     seed: int = field(
         default=0, metadata={"help": "seed of model initialisation, data order, dropout and sampling (TRL: 42)"}
@@ -77,6 +84,8 @@ class RunArgs(Options):
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
+        if self.validation_every < 0:
+            raise ValueError(f"validation_every must be >= 0 (0: off), got {self.validation_every}")
         if self.data_seed is None:
             self.data_seed = self.seed
         if not torch.cuda.is_available():

@@ -24,6 +24,7 @@ from rairl.options import check_number
 from rairl.tasks import Example, Task, TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
 from rairl.trainers.common import RunArgs, finish, log_callbacks, set_threads
+from rairl.trainers.validation import validation_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def trainer_inputs(config: Any) -> tuple[Task, dict[str, Example], dict[str, Any
         args=config,  # the config is TRL's GRPOConfig: every option given reaches the trainer
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=log_callbacks(),
+        callbacks=log_callbacks() + validation_callbacks(config, task, tokenizer),
     )
     return task, examples, kwargs
 

@@ -32,6 +32,7 @@ from rairl.models.factory import TINY
 from rairl.tasks import TaskArgs, get_task
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
 from rairl.trainers.common import RunArgs, demonstrations, finish, log_callbacks, set_threads
+from rairl.trainers.validation import validation_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ class SFTTrainer(AtomicCheckpoints, trl.SFTTrainer):
     """TRL's `SFTTrainer` with crash-safe checkpoints (`rairl.trainers.checkpoints`)."""
 
 
-def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer:
-    """TRL `SFTTrainer` with completion-only loss on `{"prompt", "completion"}` rows, no packing."""
+def build_trainer(config: Config, model, tokenizer, train_dataset, task=None) -> SFTTrainer:
+    """TRL `SFTTrainer` with completion-only loss on `{"prompt", "completion"}` rows, no packing; with `task`,
+    greedy validation keeps the best step (`config.validation_every`)."""
     max_length = config.max_length
     if cut := count_truncated(train_dataset, tokenizer, max_length):
         logger.warning(
@@ -100,7 +102,11 @@ def build_trainer(config: Config, model, tokenizer, train_dataset) -> SFTTrainer
             max_length,
         )
     return SFTTrainer(  # the config is the trainer's args: every TRL option given reaches it
-        model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer, callbacks=log_callbacks()
+        model=model,
+        args=config,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        callbacks=log_callbacks() + (validation_callbacks(config, task, tokenizer) if task else []),
     )
 
 
@@ -111,7 +117,7 @@ def train(config: Config) -> dict[str, Any]:
     task = get_task(config)
     model, tokenizer = load_policy(config, seed=config.seed)
     train_dataset = demonstrations(task, config.train_split, tokenizer)
-    trainer = build_trainer(config, model, tokenizer, train_dataset)
+    trainer = build_trainer(config, model, tokenizer, train_dataset, task)
     logger.info(
         "sft: %d steps of %d sequences on %d threads%s",
         config.max_steps,
