@@ -183,3 +183,13 @@ def test_training_curves_only_splits_the_limited_runs_by_regime(monkeypatch, tmp
     calls.clear()
     tc.collect("base", tmp_path, tc.SMOKE, "limited", {"sft"})
     assert {c for c in calls if c[1] is not None} == {("sft", "tenth"), ("sft", "fiftieth")}
+
+
+def test_base_spread_writes_runs_with_seed_threads_cpu_and_the_spread(tmp_path):
+    run("base_spread.py", "--smoke", "--grpo", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path))
+    data = json.loads((tmp_path / "base_spread.json").read_text())
+    entry = data["recipes"]["old"]
+    (only,) = entry["runs"]
+    assert {"seed", "threads", "cpu", "validation", "test", "curve"} <= set(only) and only["threads"] == 1
+    assert entry["spread"] == 0.0 and "environment" in data
+    assert {"mean", "ci95", "n"} <= set(only["grpo_verifier"]["minus_base"])

@@ -90,6 +90,8 @@ def test_fast_mode_keeps_explicit_seeds():
     assert Config(fast=True, seeds="3").seed_list == [3]
     with pytest.raises(ValueError, match="base_fraction"):
         Config(base_fraction=0.0)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        Config(threads=0)
     with pytest.raises(ValueError, match=r"--task must be a generated task \(arith, countdown_gen\), got 'gsm8k'"):
         Config(task="gsm8k")
 
