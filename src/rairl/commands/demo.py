@@ -3,9 +3,11 @@
 1. A base policy: a warm start on a fraction of the demonstrations (the stand-in for a pretrained LLM), its
    cosine learning-rate schedule stopped before it anneals (`base_schedule_cycles`): a policy annealed to a learning
    rate of zero is one that RL from a verifier makes worse, not better (`benchmarks/grpo_sweep.py`).
-2. For each seed, from that base, each method at its budget and learning rate chosen on validation
+2. For each seed, from that base, each method at the learning rate chosen on validation
    (`benchmarks/training_curves.py`): continued SFT (`sft_steps`), R-AIRL (dense and outcome granularity) and GRPO
-   with the verifier (the reference that uses answer labels), the RL methods `policy_steps` updates each.
+   with the verifier (the reference that uses answer labels), the RL methods `policy_steps` updates each; every run
+   keeps its best step on greedy validation accuracy (`validation_points` evaluations), and a run whose best is
+   still below the base on validation is flagged.
 3. Every policy on the in-distribution test split and the OOD split (more steps than trained on).
 4. Best-of-N reranking of the SFT and R-AIRL policies' samples by the learned reward (R-AIRL dense's discriminator),
    against random pick, majority vote and the base policy's likelihood.
@@ -13,7 +15,8 @@
    validation split, never on test); Hit@1, Hit@3 and MAP beside F1.
 6. Transfer: the reward trained on 2-4-step problems reranks and localises on the OOD split (5-6 steps).
 Seeds are pooled (questions × seeds) for every figure; `results.json`, `report.html` and a claims table follow.
-Every step runs as jobs on `workers` single-thread processes (`rairl.jobs`, `rairl.demo.runs`), longest first;
+Every step runs as jobs on `workers` processes of `threads` torch threads each, the base included (`rairl.jobs`,
+`rairl.demo.runs`), longest first, so one machine gives one result whatever its core count;
 this process only schedules them and pools what they wrote. A job whose outputs exist is read, not rerun, so a
 demo stopped at any point resumes where it was.
 """
