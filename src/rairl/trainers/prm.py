@@ -172,8 +172,9 @@ def build_prm(args: ModelArgs, seed: int = 0) -> tuple[PreTrainedModel, Any]:
     if args.lora_r > 0:
         from peft import LoraConfig, TaskType, get_peft_model
 
+        # the head is trained in full (TOKEN_CLS's modules_to_save), so LoRA must not target it too
         lora = LoraConfig(task_type=TaskType.TOKEN_CLS, r=args.lora_r, lora_alpha=args.lora_alpha,
-                          target_modules=lora_targets(args.lora_target_modules))  # fmt: skip
+                          target_modules=lora_targets(args.lora_target_modules), exclude_modules=["score"])  # fmt: skip
         model = get_peft_model(model, lora)
     n = sum(p.numel() for p in model.parameters())
     logger.info("prm backbone %s: %.2fM parameters", args.model, n / 1e6)
