@@ -187,16 +187,16 @@ def checker_rows(task, split: str, seed: int) -> list[dict]:
 @pytest.mark.slow
 def test_a_prm_on_checker_labels_beats_one_on_shuffled_labels_at_first_error_exactness(tmp_path):
     """arith, checker labels (`first_error`) on expert traces and their perturbed copies (a wrong final answer, a
-    dropped step); a 2x64 tiny PRM from scratch, 200 steps. The control trains the same model on the same traces with
+    dropped step); a 2x64 tiny PRM from scratch, 250 steps. The control trains the same model on the same traces with
     the label lists permuted among traces of equal step count. Thresholds calibrated on validation traces; the paired
     difference of exact first-error hits on the test's erroneous traces has a 95% CI above 0."""
-    task_args = dict(n_train=400, n_eval=150)
+    task_args = dict(n_train=400, n_eval=300)
     data = write_rows(tmp_path / "samples.jsonl", checker_rows(get_task(TaskArgs(**task_args)), "train", seed=0))
     hits = {}
     for shuffled in (False, True):
         out = tmp_path / f"prm-{shuffled}"
         train(PRMConfig(train_file=data, output_dir=str(out), shuffle_labels=shuffled, hidden_size=64, num_layers=2,
-                        num_heads=2, max_position_embeddings=256, max_steps=200, per_device_train_batch_size=32,
+                        num_heads=2, max_position_embeddings=256, max_steps=250, per_device_train_batch_size=32,
                         learning_rate=3e-3, threads=1, save_strategy="no", disable_tqdm=True, **task_args))  # fmt: skip
         localize(LocalizeConfig(reward_model=str(out), source="injected", split="test", perturbations="answer,drop",
                                 calibrate=True, output_dir=str(out / "loc"), **task_args))  # fmt: skip
