@@ -336,12 +336,13 @@ def test_a_prm_folder_is_served_and_answers_get_reward(tmp_path):
     data.write_text("".join(json.dumps({"prompt": p, "completions": r.split("\n"), "labels": [True, r != RESPONSES[2]]})
                             + "\n" for p, r in zip(PROMPTS, RESPONSES)))  # fmt: skip
     out = tmp_path / "prm"
+    size = dict(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=128)
     train(PRMConfig(train_file=str(data), output_dir=str(out), max_steps=2, per_device_train_batch_size=3, threads=1,
-                    hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=128, disable_tqdm=True))  # fmt: skip
+                    disable_tqdm=True, **size))  # fmt: skip
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAIRL_API_KEY": KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "rairl.cli", "serve", "--reward_model", str(out), "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    command = [sys.executable, "-m", "rairl.cli", "serve", "--reward_model", str(out), "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

@@ -1,27 +1,20 @@
 """`rairl prm` (rairl.trainers.prm): the step losses by hand, a tiny run whose folder is a reward model scoring at
-the positions it was trained on, LoRA merged on save, the command line, and a PRM on the task checker's labels
-finding first errors that one on shuffled labels does not."""
+the positions it was trained on, LoRA merged on save, the command line."""
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from flags import TINY
 
 from rairl.cli import main
-from rairl.evaluation.metrics import summarize
-from rairl.inference.localize import LocalizeConfig, localize
-from rairl.inference.sampling import verdict_row
 from rairl.reward_model import RewardModel
 from rairl.reward_settings import RewardSettings
-from rairl.rewards.perturb import perturb
 from rairl.tasks import TaskArgs, get_task
 from rairl.trainers.common import save_final
 from rairl.trainers.prm import PRMConfig, build_trainer, step_bce, step_mse, train
@@ -168,40 +161,3 @@ def test_a_tiny_budget_run_from_the_command_line(tmp_path, stepwise_file):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["command"] == "prm" and summary["steps"] == 2
     assert RewardModel.from_pretrained(out).settings.granularity == "step"
-
-
-# --- labels that mean something ------------------------------------------------------------------------------
-
-
-def checker_rows(task, split: str, seed: int) -> list[dict]:
-    """Each expert trace and one perturbed copy, labelled by the task's checker as `rairl sample` labels them."""
-    rng, rows = random.Random(seed), []
-    for ex in task.examples(split):
-        prompt = task.prompt(ex)
-        rows.append(verdict_row(task, ex, prompt, 0, ex.expert))
-        bad = perturb(ex.expert, rng, ["answer", "drop"])
-        rows.append(verdict_row(task, ex, prompt, 1, bad.response))
-    return rows
-
-
-@pytest.mark.slow
-def test_a_prm_on_checker_labels_beats_one_on_shuffled_labels_at_first_error_exactness(tmp_path):
-    """arith, checker labels (`first_error`) on expert traces and their perturbed copies (a wrong final answer, a
-    dropped step); a 2x64 tiny PRM from scratch, 250 steps. The control trains the same model on the same traces with
-    the label lists permuted among traces of equal step count. Thresholds calibrated on validation traces; the paired
-    difference of exact first-error hits on the test's erroneous traces has a 95% CI above 0."""
-    task_args = dict(n_train=400, n_eval=300)
-    data = write_rows(tmp_path / "samples.jsonl", checker_rows(get_task(TaskArgs(**task_args)), "train", seed=0))
-    hits = {}
-    for shuffled in (False, True):
-        out = tmp_path / f"prm-{shuffled}"
-        train(PRMConfig(train_file=data, output_dir=str(out), shuffle_labels=shuffled, hidden_size=64, num_layers=2,
-                        num_heads=2, max_position_embeddings=256, max_steps=250, per_device_train_batch_size=32,
-                        learning_rate=3e-3, threads=1, save_strategy="no", disable_tqdm=True, **task_args))  # fmt: skip
-        localize(LocalizeConfig(reward_model=str(out), source="injected", split="test", perturbations="answer,drop",
-                                calibrate=True, output_dir=str(out / "loc"), **task_args))  # fmt: skip
-        rows = [json.loads(line) for line in (out / "loc" / "predictions.jsonl").read_text().splitlines()]
-        hits[shuffled] = {r["id"]: float(r["predicted"] == r["label"]) for r in rows if r["label"] >= 0}
-    assert hits[True].keys() == hits[False].keys()
-    gain = summarize(np.array([hits[False][k] - hits[True][k] for k in hits[False]]))
-    assert gain["ci95"][0] > 0, gain

@@ -82,7 +82,8 @@ def test_a_label_sits_at_its_steps_last_token_and_ignored_steps_stay_ignored(tmp
     batch = StepLabelCollator(tokenizer.pad_token_id)([data[0], data[1]])
     assert batch["step_labels"].dtype.is_floating_point and batch["step_mask"].dtype == batch["step_mask"].bool().dtype
     assert not batch["step_mask"][0, step2_end] and int(batch["step_mask"][0].sum()) == 3
-    assert int(batch["step_mask"][1].sum()) == 3 and batch["step_labels"][1][batch["step_mask"][1]].tolist() == [1.0] * 3
+    mask1 = batch["step_mask"][1]
+    assert int(mask1.sum()) == 3 and batch["step_labels"][1][mask1].tolist() == [1.0] * 3
     assert not batch["step_mask"][1, len(data[1]["input_ids"]) :].any()  # padding never labelled
 
 

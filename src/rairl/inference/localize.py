@@ -126,7 +126,8 @@ def beyond_likelihood(
     steps = rows[name]["parts"]["learned"].steps
     labels = [t.label for t in traces]
     reward, likelihood = rows[name]["scored"].steps, rows["likelihood"]["scored"].steps
-    agreement = prediction_agreement(labels, rows[name]["predicted"], rows["likelihood"]["predicted"], reward, likelihood)
+    predicted = rows[name]["predicted"], rows["likelihood"]["predicted"]
+    agreement = prediction_agreement(labels, *predicted, reward, likelihood)
     fit = None
     if val is not None:
         reward_val = val_steps[name]

@@ -35,8 +35,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers import AutoModelForTokenClassification, LlamaForTokenClassification, PreTrainedModel, Trainer
-from transformers import TrainingArguments
+from transformers import (
+    AutoModelForTokenClassification,
+    LlamaForTokenClassification,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 
 from rairl.config import config_dict
 from rairl.io import write_json
@@ -47,10 +52,10 @@ from rairl.registry import Registry
 from rairl.reward_settings import SETTINGS_FILE, RewardSettings
 from rairl.rewards.granularity import check_token_tensors
 from rairl.tasks import TaskArgs, get_task
+from rairl.traces import pad_rows
 from rairl.trainers.checkpoints import AtomicCheckpoints, resolve_resume
 from rairl.trainers.common import RunArgs, finish, log_callbacks, set_threads
 from rairl.trainers.prm_data import FORMATS, encode_step_examples, read_step_examples, shuffle_labels
-from rairl.traces import pad_rows
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +99,7 @@ class PRMArgs(TaskArgs, ModelArgs):
     """What the PRM is trained on and with: the labelled files, their format, the loss."""
 
     train_file: str = field(
-        default="", metadata={"help": "comma-separated JSONL files of step-labelled traces (formats: see --data_format)"}
+        default="", metadata={"help": "comma-separated JSONL files of step-labelled traces (see --data_format)"}
     )
     data_format: str = field(
         default="auto",
@@ -106,8 +111,10 @@ class PRMArgs(TaskArgs, ModelArgs):
     )
     max_length: int | None = field(
         default=None,
-        metadata={"help": f"longest trace in tokens (prompts cut from the left); default: tiny's positions, else "
-                          f"{_DEFAULT_SEQ_LENGTH}"},  # fmt: skip
+        metadata={
+            "help": f"longest trace in tokens (prompts cut from the left); default: tiny's positions, else "
+            f"{_DEFAULT_SEQ_LENGTH}"
+        },  # fmt: skip
     )
 
     def __post_init__(self) -> None:
@@ -258,4 +265,3 @@ def train(config: PRMConfig) -> dict[str, Any]:
 
     finish(trainer, config.output_dir, {"command": "prm", "config": config_dict(config), **result}, write_settings)
     return result
-

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset, Features, Sequence as ArrowSequence, Value
+from datasets import Dataset, Features, Value
+from datasets import Sequence as ArrowSequence
 
 from rairl.evaluation.processbench import NO_ERROR, read_processbench
 from rairl.io import DataError, read_jsonl, require
@@ -106,7 +107,7 @@ def read_stepwise(path: Path, task: Task) -> list[StepExample]:
 @FORMATS.register("processbench")
 def read_processbench_labels(path: Path, task: Task) -> list[StepExample]:
     out = []
-    for n, trace in enumerate(read_processbench(path)):  # file, line and field checks of its own
+    for trace in read_processbench(path):  # file, line and field checks of its own
         if any(not step.strip() for step in trace.steps):
             raise DataError(path, None, "steps", f"trace {trace.id!r} has a blank step; every step needs text")
         first = trace.label
