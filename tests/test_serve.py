@@ -325,3 +325,39 @@ def test_graceful_shutdown(server):
     log = proc.stdout.read()
     assert "reward server stopped after" in log
     assert '"api_key": "***"' in log and KEY not in log  # the config line masks the key
+
+
+def test_a_prm_folder_is_served_and_answers_get_reward(tmp_path):
+    """A `rairl prm` folder (a token-classification model and its step settings, no ℓ_t) is a reward model like any:
+    `rairl serve` loads it and `/get_reward` gives the in-process trace scores."""
+    from rairl.trainers.prm import PRMConfig, train
+
+    data = tmp_path / "stepwise.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "completions": r.split("\n"), "labels": [True, r != RESPONSES[2]]})
+                            + "\n" for p, r in zip(PROMPTS, RESPONSES)))  # fmt: skip
+    out = tmp_path / "prm"
+    size = dict(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=128)
+    train(PRMConfig(train_file=str(data), output_dir=str(out), max_steps=2, per_device_train_batch_size=3, threads=1,
+                    disable_tqdm=True, **size))  # fmt: skip
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAIRL_API_KEY": KEY}
+    command = [sys.executable, "-m", "rairl.cli", "serve", "--reward_model", str(out), "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+            assert proc.poll() is None, proc.stdout.read()
+        info = httpx.get(url + "/info", headers={"Authorization": f"Bearer {KEY}"}).json()
+        assert info["score_form"] == "logit"
+        queries = [p + r for p, r in zip(PROMPTS, RESPONSES)]
+        body = post(url, "/get_reward", {"query": queries, "prompts": PROMPTS}).json()
+        local = RewardModel.from_pretrained(out).score(PROMPTS, RESPONSES)
+        assert body["rewards"] == pytest.approx(local.traces["mean"], abs=1e-5)
+    finally:
+        proc.kill()
+        proc.wait()

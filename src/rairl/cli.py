@@ -27,6 +27,7 @@ COMMANDS: Registry[tuple[str, str]] = Registry(
         "sft": ("rairl.commands.sft", "supervised fine-tuning on the demonstrations (TRL SFTTrainer)"),
         "grpo": ("rairl.commands.grpo", "GRPO with the task's verifier reward (TRL GRPOTrainer)"),
         "airl": ("rairl.commands.airl", "adversarial IRL: learn the reward and train the policy on it"),
+        "prm": ("rairl.commands.prm", "a process reward model trained from step labels (the labelled reference)"),
         "sample": ("rairl.commands.sample", "N samples per question, written as JSONL"),
         "score": ("rairl.commands.score", "score traces with a reward model"),
         "rerank": ("rairl.commands.rerank", "best-of-N reranking by the learned reward"),

@@ -17,7 +17,7 @@ class Config(LocalizeConfig):
 
 def run(config: Config) -> dict[str, Any]:
     report = localize(config)
-    print(format_table(report, [name for name in ("reward", "likelihood") if name in report]))
+    print(format_table(report, [name for name in ("reward", "likelihood", "reference") if name in report]))
     return report
 
 

@@ -12,7 +12,10 @@ split / file / seed (`--val_*`), never on the test traces. Metrics as ProcessBen
 (exact step), on correct traces (no flag), F1, with 95% CIs. With `--policy`, what the reward adds beyond the
 likelihood (DESIGN §2.6): `agreement` (the same predicted first error) and `residual` (does the reward tell an
 erroneous trace's first wrong step from the correct steps before it better than ℓ does, held out;
-`rairl.evaluation.residual`). Labelled traces come from `rairl.inference.labelled`
+`rairl.evaluation.residual`). With `--reference_model` (a PRM trained on step labels, `rairl prm`), a third
+scorer: the labelled reference the learned reward is read against (DESIGN §2.7), its threshold `--reference_tau`
+(calibrated as the others with `--calibrate`), and with `--policy` its own agreement and residual beyond the
+likelihood (`reference_agreement`, `reference_residual`). Labelled traces come from `rairl.inference.labelled`
 (injected | natural | file).
 """
 
@@ -37,6 +40,7 @@ from rairl.inference.likelihood import DEFAULT_LOGPROB_THRESHOLD, LikelihoodScor
 from rairl.inference.scoring import (
     DISPLAY_DIGITS,
     RewardArgs,
+    load_reference_model,
     load_reward_model,
     resolve_device,
     token_fields,
@@ -113,19 +117,20 @@ def beyond_likelihood(
     val: Benchmark | None,
     rows: dict[str, dict[str, Any]],
     val_steps: dict[str, dict[str, list[list[float]]]],
+    name: str = "reward",
 ) -> dict[str, Any]:
     """What the reward adds beyond the likelihood at localisation (DESIGN §2.6): agreement of their predictions and
     the step-level residual (`rairl.evaluation.residual.step_items`) with the reward's learned part, its models
-    fitted on the validation traces when there are some, else cross-fitted."""
-    steps = rows["reward"]["parts"]["learned"].steps
+    fitted on the validation traces when there are some, else cross-fitted. `name`: the scorer read against the
+    likelihood (the learned reward, or the labelled reference)."""
+    steps = rows[name]["parts"]["learned"].steps
     labels = [t.label for t in traces]
-    reward, likelihood = rows["reward"]["scored"].steps, rows["likelihood"]["scored"].steps
-    agreement = prediction_agreement(
-        labels, rows["reward"]["predicted"], rows["likelihood"]["predicted"], reward, likelihood
-    )
+    reward, likelihood = rows[name]["scored"].steps, rows["likelihood"]["scored"].steps
+    predicted = rows[name]["predicted"], rows["likelihood"]["predicted"]
+    agreement = prediction_agreement(labels, *predicted, reward, likelihood)
     fit = None
     if val is not None:
-        reward_val = val_steps["reward"]
+        reward_val = val_steps[name]
         fit = step_items([t.label for t in val.traces], val_steps["likelihood"]["value"], reward_val["value"],
                          reward_val["learned"])  # fmt: skip
     figures = {"agreement": agreement, "residual": residual(step_items(labels, likelihood, reward, steps), fit)}
@@ -161,6 +166,12 @@ class LocalizeConfig(TaskArgs, RewardArgs):
     val_samples: str | None = field(default=None, metadata={"help": "validation samples JSONL (source natural)"})
     val_limit: int = field(default=0, metadata={"help": "validation size, as --limit"})
     seed: int = field(default=0, metadata={"help": "perturbation / sampling seed (validation: seed + 1); bootstrap"})
+    reference_model: str | None = field(
+        default=None, metadata={"help": "a labelled reference reward (a `rairl prm` folder), scored beside the others"}
+    )
+    reference_tau: float = field(
+        default=0.0, metadata={"help": "the reference's threshold τ (0: σ(s) = 1/2); ignored with --calibrate"}
+    )
     output_dir: str = field(default="runs/localize", metadata={"help": "folder for metrics.json and predictions.jsonl"})
 
     def __post_init__(self) -> None:
@@ -228,7 +239,9 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
     scorers = {"reward": (reward_model, config.tau)}
     if config.policy:
         scorers["likelihood"] = (policy(), config.logprob_threshold)
-    else:
+    if config.reference_model:
+        scorers["reference"] = (load_reference_model(config.reference_model, config, task), config.reference_tau)
+    if not config.policy:
         logger.info("no --policy: the base-policy likelihood baseline is skipped")
 
     labels = [t.label for t in test.traces]
@@ -259,6 +272,10 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
     if config.policy:
         results.update(beyond_likelihood(test.traces, val, rows, val_steps))
         logger.info("localisation beyond the likelihood: %s", results["residual"]["summary"])
+        if "reference" in rows:
+            ref = beyond_likelihood(test.traces, val, rows, val_steps, name="reference")
+            results.update(reference_agreement=ref["agreement"], reference_residual=ref["residual"])
+            logger.info("the reference beyond the likelihood: %s", ref["residual"]["summary"])
 
     report = {
         "source": config.source,
@@ -286,6 +303,11 @@ def localize(config: LocalizeConfig) -> dict[str, Any]:
                 likelihood_predicted=rows["likelihood"]["predicted"][i],
                 likelihood_step_scores=rows["likelihood"]["scored"].steps[i],
                 learned_step_scores=rows["reward"]["parts"]["learned"].steps[i],
+            )
+        if "reference" in rows:
+            row.update(
+                reference_predicted=rows["reference"]["predicted"][i],
+                reference_step_scores=rows["reference"]["scored"].steps[i],
             )
         if t.meta.get("perturbation") is not None:
             row["perturbation"] = t.meta["perturbation"]

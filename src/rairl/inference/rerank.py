@@ -10,7 +10,10 @@ learned part alone (`learned/<agg>`, f_t − ℓ_t), and per reward aggregation 
 the pick agreement, rank correlation and residual (`agreement`, `residual` in the metrics; the residual's models
 fitted on `--fit_samples`, validation samples, else cross-fitted over the questions). Writes
 `metrics.json` and `scored.jsonl` (every sample with its trace and step scores, the methods that pick it, and the
-reward's `tokens`/`token_rewards` as `rairl score` writes them, rounded for display) to `output_dir`.
+reward's `tokens`/`token_rewards` as `rairl score` writes them, rounded for display) to `output_dir`. With
+`--reference_model` (a PRM trained on step labels, `rairl prm`), the labelled reference is one more scorer
+(`reference/<agg>`), read against the same likelihood in `agreement` and `residual` (its gain over the likelihood;
+DESIGN §2.7), so the learned reward is read between the two.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from rairl.evaluation.selection import group_by_question, normalise_answer, pick
 from rairl.inference.scoring import (
     DISPLAY_DIGITS,
     RewardArgs,
+    load_reference_model,
     load_reward_model,
     resolve_device,
     score_rows,
@@ -90,6 +94,9 @@ class RerankConfig(TaskArgs, RewardArgs):
             "cross-fitted over two folds of --samples' questions (needs --policy)"
         },
     )
+    reference_model: str | None = field(
+        default=None, metadata={"help": "a labelled reference reward (a `rairl prm` folder), scored beside the others"}
+    )
     k: str = field(default="", metadata={"help": "comma-separated k for pass@k (default: 1, 2, 4, ... N)"})
     seed: int = field(default=0, metadata={"help": "seed of the bootstrap intervals"})
     output_dir: str = field(default="runs/rerank", metadata={"help": "folder for metrics.json and scored.jsonl"})
@@ -110,10 +117,11 @@ def score_samples(
     likelihood: LikelihoodScorer | None,
     path: str,
     read: tuple[list[dict[str, Any]], list[int]] | None = None,
+    reference: RewardModel | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], TraceScores]:
     """Rows of a samples file (`read`: its rows and line numbers, when already read) and their trace scores:
-    `reward/<agg>`, and with a likelihood scorer `likelihood/<agg>` and the reward's learned part `learned/<agg>`;
-    the reward's `TraceScores` too (token and step views)."""
+    `reward/<agg>`, with a likelihood scorer `likelihood/<agg>` and the reward's learned part `learned/<agg>`, with a
+    reference `reference/<agg>`; the reward's `TraceScores` too (token and step views)."""
     rows, lines = read or read_samples(path)
     prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
     names = config.aggregate_names
@@ -124,6 +132,9 @@ def score_samples(
         ll = score_rows(likelihood.score, prompts, responses, lines, path, aggregates=LIKELIHOOD_AGGREGATES)
         scores.update({f"likelihood/{name}": np.asarray(v) for name, v in ll.traces.items()})
         scores.update({f"learned/{name}": np.asarray(v) for name, v in parts["learned"].traces.items()})
+    if reference is not None:
+        ref = score_rows(reference.score, prompts, responses, lines, path, aggregates=names)
+        scores.update({f"reference/{name}": np.asarray(v) for name, v in ref.traces.items()})
     return rows, scores, rm
 
 
@@ -131,9 +142,10 @@ def beyond_likelihood_figures(
     rows: list[dict[str, Any]], scores: dict[str, np.ndarray], fit: tuple[list[dict], dict] | None
 ) -> dict[str, dict[str, Any]]:
     """`{"agreement": {reward/<agg>: ...}, "residual": {reward/<agg>: ...}}` (`rairl.evaluation.residual`), each
-    reward aggregation against its paired likelihood; the residual fitted on `fit` (validation) when given."""
+    reward (and reference) aggregation against its paired likelihood; the residual fitted on `fit` (validation) when
+    given."""
     out: dict[str, dict[str, Any]] = {"agreement": {}, "residual": {}}
-    for name in [n for n in scores if n.startswith("reward/")]:
+    for name in [n for n in scores if n.startswith(("reward/", "reference/"))]:
         figures = beyond_likelihood(as_scored(rows, scores, name), as_scored(*fit, name) if fit else None)
         versus = paired_likelihood(name, list(scores))
         out["agreement"][name] = {"versus": versus, **figures["agreement"]}
@@ -163,7 +175,8 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
         )
     else:
         logger.info("no --policy: the base-policy likelihood baseline is skipped")
-    rows, scores, rm = score_samples(config, reward_model, likelihood, config.samples, (rows, lines))
+    reference = load_reference_model(config.reference_model, config, task) if config.reference_model else None
+    rows, scores, rm = score_samples(config, reward_model, likelihood, config.samples, (rows, lines), reference)
 
     correct = np.array([r["correct"] for r in rows], dtype=bool)
     answers = [normalise_answer(r.get("answer")) for r in rows]
@@ -175,7 +188,9 @@ def rerank(config: RerankConfig) -> dict[str, Any]:
         "config": config_dict(config),
     }
     if likelihood is not None:
-        fit = score_samples(config, reward_model, likelihood, config.fit_samples)[:2] if config.fit_samples else None
+        fit = None
+        if config.fit_samples:
+            fit = score_samples(config, reward_model, likelihood, config.fit_samples, reference=reference)[:2]
         report.update(beyond_likelihood_figures(rows, scores, fit))
         for name, entry in report["residual"].items():
             logger.info("%s: %s", name, entry["summary"])

@@ -107,6 +107,16 @@ def load_reward_model(args: RewardArgs, task: Task) -> RewardModel:
     return model.to(resolve_device(args.device))
 
 
+def load_reference_model(path: str, args: RewardArgs, task: Task) -> RewardModel:
+    """A labelled reference reward (a PRM folder, `rairl prm`) with its own saved settings (the learned reward's
+    overrides do not apply to it), the task's step splitter, on `args.device`."""
+    model = RewardModel.from_pretrained(path, step_spans=task.step_spans, batch_size=args.batch_size)
+    if model.max_length is None:
+        positions = getattr(model.discriminator.config, "max_position_embeddings", None)
+        model.settings = model.settings.override(max_length=positions)
+    return model.to(resolve_device(args.device))
+
+
 def read_traces(path: str | os.PathLike, task: Task) -> list[tuple[int, dict[str, Any], str]]:
     """`(line, row, prompt)` per trace: the row's `prompt`, or the task's prompt for its `question`."""
     traces = []
