@@ -20,15 +20,24 @@ class DemoConfig:
     task: str = field(default="arith", metadata={"help": "a generated task: arith or countdown_gen"})
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
     fast: bool = field(default=False, metadata={"help": "a ~2-minute smoke run: same outputs, weaker figures"})
-    base_steps: int = field(default=1000, metadata={"help": "warm-start SFT steps of the base policy"})
-    base_fraction: float = field(default=0.2, metadata={"help": "fraction of the demonstrations the base sees"})
+    base_steps: int = field(default=2000, metadata={"help": "most warm-start SFT steps of the base policy"})
+    base_fraction: float = field(default=1.0, metadata={"help": "fraction of the demonstrations the base sees"})
     base_schedule_cycles: float = field(
         default=0.3785,
         metadata={
-            "help": "cosine cycles of the base's learning rate (0.5: annealed to 0; 0.3785: ends at 14%% of its "
-            "peak, as step 1000 of a 1300-step run)"
+            "help": "cosine cycles of the base's learning rate over base_steps (0.5: annealed to 0; 0.3785: ends at "
+            "14%% of its peak)"
         },
     )
+    base_stop_at: float = field(
+        default=0.6,
+        metadata={
+            "help": "the base stops at the first check (every base_validation_every steps) whose greedy validation "
+            "accuracy reaches this: every seed and thread count lands at the same accuracy, with room left for RL "
+            "(0: train all base_steps; benchmarks/base_spread.py)"
+        },
+    )
+    base_validation_every: int = field(default=100, metadata={"help": "steps between the base's validation checks"})
     policy_steps: int = field(default=30, metadata={"help": "policy optimizer steps of the RL methods"})
     sft_steps: int = field(
         default=120,
@@ -71,6 +80,7 @@ class DemoConfig:
             # Same pipeline and outputs, about two minutes on 2 cores; figures are weak by design.
             self.seeds = "0,1" if self.seeds == "0,1,2" else self.seeds
             self.base_steps, self.policy_steps, self.sft_steps, self.disc_warmup_steps = 60, 3, 3, 2
+            self.base_fraction, self.base_validation_every = 0.2, 20
             self.n_eval, self.n_samples, self.num_generations, self.prompts_per_step = 16, 4, 4, 4
             self.hidden_size, self.num_layers = 64, 2
         if self.task not in GENERATED:
@@ -85,6 +95,9 @@ class DemoConfig:
             raise ValueError(f"validation_points must be at least 1, got {self.validation_points}")
         if self.rl_micro_batch < 1:
             raise ValueError(f"rl_micro_batch must be at least 1, got {self.rl_micro_batch}")
+        if not 0 <= self.base_stop_at <= 1 or self.base_validation_every < 1:
+            raise ValueError(f"base_stop_at must be in [0, 1] and base_validation_every >= 1, got {self.base_stop_at}, "
+                             f"{self.base_validation_every}")  # fmt: skip
         if not 0 < self.base_schedule_cycles <= 0.5:
             raise ValueError(
                 f"base_schedule_cycles must be in (0, 0.5] (0.5 anneals to 0), got {self.base_schedule_cycles}"

@@ -30,7 +30,8 @@ def task_args(config: DemoConfig, n_train: int | None = None) -> TaskArgs:
 
 
 def base_config(config: DemoConfig, output_dir: str, seed: int = 0, **overrides: Any) -> sft.Config:
-    """The base policy's SFT run: `base_steps` steps on `base_fraction` of the demonstrations, at `config.threads`
+    """The base policy's SFT run: at most `base_steps` steps on `base_fraction` of the demonstrations, stopped at the
+    first validation check that reaches `base_stop_at` (that step is the base), at `config.threads`
     torch threads (fixed, so one machine gives one base whatever its core count); `overrides` are SFT options
     (`benchmarks/base_spread.py` saves checkpoints)."""
     n_train = max(1, int(TaskArgs().n_train * config.base_fraction))
@@ -41,7 +42,9 @@ def base_config(config: DemoConfig, output_dir: str, seed: int = 0, **overrides:
         num_layers=config.num_layers,
         output_dir=output_dir,
         max_steps=config.base_steps,
-        warmup_steps=0.065,  # as a 1300-step run's 5%: with `base_schedule_cycles`, its first 1000 steps
+        warmup_steps=0.065,
+        validation_every=config.base_validation_every if config.base_stop_at else 0,
+        validation_stop_at=config.base_stop_at,
         lr_scheduler_kwargs={"num_cycles": config.base_schedule_cycles},
         report_to="none",
         save_steps=10**9,

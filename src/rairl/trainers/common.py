@@ -62,6 +62,13 @@ class RunArgs(Options):
             "the final model (as load_best_model_at_end; 0: off, the last step is final)"
         },
     )
+    validation_stop_at: float = field(
+        default=0.0,
+        metadata={
+            "help": "with --validation_every: stop once greedy validation accuracy reaches this, that step the final "
+            "model (a base that lands where verifier RL still has room, whatever its seed; 0: off)"
+        },
+    )
     # TRL defaults changed (TRL's in the help):
     seed: int = field(
         default=0, metadata={"help": "seed of model initialisation, data order, dropout and sampling (TRL: 42)"}
@@ -86,6 +93,9 @@ class RunArgs(Options):
             raise ValueError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         if self.validation_every < 0:
             raise ValueError(f"validation_every must be >= 0 (0: off), got {self.validation_every}")
+        if not 0 <= self.validation_stop_at <= 1 or (self.validation_stop_at and not self.validation_every):
+            raise ValueError(f"validation_stop_at must be in [0, 1] and needs --validation_every, got "
+                             f"{self.validation_stop_at} with validation_every {self.validation_every}")  # fmt: skip
         if self.data_seed is None:
             self.data_seed = self.seed
         if not torch.cuda.is_available():

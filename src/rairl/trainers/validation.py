@@ -2,7 +2,8 @@
 
 Every `every` updates the policy answers the validation questions greedily; the accuracy is logged (`eval/greedy_
 accuracy` in `log.jsonl`) and the weights of the best step so far are kept in `output_dir/best/` (a tie keeps the
-earlier step: fewer updates for the same accuracy). When training ends the best weights are loaded back into the
+earlier step: fewer updates for the same accuracy); with a stop accuracy, training ends at the first step that
+reaches it (a stopping rule on validation). When training ends the best weights are loaded back into the
 model, so the run's final save is its best checkpoint on validation, never on test. Greedy decoding draws no random
 numbers, so a run with this callback follows the same trajectory as one without it.
 
@@ -51,10 +52,11 @@ class BestOnValidation(TrainerCallback):
     """Greedy validation accuracy every `every` updates and at the last; the best step's weights kept and restored
     at the end (see the module docstring). Resumes from what an interrupted run recorded."""
 
-    def __init__(self, task: Task, tokenizer, examples: Sequence[Example], every: int) -> None:
+    def __init__(self, task: Task, tokenizer, examples: Sequence[Example], every: int, stop_at: float = 0.0) -> None:
         if every < 1:
             raise ValueError(f"validation every {every} updates: give at least 1")
         self.task, self.tokenizer, self.examples, self.every = task, tokenizer, list(examples), every
+        self.stop_at = stop_at  # stop once the accuracy reaches it (0: never); that step is then the best
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
@@ -63,6 +65,9 @@ class BestOnValidation(TrainerCallback):
         best = read_best(args.output_dir) or {"step": None, "accuracy": -1.0, "curve": []}
         if any(point["step"] == step for point in best["curve"]):
             return  # evaluated before an interruption
+        if self.stop_at and best["accuracy"] >= self.stop_at:
+            control.should_training_stop = True  # reached before an interruption
+            return
         accuracy = greedy_accuracy(model, self.tokenizer, self.task, self.examples)
         best["curve"].append({"step": step, "accuracy": accuracy})
         folder = Path(args.output_dir, BEST_DIR)
@@ -76,6 +81,11 @@ class BestOnValidation(TrainerCallback):
         state.log_history.append({"step": step, "eval/greedy_accuracy": accuracy})
         with Path(args.output_dir, LOG_FILE).open("a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "eval/greedy_accuracy": accuracy}) + "\n")
+        if self.stop_at and accuracy >= self.stop_at:
+            logger.info(
+                "validation accuracy %.3f reached %.3f at step %d: training stops", accuracy, self.stop_at, step
+            )
+            control.should_training_stop = True
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         best = read_best(args.output_dir)
@@ -89,4 +99,5 @@ def validation_callbacks(config: Any, task: Task, tokenizer) -> list[TrainerCall
     """`[BestOnValidation]` on the task's validation split when `config.validation_every` is set, else none."""
     if not config.validation_every:
         return []
-    return [BestOnValidation(task, tokenizer, task.examples("validation"), config.validation_every)]
+    examples = task.examples("validation")
+    return [BestOnValidation(task, tokenizer, examples, config.validation_every, config.validation_stop_at)]
